@@ -1,0 +1,1 @@
+"""candela_preprocess."""

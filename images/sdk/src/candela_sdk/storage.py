@@ -1,0 +1,298 @@
+"""Storage URIs behind one small interface: ``file://`` (or a plain path) and ``s3://``.
+
+Writes are atomic for readers: a local output is written to a temporary name in the same folder
+and renamed; an S3 output is uploaded under a temporary key and copied to its final key, so a
+reader never sees a half-written object. Reads of rasters go through GDAL's ``/vsis3/`` with the
+same endpoint and credentials (see :func:`gdal_path` and :func:`rasterio_env`).
+
+S3 settings come from the environment: ``CANDELA_S3_ENDPOINT_URL``, ``CANDELA_S3_ACCESS_KEY_ID``,
+``CANDELA_S3_SECRET_ACCESS_KEY``, ``CANDELA_S3_REGION`` (default ``us-east-1``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from candela_sdk.errors import InputError, OutputError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Location:
+    scheme: str  # "file" or "s3"
+    bucket: str  # "" for file
+    path: str  # absolute local path, or the S3 key
+
+    @property
+    def uri(self) -> str:
+        if self.scheme == "file":
+            return Path(self.path).as_uri()
+        return f"s3://{self.bucket}/{self.path}"
+
+    def join(self, *parts: str) -> Location:
+        if self.scheme == "file":
+            return Location("file", "", str(Path(self.path, *parts)))
+        key = "/".join([self.path.rstrip("/"), *[p.strip("/") for p in parts]]).lstrip("/")
+        return Location("s3", self.bucket, key)
+
+    @property
+    def name(self) -> str:
+        return self.path.rstrip("/").rsplit("/", 1)[-1]
+
+
+def parse(uri: str | os.PathLike[str]) -> Location:
+    """``file:///a/b``, ``/a/b``, ``a/b`` (relative to the working folder) or ``s3://bucket/key``."""
+    text = os.fspath(uri)
+    if text.startswith("s3://"):
+        u = urlparse(text)
+        if not u.netloc:
+            raise InputError(f"S3 URI without a bucket: {text}")
+        return Location("s3", u.netloc, u.path.lstrip("/"))
+    if text.startswith("file://"):
+        u = urlparse(text)
+        return Location("file", "", unquote(u.path))
+    if "://" in text:
+        raise InputError(f"unsupported URI scheme (use file:// or s3://): {text}")
+    return Location("file", "", str(Path(text).absolute()))
+
+
+def to_uri(uri: str | os.PathLike[str]) -> str:
+    return parse(uri).uri
+
+
+# --- S3 ------------------------------------------------------------------------------------
+
+
+def s3_settings() -> dict[str, str | None]:
+    return {
+        "endpoint_url": os.environ.get("CANDELA_S3_ENDPOINT_URL") or None,
+        "aws_access_key_id": os.environ.get("CANDELA_S3_ACCESS_KEY_ID") or None,
+        "aws_secret_access_key": os.environ.get("CANDELA_S3_SECRET_ACCESS_KEY") or None,
+        "region_name": os.environ.get("CANDELA_S3_REGION") or "us-east-1",
+    }
+
+
+def s3_client() -> Any:
+    import boto3
+    from botocore.config import Config
+
+    cfg = s3_settings()
+    return boto3.client(
+        "s3",
+        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 5, "mode": "standard"}),
+        **{k: v for k, v in cfg.items() if v is not None},
+    )
+
+
+def gdal_path(uri: str | os.PathLike[str]) -> str:
+    """What rasterio/GDAL opens for ``uri``: a local path or ``/vsis3/bucket/key``."""
+    loc = parse(uri)
+    if loc.scheme == "file":
+        return loc.path
+    return f"/vsis3/{loc.bucket}/{loc.path}"
+
+
+def gdal_s3_options() -> dict[str, str]:
+    cfg = s3_settings()
+    opts: dict[str, str] = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
+    if cfg["endpoint_url"]:
+        u = urlparse(cfg["endpoint_url"])
+        opts["AWS_S3_ENDPOINT"] = u.netloc
+        opts["AWS_HTTPS"] = "YES" if u.scheme == "https" else "NO"
+        opts["AWS_VIRTUAL_HOSTING"] = "FALSE"
+    if cfg["aws_access_key_id"]:
+        opts["AWS_ACCESS_KEY_ID"] = cfg["aws_access_key_id"]
+        opts["AWS_SECRET_ACCESS_KEY"] = cfg["aws_secret_access_key"] or ""
+    opts["AWS_REGION"] = cfg["region_name"] or "us-east-1"
+    return opts
+
+
+def rasterio_env(**extra: Any) -> Any:
+    """A ``rasterio.Env`` configured for S3 reads with the platform's settings."""
+    import rasterio
+
+    return rasterio.Env(**gdal_s3_options(), **extra)
+
+
+# --- reading -------------------------------------------------------------------------------
+
+
+def exists(uri: str | os.PathLike[str]) -> bool:
+    loc = parse(uri)
+    if loc.scheme == "file":
+        return Path(loc.path).exists()
+    from botocore.exceptions import ClientError
+
+    try:
+        s3_client().head_object(Bucket=loc.bucket, Key=loc.path)
+        return True
+    except ClientError:
+        # a "folder" (prefix) exists when it has at least one object
+        resp = s3_client().list_objects_v2(
+            Bucket=loc.bucket, Prefix=loc.path.rstrip("/") + "/", MaxKeys=1
+        )
+        return bool(resp.get("KeyCount"))
+
+
+def read_bytes(uri: str | os.PathLike[str]) -> bytes:
+    loc = parse(uri)
+    if loc.scheme == "file":
+        try:
+            return Path(loc.path).read_bytes()
+        except FileNotFoundError:
+            raise InputError(f"no such file: {loc.uri}") from None
+    from botocore.exceptions import ClientError
+
+    try:
+        return s3_client().get_object(Bucket=loc.bucket, Key=loc.path)["Body"].read()
+    except ClientError as exc:
+        raise InputError(f"cannot read {loc.uri}: {exc}") from None
+
+
+def read_text(uri: str | os.PathLike[str]) -> str:
+    return read_bytes(uri).decode()
+
+
+def list_names(uri: str | os.PathLike[str]) -> list[str]:
+    """Names directly below a folder (local) or prefix (S3)."""
+    loc = parse(uri)
+    if loc.scheme == "file":
+        p = Path(loc.path)
+        if not p.is_dir():
+            raise InputError(f"not a folder: {loc.uri}")
+        return sorted(x.name for x in p.iterdir())
+    prefix = loc.path.rstrip("/") + "/"
+    names: set[str] = set()
+    paginator = s3_client().get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=loc.bucket, Prefix=prefix, Delimiter="/"):
+        for obj in page.get("Contents", []):
+            names.add(obj["Key"][len(prefix) :])
+        for cp in page.get("CommonPrefixes", []):
+            names.add(cp["Prefix"][len(prefix) :].rstrip("/"))
+    return sorted(names)
+
+
+# --- writing -------------------------------------------------------------------------------
+
+
+def _check_local_target(path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the output folder {path.parent}: {exc.strerror}") from None
+    if not os.access(path.parent, os.W_OK):
+        raise OutputError(f"output folder is not writable: {path.parent}")
+
+
+@contextlib.contextmanager
+def writing(uri: str | os.PathLike[str], suffix: str = "") -> Iterator[Path]:
+    """Yield a local temporary path; publish it atomically to ``uri`` when the block succeeds.
+
+    On any exception the temporary file is removed and nothing appears at ``uri``.
+    """
+    loc = parse(uri)
+    if loc.scheme == "file":
+        final = Path(loc.path)
+        _check_local_target(final)
+        tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.tmp{suffix}")
+        try:
+            yield tmp
+            if not tmp.exists():
+                raise OutputError(f"nothing was written for {loc.uri}")
+            os.replace(tmp, final)
+        except OSError as exc:
+            raise OutputError(f"cannot write {loc.uri}: {exc.strerror or exc}") from None
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        return
+    tmpdir = Path(tempfile.mkdtemp(prefix="candela-out-"))
+    tmp = tmpdir / (loc.name or "object")
+    try:
+        yield tmp
+        upload_file(tmp, loc.uri)
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def upload_file(local: Path, uri: str) -> None:
+    """Upload under a temporary key, then copy to the final key and delete the temporary one."""
+    loc = parse(uri)
+    if loc.scheme == "file":
+        with writing(uri) as tmp:
+            shutil.copyfile(local, tmp)
+        return
+    from boto3.s3.transfer import TransferConfig
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    client = s3_client()
+    tmp_key = f"{loc.path}.{uuid.uuid4().hex[:8]}.uploading"
+    try:
+        client.upload_file(
+            str(local),
+            loc.bucket,
+            tmp_key,
+            Config=TransferConfig(multipart_threshold=64 * 1024 * 1024),
+            ExtraArgs={"ChecksumAlgorithm": "SHA256"},
+        )
+        client.copy_object(
+            Bucket=loc.bucket, Key=loc.path, CopySource={"Bucket": loc.bucket, "Key": tmp_key}
+        )
+    except (ClientError, BotoCoreError) as exc:
+        raise OutputError(f"cannot write {loc.uri}: {exc}") from None
+    finally:
+        with contextlib.suppress(Exception):
+            client.delete_object(Bucket=loc.bucket, Key=tmp_key)
+    log.info("uploaded %s (%d bytes)", loc.uri, local.stat().st_size)
+
+
+def write_bytes(uri: str | os.PathLike[str], data: bytes) -> str:
+    with writing(uri) as tmp:
+        tmp.write_bytes(data)
+    return to_uri(uri)
+
+
+def write_text(uri: str | os.PathLike[str], text: str) -> str:
+    return write_bytes(uri, text.encode())
+
+
+@contextlib.contextmanager
+def writing_folder(uri: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a local staging folder; on success its files replace those at ``uri``.
+
+    For a local target the staging folder sits beside the target and each file is renamed into
+    place only after every file was written; on failure the staging folder is removed.
+    """
+    loc = parse(uri)
+    if loc.scheme == "file":
+        final = Path(loc.path)
+        _check_local_target(final / "x")
+        stage = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    else:
+        stage = Path(tempfile.mkdtemp(prefix="candela-out-"))
+    try:
+        yield stage
+        files = sorted(p for p in stage.rglob("*") if p.is_file())
+        for f in files:
+            rel = f.relative_to(stage).as_posix()
+            if loc.scheme == "file":
+                dst = final / rel
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(f, dst)
+            else:
+                upload_file(f, loc.join(rel).uri)
+    except OSError as exc:
+        raise OutputError(f"cannot write {loc.uri}: {exc.strerror or exc}") from None
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
