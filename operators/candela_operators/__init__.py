@@ -1,0 +1,30 @@
+"""Airflow operators of Candela: one step operator, two runners.
+
+A pipeline step names a processing service and its arguments. The command line is built once,
+from the service's declaration (``candela_sdk.contract.Service.argv_for``); the runner decides
+where it runs:
+
+* ``local`` (:class:`LocalStepOperator`): a subprocess on the Airflow worker;
+* ``kubernetes`` (:class:`KubernetesStepOperator`): a pod running the service's image.
+
+``CANDELA_RUNNER`` picks the runner when the DAG file is parsed (see :func:`step_operator_class`).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+
+def step_operator_class(runner: str | None = None) -> Any:
+    """The operator class for ``runner`` (default: the ``CANDELA_RUNNER`` setting, ``local``)."""
+    runner = runner or os.environ.get("CANDELA_RUNNER", "local")
+    if runner == "local":
+        from candela_operators.local import LocalStepOperator
+
+        return LocalStepOperator
+    if runner == "kubernetes":
+        from candela_operators.kubernetes import KubernetesStepOperator
+
+        return KubernetesStepOperator
+    raise ValueError(f"CANDELA_RUNNER must be 'local' or 'kubernetes', not {runner!r}")

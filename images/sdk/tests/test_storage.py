@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rasterio.transform import from_origin
+
+from candela_sdk import storage
+from candela_sdk.cog import CogSpec, is_cog, write_cog
+from candela_sdk.errors import InputError, OutputError
+
+
+def test_parse_uris(tmp_path: Path) -> None:
+    assert storage.parse("s3://eodata/Sentinel-2/x.SAFE").bucket == "eodata"
+    assert storage.parse(f"file://{tmp_path}/a b").path == f"{tmp_path}/a b"
+    assert storage.parse("rel/x").path == str(Path("rel/x").absolute())
+    with pytest.raises(InputError):
+        storage.parse("ftp://host/x")
+
+
+def test_failed_write_leaves_nothing(tmp_path: Path) -> None:
+    target = tmp_path / "out" / "x.json"
+    with pytest.raises(RuntimeError), storage.writing(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("boom")
+    assert not target.exists()
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_writing_folder_is_all_or_nothing(tmp_path: Path) -> None:
+    target = tmp_path / "result"
+    with pytest.raises(RuntimeError), storage.writing_folder(target) as stage:
+        (stage / "a.txt").write_text("a")
+        raise RuntimeError("boom")
+    assert not target.exists() or not any(target.iterdir())
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    with storage.writing_folder(target) as stage:
+        (stage / "a.txt").write_text("a")
+        (stage / "sub").mkdir()
+        (stage / "sub" / "b.txt").write_text("b")
+    assert (target / "a.txt").read_text() == "a"
+    assert (target / "sub" / "b.txt").read_text() == "b"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
+def test_read_only_output(tmp_path: Path) -> None:
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    with pytest.raises(OutputError):
+        storage.write_text(ro / "x.txt", "x")
+
+
+def test_cog_written_with_overviews_and_band_names(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    data = rng.integers(1, 5000, size=(2, 1300, 1100), dtype=np.uint16)
+    spec = CogSpec(
+        width=1100,
+        height=1300,
+        count=2,
+        dtype="uint16",
+        crs="EPSG:32630",
+        transform=from_origin(600000, 5000000, 10, 10),
+        nodata=0,
+        band_names=["B02", "B03"],
+    )
+    out = tmp_path / "x.tif"
+    write_cog(out, data, spec)
+    ok, errors = is_cog(out)
+    assert ok, errors
+    import rasterio
+
+    with rasterio.open(out) as ds:
+        assert ds.descriptions == ("B02", "B03")
+        assert (ds.read() == data).all()
+
+
+def test_unwritable_output_location(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(OutputError, match="cannot create the output folder"):
+        storage.write_text(blocker / "x.json", "x")

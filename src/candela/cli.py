@@ -1,0 +1,382 @@
+"""The ``candela`` command: run the embedded platform, trigger and follow pipelines."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from candela.settings import Settings, get_settings
+
+app = typer.Typer(
+    help="Candela: Earth-observation analytics on Copernicus data, orchestrated by Airflow.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+catalog_app = typer.Typer(help="The local catalogue of products.", no_args_is_help=True)
+app.add_typer(catalog_app, name="catalog")
+
+console = Console()
+err = Console(stderr=True)
+
+REPO = Path(__file__).resolve().parents[2]
+DEMO_SAMPLE = REPO / "data" / "oscd" / "bordeaux"
+DEMO_DAG = "s2_change_detection"
+DEMO_CONF: dict[str, Any] = {
+    "collection": "sentinel-2-l1c",
+    "bbox": [-0.68, 44.83, -0.56, 44.93],
+    "start": "2016-01-01",
+    "end": "2017-12-31",
+    "tile": "T30TXQ",
+    "model": "cva",
+    "threshold": "auto",
+}
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _settings(port: int | None = None) -> Settings:
+    """Settings, with the port of the running platform unless one is given."""
+    from candela import embedded
+
+    s = get_settings()
+    if port is None:
+        port = embedded.recorded_port(s)
+    if port is not None:
+        s = s.model_copy(update={"port": port})
+    return s
+
+
+# --- platform -------------------------------------------------------------------------------
+
+
+@app.command()
+def up(
+    port: Annotated[
+        int | None, typer.Option(help="port of the Airflow UI / API (loopback; default 8080)")
+    ] = None,
+) -> None:
+    """Start the embedded platform (PostgreSQL + Airflow) in the background."""
+    from candela import embedded
+
+    s = _settings(port)
+    started = time.monotonic()
+    try:
+        with console.status("starting Candela…") as st:
+            res = embedded.up(s, progress=lambda m: st.update(m + "…"))
+    except embedded.PlatformError as exc:
+        raise fail(str(exc)) from None
+    s = res["settings"]
+    if res["already_running"]:
+        console.print(f"Candela is already running under {s.home_abs}")
+        _print_status(s)
+    else:
+        console.print(f"Candela is up ({time.monotonic() - started:.0f} s).")
+    _print_login(s)
+
+
+def _print_login(s: Settings) -> None:
+    from candela import embedded
+
+    console.print(f"  Airflow UI: {s.api_url}")
+    try:
+        console.print(f"  login: {s.airflow_username} / {embedded.admin_password(s)}")
+    except embedded.PlatformError:
+        pass
+    console.print(f"  home:  {s.home_abs}  (logs in {s.log_dir})")
+
+
+@app.command()
+def down() -> None:
+    """Stop every process `candela up` started."""
+    from candela import embedded
+
+    s = _settings()
+    with console.status("stopping Candela…") as st:
+        stopped = embedded.down(s, progress=lambda m: st.update(m + "…"))
+    if stopped:
+        console.print("stopped: " + ", ".join(stopped))
+    else:
+        console.print(f"Candela is not running under {s.home_abs}; nothing to stop.")
+
+
+@app.command()
+def status(
+    port: Annotated[int | None, typer.Option(help="port of the Airflow API")] = None,
+) -> None:
+    """Show each component's health."""
+    from candela import embedded
+
+    s = _settings(port)
+    states = _print_status(s)
+    if not all(x.running for x in states):
+        raise typer.Exit(1)
+    del embedded
+
+
+def _print_status(s: Settings) -> list[Any]:
+    from candela import embedded
+
+    states = embedded.status(s)
+    t = Table("component", "pid", "state")
+    for x in states:
+        colour = "green" if x.running else "red"
+        t.add_row(x.name, str(x.pid or "-"), f"[{colour}]{x.detail}[/{colour}]")
+    console.print(t)
+    return states
+
+
+# --- services and catalogue -----------------------------------------------------------------
+
+
+@app.command()
+def services(as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
+    """The catalogue of processing services, with their parameters."""
+    from candela.services import catalogue
+
+    cat = catalogue()
+    if as_json:
+        print(json.dumps(cat, indent=2))
+        return
+    for svc in cat:
+        console.print(f"[bold]{svc['name']}[/bold]  ({' '.join(svc['command'])})")
+        console.print(f"  {svc['summary']}")
+        props = svc["parameters"].get("properties", {})
+        required = set(svc["parameters"].get("required", []))
+        for name, spec in props.items():
+            flag = "--" + name.replace("_", "-")
+            mark = " (required)" if name in required else ""
+            console.print(f"    {flag}{mark}: {spec.get('description', '')}", highlight=False)
+
+
+@catalog_app.command("add")
+def catalog_add(
+    paths: Annotated[list[Path], typer.Argument(help="product folders, zips or STAC files")],
+) -> None:
+    """Register products in the local catalogue (idempotent)."""
+    from candela import embedded
+
+    s = _settings()
+    try:
+        dsn = embedded.platform_dsn(s)
+    except embedded.PlatformError as exc:
+        raise fail(str(exc)) from None
+    added, updated, skipped = register_products(dsn, paths)
+    console.print(f"catalogue: {added} added, {updated} updated, {len(skipped)} skipped")
+    for sk in skipped:
+        console.print(f"  skipped {sk.path}: {sk.reason}", highlight=False)
+    if not added and not updated:
+        raise typer.Exit(1)
+
+
+def register_products(dsn: str, paths: list[Path]) -> tuple[int, int, list[Any]]:
+    from candela_search import catalog, ingest
+
+    records: list[Any] = []
+    skipped: list[Any] = []
+    for p in paths:
+        if not p.exists():
+            skipped.append(ingest.Skipped(str(p), "no such file or folder"))
+            continue
+        found = ingest.recognise(p)
+        records += found.records
+        skipped += found.skipped
+    added, updated = catalog.add(dsn, records) if records else (0, 0)
+    return added, updated, skipped
+
+
+@catalog_app.command("list")
+def catalog_list() -> None:
+    """List the products in the local catalogue."""
+    import psycopg
+
+    from candela import embedded
+
+    try:
+        dsn = embedded.platform_dsn(_settings())
+    except embedded.PlatformError as exc:
+        raise fail(str(exc)) from None
+    t = Table("id", "collection", "datetime", "tile", "cloud %", "href")
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT id, collection, datetime, tile, cloud_cover, href FROM candela.products "
+            "ORDER BY datetime"
+        ).fetchall()
+    for r in rows:
+        t.add_row(r[0], r[1], r[2].isoformat(), r[3] or "", f"{r[4]:.0f}" if r[4] is not None else "", r[5])
+    console.print(t)
+
+
+# --- runs -----------------------------------------------------------------------------------
+
+
+def parse_conf(conf: str | None) -> dict[str, Any]:
+    if not conf:
+        return {}
+    text = conf
+    if conf.startswith("@"):
+        path = Path(conf[1:])
+        if not path.is_file():
+            raise fail(f"--conf file not found: {path}")
+        text = path.read_text()
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise fail(f"--conf is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    if not isinstance(value, dict):
+        raise fail("--conf must be a JSON object, e.g. '{\"model\": \"cva\"}'")
+    return value
+
+
+def _client(s: Settings) -> Any:
+    from candela import embedded
+    from candela.airflow_api import AirflowClient
+
+    if not s.airflow_url and embedded.health(s) is None:
+        raise fail(f"Candela is not running at {s.api_url}: start it with `candela up`")
+    try:
+        password = embedded.admin_password(s)
+    except embedded.PlatformError as exc:
+        raise fail(str(exc)) from None
+    return AirflowClient(s.api_url, s.airflow_username, password)
+
+
+@app.command()
+def run(
+    dag_id: Annotated[str, typer.Argument(help="the pipeline (DAG id) to run")],
+    conf: Annotated[
+        str | None, typer.Option(help="run parameters: JSON object, or @file.json")
+    ] = None,
+    wait: Annotated[bool, typer.Option(help="follow the run until it ends")] = True,
+    port: Annotated[int | None, typer.Option(help="port of the Airflow API")] = None,
+) -> None:
+    """Trigger a pipeline run through Airflow's REST API and follow it."""
+    s = _settings(port)
+    params = parse_conf(conf)
+    code = trigger_and_follow(s, dag_id, params, wait)
+    raise typer.Exit(code)
+
+
+def trigger_and_follow(s: Settings, dag_id: str, params: dict[str, Any], wait: bool) -> int:
+    from candela.airflow_api import AirflowApiError
+    from candela.embedded import DAGS_FOLDER
+
+    client = _client(s)
+    try:
+        dag = client.get_dag(dag_id)
+        if dag is None and (DAGS_FOLDER / f"{dag_id}.py").exists():
+            with console.status(f"waiting for Airflow to load {dag_id}…"):
+                dag = client.wait_for_dag(dag_id, timeout=120)
+        if dag is None:
+            known = ", ".join(sorted(client.list_dags())) or "none"
+            raise fail(f"unknown DAG id {dag_id!r}; known: {known}")
+        if dag.get("is_paused"):
+            client.unpause(dag_id)
+        run = client.trigger(dag_id, params)
+        run_id = run["dag_run_id"]
+        console.print(f"triggered {dag_id} run {run_id}")
+        console.print(f"  in the UI: {client.ui_url(dag_id, run_id)}")
+        if not wait:
+            return 0
+        final = client.follow(dag_id, run_id, _print_progress)
+        console.print(f"run {run_id}: [bold]{final.state}[/bold]")
+        if final.state != "success":
+            _print_failures(client, dag_id, run_id, final.tasks)
+            return 1
+        _print_outputs(client, dag_id, run_id)
+        return 0
+    except AirflowApiError as exc:
+        raise fail(str(exc)) from None
+    finally:
+        client.close()
+
+
+_STATE_COLOURS = {"success": "green", "failed": "red", "upstream_failed": "red", "running": "yellow",
+                  "skipped": "magenta", "up_for_retry": "yellow"}
+
+
+def _print_progress(st: Any) -> None:
+    parts = []
+    for task_id, state in st.tasks.items():
+        c = _STATE_COLOURS.get(state, "white")
+        parts.append(f"{task_id}=[{c}]{state}[/{c}]")
+    console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {st.state}: " + " ".join(parts))
+
+
+def _print_failures(client: Any, dag_id: str, run_id: str, tasks: dict[str, str]) -> None:
+    bad = [t for t, state in tasks.items() if state in ("failed", "upstream_failed")]
+    if bad:
+        err.print("failed tasks: " + ", ".join(bad))
+    logs = get_settings().log_dir / "airflow" / f"dag_id={dag_id}" / f"run_id={run_id}"
+    err.print(f"task logs: {logs} (and in the UI)")
+
+
+def _print_outputs(client: Any, dag_id: str, run_id: str) -> None:
+    summary = client.xcom(dag_id, run_id, "publish")
+    if not summary:
+        states = client.run_status(dag_id, run_id).tasks
+        if states.get("publish") == "skipped":
+            console.print("no data: nothing was published (see the skipped tasks' logs for why)")
+        return
+    console.print(f"outputs (summary: {summary.get('summary')}):")
+    for r in summary.get("results", []):
+        outs = r["outputs"]
+        console.print(f"  change map:          {outs.get('change_probability')}")
+        console.print(f"  change mask:         {outs.get('change_mask')}")
+        console.print(f"  quicklook:           {outs.get('quicklook')}")
+        console.print(f"  STAC item:           {r['item']}")
+        if r.get("changed_area_ha") is not None:
+            console.print(
+                f"  changed: {r['changed_area_ha']:.1f} ha "
+                f"({100 * (r.get('changed_fraction') or 0):.2f} % of valid area), "
+                f"model {r.get('model')}, threshold {r.get('threshold')}"
+            )
+
+
+@app.command()
+def demo(
+    port: Annotated[
+        int | None, typer.Option(help="port of the Airflow UI / API (loopback; default 8080)")
+    ] = None,
+) -> None:
+    """Start the platform, register the Bordeaux sample and run the change-detection pipeline."""
+    from candela import embedded
+
+    s = _settings(port)
+    started = time.monotonic()
+    try:
+        with console.status("starting Candela…") as st:
+            s = embedded.up(s, progress=lambda m: st.update(m + "…"))["settings"]
+    except embedded.PlatformError as exc:
+        raise fail(str(exc)) from None
+    _print_login(s)
+    added, updated, skipped = register_products(embedded.platform_dsn(s), [DEMO_SAMPLE])
+    console.print(f"sample products registered: {added} added, {updated} already there")
+    if not added and not updated:
+        raise fail(f"the Bordeaux sample was not recognised: {skipped}")
+    code = trigger_and_follow(s, DEMO_DAG, DEMO_CONF, wait=True)
+    console.print(f"demo finished in {time.monotonic() - started:.0f} s; the platform keeps "
+                  "running (stop it with `candela down`).")
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    app()
+
+
+if __name__ == "__main__":
+    main()

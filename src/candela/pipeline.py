@@ -1,0 +1,146 @@
+"""The glue of the change-detection pipeline: pure functions the DAG's small tasks call.
+
+They turn one step's JSON result into the next step's arguments and publish the outputs. No
+pixels go through here; only URIs and metadata.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import re
+from typing import Any
+
+from candela.settings import Settings
+
+log = logging.getLogger(__name__)
+
+WORKFLOW_COLLECTION = "candela-results"
+
+
+def safe_key(text: str) -> str:
+    """A storage-safe version of a run id or product id."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")
+
+
+def run_prefix(settings: Settings, dag_id: str, run_id: str) -> str:
+    return f"{settings.storage.rstrip('/')}/runs/{safe_key(dag_id)}/{safe_key(run_id)}"
+
+
+def search_arguments(params: dict[str, Any]) -> dict[str, Any]:
+    """The search service's arguments from the pipeline's params."""
+    args: dict[str, Any] = {
+        "collection": params["collection"],
+        "start": params.get("start"),
+        "end": params.get("end"),
+        "max_cloud": params.get("max_cloud"),
+        "tile": params.get("tile") or None,
+        "limit": params.get("limit") or 50,
+    }
+    if params.get("aoi"):
+        args["aoi"] = json.dumps(params["aoi"])
+    elif params.get("bbox"):
+        args["bbox"] = list(params["bbox"])
+    return {k: v for k, v in args.items() if v is not None}
+
+
+def preprocess_arguments(search_result: dict[str, Any], prefix: str) -> list[dict[str, Any]]:
+    """One preprocessing job per product found, output keyed by product id."""
+    jobs = []
+    for p in sorted(search_result.get("products", []), key=lambda p: p["datetime"]):
+        jobs.append(
+            {"product": p["href"], "output": f"{prefix}/stacks/{safe_key(p['id'])}.tif"}
+        )
+    return jobs
+
+
+def change_arguments(
+    stacks: list[dict[str, Any]], prefix: str, model: str, threshold: Any
+) -> list[dict[str, Any]]:
+    """Consecutive pairs of stacks (by acquisition date) → one change-detection job each."""
+    ordered = sorted((s for s in stacks if s), key=lambda s: s["datetime"])
+    jobs = []
+    for before, after in zip(ordered, ordered[1:], strict=False):
+        name = f"{safe_key(before['product_id'])}__{safe_key(after['product_id'])}"
+        job: dict[str, Any] = {
+            "before": before["output"],
+            "after": after["output"],
+            "model": model,
+            "output": f"{prefix}/changes/{name}",
+        }
+        if threshold not in (None, "", "auto"):
+            job["threshold"] = str(threshold)
+        jobs.append(job)
+    return jobs
+
+
+def publish(
+    settings: Settings,
+    dag_id: str,
+    run_id: str,
+    params: dict[str, Any],
+    stacks: list[dict[str, Any]],
+    changes: list[dict[str, Any]],
+    dsn: str | None,
+) -> dict[str, Any]:
+    """Record the run's results: a STAC item per change result in the results catalogue, plus
+    a run summary (``run.json``) next to the outputs."""
+    from candela_sdk import storage
+
+    prefix = run_prefix(settings, dag_id, run_id)
+    published = []
+    for ch in changes:
+        if not ch:
+            continue
+        item_uri = ch["outputs"]["item"]
+        item = json.loads(storage.read_text(item_uri))
+        item["collection"] = WORKFLOW_COLLECTION
+        item.setdefault("properties", {}).update(
+            {"candela:workflow": dag_id, "candela:run_id": run_id, "candela:params": params}
+        )
+        published.append({"item_uri": item_uri, "item": item, "result": ch})
+    summary = {
+        "workflow": dag_id,
+        "run_id": run_id,
+        "params": params,
+        "published_at": dt.datetime.now(dt.UTC).isoformat(),
+        "stacks": [s["output"] for s in stacks if s],
+        "results": [
+            {
+                "item": p["item_uri"],
+                "outputs": p["result"]["outputs"],
+                "changed_area_ha": p["result"].get("changed_area_ha"),
+                "changed_fraction": p["result"].get("changed_fraction"),
+                "threshold": p["result"].get("threshold"),
+                "model": p["result"].get("model"),
+            }
+            for p in published
+        ],
+    }
+    summary_uri = storage.write_text(f"{prefix}/run.json", json.dumps(summary, indent=2))
+    if dsn:
+        _record(dsn, dag_id, run_id, published)
+    summary["summary"] = summary_uri
+    log.info("published %d result(s); summary at %s", len(published), summary_uri)
+    return summary
+
+
+def _record(dsn: str, dag_id: str, run_id: str, published: list[dict[str, Any]]) -> None:
+    import psycopg
+    from psycopg.types.json import Jsonb
+
+    with psycopg.connect(dsn) as conn:
+        for p in published:
+            item = p["item"]
+            bbox = item.get("bbox") or [None] * 4
+            when = item["properties"].get("datetime") or item["properties"].get("end_datetime")
+            conn.execute(
+                """INSERT INTO candela.results
+                   (id, workflow, run_id, datetime, min_lon, min_lat, max_lon, max_lat, item)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+                   ON CONFLICT (id) DO UPDATE SET workflow = EXCLUDED.workflow,
+                     run_id = EXCLUDED.run_id, datetime = EXCLUDED.datetime, item = EXCLUDED.item,
+                     created_at = now()""",
+                (item["id"], dag_id, run_id, when, *bbox, Jsonb(item)),
+            )
