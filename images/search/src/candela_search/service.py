@@ -1,0 +1,156 @@
+"""The ``search`` service: its parameters and its declaration (pydantic only at import time)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from enum import StrEnum
+from typing import Any
+
+from candela_sdk.contract import Resources, Service, ServiceParams
+from pydantic import Field, ValidationInfo, field_validator
+
+_TILE = re.compile(r"^T\d{2}[A-Z]{3}$")
+
+
+class Collection(StrEnum):
+    SENTINEL_2_L2A = "sentinel-2-l2a"
+    SENTINEL_2_L1C = "sentinel-2-l1c"
+    SENTINEL_1_GRD = "sentinel-1-grd"
+
+
+class Provider(StrEnum):
+    """Where products are searched. Only the platform's own catalogue for now."""
+
+    LOCAL = "local"
+
+
+class SearchParams(ServiceParams):
+    """Which products to find."""
+
+    collection: Collection = Field(description="product collection")
+    bbox: list[float] | None = Field(
+        None,
+        description="area of interest as west south east north, in degrees (WGS 84)",
+        min_length=4,
+        max_length=4,
+    )
+    aoi: str | None = Field(
+        None,
+        description="area of interest: a GeoJSON file, or GeoJSON text (geometry, Feature or "
+        "FeatureCollection, WGS 84); instead of --bbox",
+    )
+    start: dt.date | None = Field(None, description="first acquisition day (YYYY-MM-DD)")
+    end: dt.date | None = Field(None, description="last acquisition day, included (YYYY-MM-DD)")
+    max_cloud: float | None = Field(
+        None,
+        ge=0,
+        le=100,
+        description="highest cloud cover in percent (products of unknown cover are kept)",
+    )
+    tile: str | None = Field(
+        None,
+        description="MGRS tile, e.g. T30TXQ",
+        json_schema_extra={"pattern": _TILE.pattern},
+    )
+    limit: int = Field(50, ge=1, le=10000, description="most products returned")
+    provider: Provider = Field(Provider.LOCAL, description="where to search")
+    dsn: str | None = Field(
+        None,
+        description="catalogue database (PostgreSQL URI); default $CANDELA_DATABASE_URL",
+    )
+
+    @field_validator("bbox")
+    @classmethod
+    def _check_bbox(cls, value: list[float] | None) -> list[float] | None:
+        if value is None:
+            return None
+        west, south, east, north = value
+        for name, v, limit in (
+            ("west", west, 180),
+            ("east", east, 180),
+            ("south", south, 90),
+            ("north", north, 90),
+        ):
+            if not -limit <= v <= limit:
+                raise ValueError(f"{name} {v} is outside -{limit}..{limit}")
+        if west >= east:
+            raise ValueError(
+                f"west {west} must be less than east {east} (order: west south east north; "
+                "boxes across the antimeridian are not supported)"
+            )
+        if south >= north:
+            raise ValueError(
+                f"south {south} must be less than north {north} (order: west south east north)"
+            )
+        return value
+
+    @field_validator("aoi", mode="before")
+    @classmethod
+    def _aoi_text(cls, value: Any) -> Any:
+        # a GeoJSON object given as a dict (from Python or a DAG) travels as its JSON text
+        if isinstance(value, dict):
+            return json.dumps(value, separators=(",", ":"))
+        return value
+
+    @field_validator("aoi")
+    @classmethod
+    def _check_aoi(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        if info.data.get("bbox") is not None:
+            raise ValueError("give either --bbox or --aoi, not both")
+        from candela_search.aoi import load_aoi
+
+        load_aoi(value)  # raises ValueError with the reason
+        return value
+
+    @field_validator("end")
+    @classmethod
+    def _check_dates(cls, value: dt.date | None, info: ValidationInfo) -> dt.date | None:
+        start = info.data.get("start")
+        if value is not None and start is not None and start > value:
+            raise ValueError(f"end {value} is before start {start}")
+        return value
+
+    @field_validator("tile", mode="before")
+    @classmethod
+    def _check_tile(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        text = str(value).strip()
+        if not _TILE.match(text):
+            raise ValueError(f"{text!r} is not an MGRS tile like T30TXQ (T, 2 digits, 3 letters)")
+        return text
+
+
+def _run(params: SearchParams) -> dict[str, Any]:
+    from candela_search.core import run
+
+    return run(params)
+
+
+SERVICE = Service(
+    name="search",
+    summary="Find Sentinel products over an area and period in the platform's catalogue",
+    params=SearchParams,
+    run=_run,
+    command="candela-search",
+    image="candela-search",
+    resources=Resources(cpu="500m", memory="512Mi"),
+    description=(
+        "Searches the catalogue for products of one collection (Sentinel-2 L2A or L1C, "
+        "Sentinel-1 GRD) that intersect an area of interest (exact geometry test), within a "
+        "period, below a cloud cover, optionally on one MGRS tile. Results are sorted by date; "
+        "when the same datatake was processed with several processing baselines only the "
+        "newest is kept.\n\n"
+        'Result: {"count": n, "items": [STAC items], "products": [{"id", "href", "datetime", '
+        '"collection", "tile"}]}.\n'
+        "Exit code 3 (no data) when nothing matches. "
+        "`--format featurecollection` prints the items as a GeoJSON FeatureCollection instead "
+        "(the result file keeps the contract's form)."
+    ),
+)
+
+__all__ = ["SERVICE", "Collection", "Provider", "SearchParams"]
