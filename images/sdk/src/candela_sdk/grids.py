@@ -71,7 +71,9 @@ def grid_of(uri: str | os.PathLike[str]) -> Grid:
     try:
         with storage.rasterio_env(), rasterio.open(storage.gdal_path(uri)) as ds:
             if ds.crs is None:
-                raise InputError(f"raster has no coordinate reference system: {storage.to_uri(uri)}")
+                raise InputError(
+                    f"raster has no coordinate reference system: {storage.to_uri(uri)}"
+                )
             return Grid(
                 crs=ds.crs.to_string(),
                 transform=tuple(ds.transform)[:6],  # type: ignore[arg-type]
