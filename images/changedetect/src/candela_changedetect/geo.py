@@ -1,0 +1,241 @@
+"""Pixel areas and zone statistics on a raster grid."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+#: Radius of the authalic sphere of WGS 84 (equal area), metres.
+EARTH_RADIUS_M = 6_371_007.181
+
+
+def row_pixel_areas_m2(transform: Any, crs: Any, row_off: int, height: int) -> np.ndarray | None:
+    """Area in m² of one pixel on each of ``height`` rows from ``row_off`` (None without CRS).
+
+    Projected CRS: ``|det(transform)|`` in the CRS's linear unit, converted to metres.
+    Geographic CRS: exact cell area on the authalic sphere,
+    ``R² · |Δλ| · |sin φ_top − sin φ_bottom|`` (north-up grids; rotated grids use the cell
+    centre's latitude).
+    """
+    if crs is None:
+        return None
+    rows = np.arange(row_off, row_off + height, dtype=np.float64)
+    if crs.is_geographic:
+        a, b, c, d, e, f = list(transform)[:6]
+        if b == 0 and d == 0:
+            lat_top = np.radians(f + e * rows)
+            lat_bot = np.radians(f + e * (rows + 1))
+            return np.asarray(
+                EARTH_RADIUS_M**2 * abs(math.radians(a)) * np.abs(np.sin(lat_top) - np.sin(lat_bot))
+            )
+        lat = np.radians(f + e * (rows + 0.5))
+        det = abs(a * e - b * d)
+        return np.asarray(det * (math.pi / 180 * EARTH_RADIUS_M) ** 2 * np.cos(lat))
+    factor = crs.linear_units_factor[1] if crs.linear_units_factor else 1.0
+    det = abs(transform.a * transform.e - transform.b * transform.d) * factor**2
+    return np.full(height, det)
+
+
+def ground_pixel_size_m(transform: Any, crs: Any, height: int) -> float | None:
+    """Approximate east-west size of a pixel in metres at the grid's centre (scale bars)."""
+    if crs is None:
+        return None
+    if crs.is_geographic:
+        lat = transform.f + transform.e * height / 2
+        return abs(transform.a) * math.pi / 180 * EARTH_RADIUS_M * math.cos(math.radians(lat))
+    factor = crs.linear_units_factor[1] if crs.linear_units_factor else 1.0
+    return abs(transform.a) * factor
+
+
+# --- zones ---------------------------------------------------------------------------------
+
+
+def load_zones(text: str, uri: str) -> tuple[list[dict[str, Any]], str]:
+    """Features of a GeoJSON document and their CRS (RFC 7946 WGS 84 or a legacy ``crs``)."""
+    from candela_sdk.errors import InputError
+
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"zones file is not valid JSON ({exc.msg}): {uri}") from None
+    kind = doc.get("type") if isinstance(doc, dict) else None
+    if kind == "FeatureCollection":
+        features = list(doc.get("features") or [])
+    elif kind == "Feature":
+        features = [doc]
+    elif kind in ("Polygon", "MultiPolygon", "GeometryCollection"):
+        features = [{"type": "Feature", "properties": {}, "geometry": doc}]
+    else:
+        raise InputError(
+            f"zones file is not a GeoJSON FeatureCollection, Feature or polygon: {uri}"
+        )
+    crs = "EPSG:4326"
+    legacy = doc.get("crs") if isinstance(doc, dict) else None
+    if isinstance(legacy, dict) and isinstance(legacy.get("properties"), dict):
+        name = legacy["properties"].get("name")
+        if name:
+            crs = str(name)
+    if not features:
+        raise InputError(f"zones file has no feature: {uri}")
+    return features, crs
+
+
+def _coords(obj: Any) -> Iterator[tuple[float, float]]:
+    if isinstance(obj, (list, tuple)) and obj and isinstance(obj[0], (int, float)):
+        yield float(obj[0]), float(obj[1])
+    elif isinstance(obj, (list, tuple)):
+        for item in obj:
+            yield from _coords(item)
+
+
+def _bounds(geom: dict[str, Any]) -> tuple[float, float, float, float] | None:
+    if geom.get("type") == "GeometryCollection":
+        pts = [p for g in geom.get("geometries", []) for p in _coords(g.get("coordinates"))]
+    else:
+        pts = list(_coords(geom.get("coordinates")))
+    if not pts:
+        return None
+    xs, ys = zip(*pts, strict=True)
+    return min(xs), min(ys), max(xs), max(ys)
+
+
+def zone_id(feature: dict[str, Any], index: int) -> str:
+    props = feature.get("properties") or {}
+    for v in (feature.get("id"), props.get("id"), props.get("code")):
+        if v is not None:
+            return str(v)
+    return str(index)
+
+
+def zone_statistics(
+    features: list[dict[str, Any]],
+    zones_crs: str,
+    mask_ds: Any,
+    block_rows: int = 512,
+) -> list[dict[str, Any]]:
+    """Changed share per zone, counted on a change mask (1 change, 0 no change, 255 nodata).
+
+    Each zone is reprojected to the raster CRS, rasterised (pixel centres inside the polygon)
+    over its own bounding window only, in row chunks, so overlapping zones are counted
+    independently and memory stays bounded.
+    """
+    from candela_sdk.errors import InputError
+    from rasterio import windows
+    from rasterio.features import rasterize
+    from rasterio.warp import transform_geom
+
+    out: list[dict[str, Any]] = []
+    full = windows.Window(0, 0, mask_ds.width, mask_ds.height)  # type: ignore[no-untyped-call]
+    for i, feat in enumerate(features):
+        geom = feat.get("geometry")
+        stats: dict[str, Any] = {
+            "zone_id": zone_id(feat, i),
+            "valid_pixels": 0,
+            "changed_pixels": 0,
+            "nodata_pixels": 0,
+            "valid_area_ha": 0.0 if mask_ds.crs is not None else None,
+            "changed_area_ha": 0.0 if mask_ds.crs is not None else None,
+            "changed_fraction": None,
+        }
+        out.append(stats)
+        if not geom:
+            continue
+        try:
+            g = transform_geom(zones_crs, mask_ds.crs, geom) if mask_ds.crs else geom
+        except Exception as exc:  # noqa: BLE001 - GDAL/PROJ raise several types
+            raise InputError(
+                f"cannot reproject zone {stats['zone_id']} from {zones_crs}: {exc}"
+            ) from None
+        bounds = _bounds(g)
+        if bounds is None:
+            continue
+        try:
+            fw = windows.from_bounds(*bounds, transform=mask_ds.transform)
+            c_lo, r_lo = math.floor(fw.col_off), math.floor(fw.row_off)
+            c_hi = math.ceil(fw.col_off + fw.width) + 1
+            r_hi = math.ceil(fw.row_off + fw.height) + 1
+            win = windows.Window(c_lo, r_lo, c_hi - c_lo, r_hi - r_lo).intersection(full)  # type: ignore[no-untyped-call]
+        except windows.WindowError:
+            continue
+        c0, r0, w, h = int(win.col_off), int(win.row_off), int(win.width), int(win.height)
+        if w <= 0 or h <= 0:
+            continue
+        for r in range(r0, r0 + h, max(1, block_rows)):
+            hh = min(block_rows, r0 + h - r)
+            sub = windows.Window(c0, r, w, hh)  # type: ignore[no-untyped-call]
+            inside = rasterize(
+                [(g, 1)],
+                out_shape=(hh, w),
+                transform=windows.transform(sub, mask_ds.transform),
+                fill=0,
+                dtype="uint8",
+            ).astype(bool)
+            mask = mask_ds.read(1, window=sub)
+            valid = inside & (mask != 255)
+            changed = inside & (mask == 1)
+            stats["valid_pixels"] += int(valid.sum())
+            stats["changed_pixels"] += int(changed.sum())
+            stats["nodata_pixels"] += int((inside & (mask == 255)).sum())
+            areas = row_pixel_areas_m2(mask_ds.transform, mask_ds.crs, r, hh)
+            if areas is not None:
+                stats["valid_area_ha"] += float(valid.sum(axis=1) @ areas) / 1e4
+                stats["changed_area_ha"] += float(changed.sum(axis=1) @ areas) / 1e4
+        if stats["valid_pixels"]:
+            stats["changed_fraction"] = stats["changed_pixels"] / stats["valid_pixels"]
+            if stats["valid_area_ha"]:
+                stats["changed_fraction"] = stats["changed_area_ha"] / stats["valid_area_ha"]
+    return out
+
+
+def zones_geojson(features: list[dict[str, Any]], stats: list[dict[str, Any]], crs: str) -> str:
+    """The input features with their statistics added to the properties."""
+    feats = []
+    for f, s in zip(features, stats, strict=True):
+        props = dict(f.get("properties") or {})
+        props.update({f"change_{k}" if k != "zone_id" else k: v for k, v in s.items()})
+        feats.append(
+            {
+                "type": "Feature",
+                "id": s["zone_id"],
+                "properties": props,
+                "geometry": f.get("geometry"),
+            }
+        )
+    doc: dict[str, Any] = {"type": "FeatureCollection", "features": feats}
+    if crs != "EPSG:4326":
+        doc["crs"] = {"type": "name", "properties": {"name": crs}}
+    return json.dumps(doc)
+
+
+def zones_csv(features: list[dict[str, Any]], stats: list[dict[str, Any]]) -> str:
+    """One row per zone: statistics, then the zone's scalar properties."""
+    stat_cols = list(stats[0].keys()) if stats else ["zone_id"]
+    prop_cols: list[str] = []
+    for f in features:
+        for k, v in (f.get("properties") or {}).items():
+            if k not in prop_cols and k not in stat_cols and not isinstance(v, (dict, list)):
+                prop_cols.append(k)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(stat_cols + prop_cols)
+    for f, s in zip(features, stats, strict=True):
+        props = f.get("properties") or {}
+        writer.writerow([_cell(s[c]) for c in stat_cols] + [_cell(props.get(c)) for c in prop_cols])
+    return buf.getvalue()
+
+
+def _cell(v: Any) -> Any:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return v

@@ -1,0 +1,131 @@
+"""The change detection service declarations: ``detect`` (the pipeline step) and ``evaluate``.
+
+Top-level imports stay light (pydantic and the SDK contract): the platform imports this module to
+build its service catalogue.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from candela_sdk.contract import Resources, Service, ServiceParams
+from pydantic import Field, field_validator
+
+from candela_changedetect.models import available_models
+
+THRESHOLD_HELP = (
+    "'auto' (the model's own cut: 0.5 for cva, 0.9999 for irmad) or a change-probability "
+    "threshold strictly between 0 and 1; pixels with probability >= threshold are change"
+)
+
+_MODEL_ENUM: list[Any] = list(available_models())
+
+
+class DetectParams(ServiceParams):
+    """Parameters of ``candela-changedetect detect``."""
+
+    before: str = Field(description="URI of the earlier stack (multi-band COG from preprocessing)")
+    after: str = Field(description="URI of the later stack, same bands and grid as --before")
+    model: str = Field(
+        "cva",
+        description="change model: " + ", ".join(available_models()),
+        json_schema_extra={"enum": _MODEL_ENUM},
+    )
+    output: str = Field(description="URI of the output folder")
+    threshold: str = Field("auto", description=THRESHOLD_HELP)
+    before_mask: str | None = Field(
+        None, description="URI of a validity mask for --before (0 = invalid), same grid"
+    )
+    after_mask: str | None = Field(
+        None, description="URI of a validity mask for --after (0 = invalid), same grid"
+    )
+    zones: str | None = Field(
+        None, description="GeoJSON of zones (parcels, communes): changed share per zone"
+    )
+    model_options: dict[str, Any] = Field(
+        default_factory=dict, description="model-specific options as JSON (see the README)"
+    )
+    block_rows: int = Field(
+        512, ge=1, le=65536, description="rows per processing block (bounds memory)"
+    )
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, v: str) -> str:
+        names = available_models()
+        if v not in names:
+            raise ValueError(f"unknown model {v!r}; choose one of {', '.join(names)}")
+        return v
+
+    @field_validator("threshold")
+    @classmethod
+    def _threshold(cls, v: str) -> str:
+        text = str(v).strip().lower()
+        if text == "auto":
+            return text
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"{v!r} is not 'auto' or a number") from None
+        if not 0.0 < value < 1.0:
+            raise ValueError(f"{v!r} is not a probability strictly between 0 and 1")
+        return repr(value)
+
+
+class EvaluateParams(ServiceParams):
+    """Parameters of ``candela-changedetect evaluate``."""
+
+    prediction: str = Field(
+        description="URI of a change_mask.tif (1 change, 0 no change, 255 nodata)"
+    )
+    labels: str = Field(description="URI of a label raster on the same grid (or same shape)")
+    label_change_value: int = Field(2, description="label value meaning change")
+    label_nochange_value: int = Field(1, description="label value meaning no change")
+    output: str | None = Field(None, description="URI of a metrics JSON file to write")
+
+
+def _run_detect(params: DetectParams) -> dict[str, Any]:
+    from candela_changedetect.detect import run_detect
+
+    return run_detect(params)
+
+
+def _run_evaluate(params: EvaluateParams) -> dict[str, Any]:
+    from candela_changedetect.evaluate import run_evaluate
+
+    return run_evaluate(params)
+
+
+SERVICE = Service(
+    name="changedetect",
+    summary="Change probability and change mask from two co-registered Sentinel-2 stacks",
+    params=DetectParams,
+    run=_run_detect,
+    command="candela-changedetect",
+    subcommand="detect",
+    image="candela-changedetect",
+    resources=Resources(cpu="2", memory="4Gi", gpu=1),
+    description=(
+        "Compares two multi-band stacks on the same grid (from the preprocessing service) with a "
+        "change model (cva: change vector analysis; irmad: iteratively reweighted MAD) and writes "
+        "change_probability.tif (float32 0-1, nodata -1), change_mask.tif (uint8 1 change, "
+        "0 no change, 255 nodata), quicklook.png, statistics.json, item.json (STAC) and, with "
+        "--zones, zones.geojson and zones.csv. Exit 2: bad input (grids or bands differ); "
+        "3: no valid pixel."
+    ),
+)
+
+EVALUATE = Service(
+    name="changedetect-evaluate",
+    summary="Accuracy of a change mask against reference labels",
+    params=EvaluateParams,
+    run=_run_evaluate,
+    command="candela-changedetect",
+    subcommand="evaluate",
+    image="candela-changedetect",
+    resources=Resources(cpu="1", memory="1Gi", gpu=0),
+    description=(
+        "Precision, recall, F1, IoU, overall accuracy, Cohen's kappa and the confusion matrix of "
+        "a change mask against labels (OSCD: 1 = no change, 2 = change)."
+    ),
+)
