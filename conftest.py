@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+# Airflow reads its home at import: tests get a throwaway one, never the user's.
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="candela-test-airflow-"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
 REPO = Path(__file__).resolve().parent
 SAMPLES = REPO / "data"

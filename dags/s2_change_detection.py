@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.sdk import Param, dag, task, get_current_context
+from airflow.sdk import Param, dag, get_current_context, task
 
 from candela_operators import step_operator_class
 
@@ -81,8 +81,9 @@ def s2_change_detection() -> None:
 
     @task
     def plan_changes(stacks: list[dict], prefix: str) -> list[dict]:
-        from candela.pipeline import change_arguments
         from airflow.sdk.exceptions import AirflowSkipException
+
+        from candela.pipeline import change_arguments
 
         params = get_current_context()["params"]
         jobs = change_arguments(list(stacks), prefix, params["model"], params["threshold"])
@@ -121,9 +122,9 @@ def s2_change_detection() -> None:
         service_args=jobs
     )
     pairs = plan_changes(stacks.output, plan["prefix"])
-    changes = Step.partial(
-        task_id="detect_changes", service="changedetect", retries=1
-    ).expand(service_args=pairs)
+    changes = Step.partial(task_id="detect_changes", service="changedetect", retries=1).expand(
+        service_args=pairs
+    )
     publish(stacks.output, changes.output)
 
 

@@ -48,7 +48,10 @@ def test_no_data_exit_code_skips(tmp_path: Path) -> None:
 
 
 def test_failure_reports_the_error_line(tmp_path: Path) -> None:
-    argv = _script(tmp_path, "import sys\nprint('band B8A missing from product', file=sys.stderr)\nsys.exit(2)\n")
+    argv = _script(
+        tmp_path,
+        "import sys\nprint('band B8A missing from product', file=sys.stderr)\nsys.exit(2)\n",
+    )
     outcome = LocalRunner(lambda s: None).run(argv)
     with pytest.raises(AirflowException, match="exit code 2.*B8A missing"):
         interpret("preprocess", outcome.returncode, outcome.result, outcome.last_lines)

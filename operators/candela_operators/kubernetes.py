@@ -35,9 +35,7 @@ def pod_settings(service_name: str) -> dict[str, Any]:
         requests["nvidia.com/gpu"] = str(svc.resources.gpu)
         node_selector = dict(s.k8s_gpu_node_selector)
         tolerations = [
-            k8s.V1Toleration(
-                key=s.k8s_gpu_toleration_key, operator="Exists", effect="NoSchedule"
-            )
+            k8s.V1Toleration(key=s.k8s_gpu_toleration_key, operator="Exists", effect="NoSchedule")
         ]
     secrets = [
         Secret("env", "CANDELA_S3_ACCESS_KEY_ID", s.k8s_s3_secret, "access_key_id"),

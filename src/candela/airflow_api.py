@@ -95,7 +95,9 @@ class AirflowClient:
 
     def trigger(self, dag_id: str, conf: dict[str, Any]) -> dict[str, Any]:
         r = self.request(
-            "POST", f"/api/v2/dags/{quote(dag_id)}/dagRuns", json={"logical_date": None, "conf": conf}
+            "POST",
+            f"/api/v2/dags/{quote(dag_id)}/dagRuns",
+            json={"logical_date": None, "conf": conf},
         )
         if r.status_code in (400, 422):
             raise AirflowApiError(f"Airflow refused the run: {_detail(r).split(chr(10) * 2)[0]}")
@@ -176,4 +178,6 @@ def _detail(r: httpx.Response) -> str:
 
 def _raise(r: httpx.Response) -> None:
     if r.status_code >= 400:
-        raise AirflowApiError(f"Airflow answered {r.status_code} for {r.request.url.path}: {_detail(r)}")
+        raise AirflowApiError(
+            f"Airflow answered {r.status_code} for {r.request.url.path}: {_detail(r)}"
+        )

@@ -25,8 +25,8 @@ app = typer.Typer(
 catalog_app = typer.Typer(help="The local catalogue of products.", no_args_is_help=True)
 app.add_typer(catalog_app, name="catalog")
 
-console = Console()
-err = Console(stderr=True)
+console = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_SAMPLE = REPO / "data" / "oscd" / "bordeaux"
@@ -188,7 +188,7 @@ def register_products(dsn: str, paths: list[Path]) -> tuple[int, int, list[Any]]
     skipped: list[Any] = []
     for p in paths:
         if not p.exists():
-            skipped.append(ingest.Skipped(str(p), "no such file or folder"))
+            skipped.append(ingest.Skipped(p, "no such file or folder"))
             continue
         found = ingest.recognise(p)
         records += found.records
@@ -215,7 +215,14 @@ def catalog_list() -> None:
             "ORDER BY datetime"
         ).fetchall()
     for r in rows:
-        t.add_row(r[0], r[1], r[2].isoformat(), r[3] or "", f"{r[4]:.0f}" if r[4] is not None else "", r[5])
+        t.add_row(
+            r[0],
+            r[1],
+            r[2].isoformat(),
+            r[3] or "",
+            f"{r[4]:.0f}" if r[4] is not None else "",
+            r[5],
+        )
     console.print(t)
 
 
@@ -234,9 +241,11 @@ def parse_conf(conf: str | None) -> dict[str, Any]:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise fail(f"--conf is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise fail(
+            f"--conf is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
     if not isinstance(value, dict):
-        raise fail("--conf must be a JSON object, e.g. '{\"model\": \"cva\"}'")
+        raise fail('--conf must be a JSON object, e.g. \'{"model": "cva"}\'')
     return value
 
 
@@ -303,8 +312,14 @@ def trigger_and_follow(s: Settings, dag_id: str, params: dict[str, Any], wait: b
         client.close()
 
 
-_STATE_COLOURS = {"success": "green", "failed": "red", "upstream_failed": "red", "running": "yellow",
-                  "skipped": "magenta", "up_for_retry": "yellow"}
+_STATE_COLOURS = {
+    "success": "green",
+    "failed": "red",
+    "upstream_failed": "red",
+    "running": "yellow",
+    "skipped": "magenta",
+    "up_for_retry": "yellow",
+}
 
 
 def _print_progress(st: Any) -> None:
@@ -367,8 +382,10 @@ def demo(
     if not added and not updated:
         raise fail(f"the Bordeaux sample was not recognised: {skipped}")
     code = trigger_and_follow(s, DEMO_DAG, DEMO_CONF, wait=True)
-    console.print(f"demo finished in {time.monotonic() - started:.0f} s; the platform keeps "
-                  "running (stop it with `candela down`).")
+    console.print(
+        f"demo finished in {time.monotonic() - started:.0f} s; the platform keeps "
+        "running (stop it with `candela down`)."
+    )
     raise typer.Exit(code)
 
 

@@ -49,9 +49,7 @@ def preprocess_arguments(search_result: dict[str, Any], prefix: str) -> list[dic
     """One preprocessing job per product found, output keyed by product id."""
     jobs = []
     for p in sorted(search_result.get("products", []), key=lambda p: p["datetime"]):
-        jobs.append(
-            {"product": p["href"], "output": f"{prefix}/stacks/{safe_key(p['id'])}.tif"}
-        )
+        jobs.append({"product": p["href"], "output": f"{prefix}/stacks/{safe_key(p['id'])}.tif"})
     return jobs
 
 

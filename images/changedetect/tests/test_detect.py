@@ -10,12 +10,13 @@ from typing import Any
 import numpy as np
 import pytest
 import rasterio
+from rasterio.transform import from_origin
+
 from candela_changedetect.cli import dispatch
 from candela_changedetect.evaluate import confusion_metrics
 from candela_changedetect.service import SERVICE, DetectParams
 from candela_sdk import contract
 from candela_sdk.cog import is_cog
-from rasterio.transform import from_origin
 
 
 def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, Any]]:

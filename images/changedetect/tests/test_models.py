@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from candela_changedetect.blocks import ArrayPair
 from candela_changedetect.mathutil import (
     chi2_cdf,

@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from candela_sdk.cog import CogSpec, write_cog
-from candela_sdk.grids import grid_of, grids_match
 from preprocess_helpers import BORDEAUX, SACLAY, band_file, leftovers, read_band
 from rasterio.transform import from_origin
 from rasterio.warp import transform_bounds
+
+from candela_sdk.cog import CogSpec, write_cog
+from candela_sdk.grids import grid_of, grids_match
 
 BANDS = ["B02", "B03", "B05"]
 

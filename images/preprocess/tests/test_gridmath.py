@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 from affine import Affine
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from candela_preprocess.gridmath import (
     block_windows,
     bounds_to_window,
     integer_offset,
     window_transform,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 sizes = st.integers(min_value=1, max_value=300)
 pixel = st.floats(min_value=1e-5, max_value=100.0, allow_nan=False)

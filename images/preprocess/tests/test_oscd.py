@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from candela_sdk.cog import is_cog
-from candela_sdk.grids import grids_match
 from preprocess_helpers import BORDEAUX, band_file, read_band
 from rasterio.enums import Resampling
+
+from candela_sdk.cog import is_cog
+from candela_sdk.grids import grids_match
 
 DEFAULT = ["B02", "B03", "B04", "B08", "B05", "B06", "B07", "B8A", "B11", "B12"]
 

@@ -17,8 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-from candela_preprocess.layouts import open_product
-from candela_sdk.cog import is_cog
 from preprocess_helpers import (
     BORDEAUX,
     band_file,
@@ -27,6 +25,9 @@ from preprocess_helpers import (
     scl_from_blue,
     zip_safe,
 )
+
+from candela_preprocess.layouts import open_product
+from candela_sdk.cog import is_cog
 
 SENSING = "2016-05-04T10:50:32.026000Z"
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+
 from candela_sdk.errors import InputError, ServiceFailure
 from candela_search import catalog
 from candela_search.ingest import recognise

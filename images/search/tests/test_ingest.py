@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
+from shapely.geometry import box, shape
+
 from candela_search.ingest import recognise, scan
 from candela_search.records import Skipped
-from shapely.geometry import box, shape
 
 BIGEARTHNET = Path(__file__).resolve().parents[3] / "data" / "bigearthnet"
 

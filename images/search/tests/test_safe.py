@@ -10,10 +10,11 @@ import datetime as dt
 import json
 
 import pytest
+from shapely.geometry import Point, shape
+
 from candela_search.ingest import recognise
 from candela_search.records import Skipped
 from candela_search.safe import MetadataError, parse_footprint, parse_mtd
-from shapely.geometry import Point, shape
 
 
 def test_l2a_metadata_fields(make_safe) -> None:

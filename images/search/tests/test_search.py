@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
 from candela_sdk import contract
 from candela_sdk.errors import ExitCode
 from candela_search import SERVICE, SearchParams, as_feature_collection, catalog, search

@@ -14,9 +14,8 @@ USAGE = """usage: candela-changedetect {detect,evaluate,models} [options]
 
 
 def dispatch(argv: Sequence[str]) -> int:
-    from candela_sdk.contract import main as contract_main
-
     from candela_changedetect.service import EVALUATE, SERVICE
+    from candela_sdk.contract import main as contract_main
 
     if not argv or argv[0] in ("-h", "--help"):
         sys.stdout.write(USAGE)

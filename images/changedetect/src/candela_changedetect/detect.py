@@ -114,11 +114,11 @@ def _render_indexes(names: Sequence[str]) -> tuple[list[int], bool]:
 
 def run_detect(params: DetectParams) -> dict[str, Any]:
     import rasterio
-    from candela_sdk import storage
-    from candela_sdk.errors import InputError, NoDataError
 
     from candela_changedetect.blocks import RasterPair
     from candela_changedetect.models import create_model
+    from candela_sdk import storage
+    from candela_sdk.errors import InputError, NoDataError
 
     _require(params.before, "--before")
     _require(params.after, "--after")
@@ -197,9 +197,6 @@ def _write_outputs(
     zones_text: str | None,
 ) -> dict[str, Any]:
     import rasterio
-    from candela_sdk import storage
-    from candela_sdk.cog import CogSpec, cog_writer
-    from candela_sdk.errors import NoDataError
 
     from candela_changedetect.geo import (
         ground_pixel_size_m,
@@ -210,6 +207,9 @@ def _write_outputs(
         zones_geojson,
     )
     from candela_changedetect.quicklook import QuicklookAccumulator, render
+    from candela_sdk import storage
+    from candela_sdk.cog import CogSpec, cog_writer
+    from candela_sdk.errors import NoDataError
 
     crs, transform, width, height = grid["crs"], grid["transform"], grid["width"], grid["height"]
     score_threshold = model.score_at(threshold)

@@ -70,10 +70,10 @@ def evaluate_arrays(
 
 def run_evaluate(params: EvaluateParams) -> dict[str, Any]:
     import rasterio
-    from candela_sdk import storage
-    from candela_sdk.errors import InputError, NoDataError
 
     from candela_changedetect.blocks import row_windows
+    from candela_sdk import storage
+    from candela_sdk.errors import InputError, NoDataError
 
     if params.label_change_value == params.label_nochange_value:
         raise InputError("--label-change-value and --label-nochange-value must differ")

@@ -128,10 +128,11 @@ def zone_statistics(
     over its own bounding window only, in row chunks, so overlapping zones are counted
     independently and memory stays bounded.
     """
-    from candela_sdk.errors import InputError
     from rasterio import windows
     from rasterio.features import rasterize
     from rasterio.warp import transform_geom
+
+    from candela_sdk.errors import InputError
 
     out: list[dict[str, Any]] = []
     full = windows.Window(0, 0, mask_ds.width, mask_ds.height)  # type: ignore[no-untyped-call]

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from candela_sdk.contract import Resources, Service, ServiceParams
 from pydantic import Field, field_validator
 
 from candela_changedetect.models import available_models
+from candela_sdk.contract import Resources, Service, ServiceParams
 
 THRESHOLD_HELP = (
     "'auto' (the model's own cut: 0.5 for cva, 0.9999 for irmad) or a change-probability "

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from candela_sdk.contract import run_cli
-
 from candela_preprocess.service import SERVICE
+from candela_sdk.contract import run_cli
 
 
 def main() -> None:

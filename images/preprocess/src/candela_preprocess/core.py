@@ -22,9 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from candela_sdk import storage
-from candela_sdk.errors import InputError, NoDataError, OutputError
-
 from candela_preprocess import code_version
 from candela_preprocess.bands import REFERENCE_BAND, S2_BANDS
 from candela_preprocess.gridmath import (
@@ -35,6 +32,8 @@ from candela_preprocess.gridmath import (
     window_transform,
 )
 from candela_preprocess.layouts import Product, open_product
+from candela_sdk import storage
+from candela_sdk.errors import InputError, NoDataError, OutputError
 
 if TYPE_CHECKING:
     from candela_preprocess.service import PreprocessParams
@@ -257,6 +256,7 @@ def resolve_grid(params: PreprocessParams, product: Product, ref: Any) -> Target
 
     if params.grid_like:
         from affine import Affine
+
         from candela_sdk.grids import grid_of
 
         g = grid_of(params.grid_like)
@@ -331,6 +331,7 @@ def radiometry(product: Product, bands: list[str]) -> tuple[list[float], list[fl
 def preprocess(params: PreprocessParams) -> dict[str, Any]:
     """Run the whole preprocessing of one product; returns the JSON result of the service."""
     import numpy as np
+
     from candela_sdk.cog import CogSpec, cog_writer
 
     product = open_product(params.product)

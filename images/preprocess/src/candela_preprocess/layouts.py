@@ -31,10 +31,9 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from candela_preprocess.bands import S2_BANDS
 from candela_sdk import storage
 from candela_sdk.errors import InputError
-
-from candela_preprocess.bands import S2_BANDS
 
 log = logging.getLogger(__name__)
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from candela_sdk.contract import Resources, Service, ServiceParams
 from pydantic import Field, field_validator
 
 from candela_preprocess.bands import DEFAULT_BANDS, normalise_band
+from candela_sdk.contract import Resources, Service, ServiceParams
 
 Resampling = Literal["nearest", "bilinear", "cubic", "cubic_spline", "lanczos", "average"]
 

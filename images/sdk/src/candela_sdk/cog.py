@@ -115,7 +115,9 @@ def cog_writer(uri: str | os.PathLike[str], spec: CogSpec) -> Iterator[_BlockWri
                 BIGTIFF="IF_SAFER",
                 NUM_THREADS="ALL_CPUS",
             )
-    log.info("wrote COG %s (%dx%d, %d band(s))", storage.to_uri(uri), spec.width, spec.height, spec.count)
+    log.info(
+        "wrote COG %s (%dx%d, %d band(s))", storage.to_uri(uri), spec.width, spec.height, spec.count
+    )
 
 
 def write_cog(uri: str | os.PathLike[str], data: np.ndarray, spec: CogSpec) -> str:

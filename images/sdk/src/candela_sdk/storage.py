@@ -90,7 +90,9 @@ def s3_client() -> Any:
     cfg = s3_settings()
     return boto3.client(
         "s3",
-        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 5, "mode": "standard"}),
+        config=Config(
+            s3={"addressing_style": "path"}, retries={"max_attempts": 5, "mode": "standard"}
+        ),
         **{k: v for k, v in cfg.items() if v is not None},
     )
 
@@ -190,7 +192,9 @@ def _check_local_target(path: Path) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise OutputError(f"cannot create the output folder {path.parent}: {exc.strerror}") from None
+        raise OutputError(
+            f"cannot create the output folder {path.parent}: {exc.strerror}"
+        ) from None
     if not os.access(path.parent, os.W_OK):
         raise OutputError(f"output folder is not writable: {path.parent}")
 

@@ -13,7 +13,6 @@ from contextlib import contextmanager
 from typing import Any
 
 from candela_sdk.errors import InputError, ServiceFailure
-
 from candela_search.records import ProductRecord, Skipped
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,6 @@ import sys
 from collections.abc import Sequence
 
 from candela_sdk import contract
-
 from candela_search.service import SERVICE
 
 FORMATS = ("result", "featurecollection")

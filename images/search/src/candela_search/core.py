@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from candela_sdk.errors import NoDataError
-
 from candela_search.aoi import Aoi, from_bbox, load_aoi
 from candela_search.providers import get_provider
 from candela_search.records import ProductRecord

@@ -8,8 +8,9 @@ import re
 from enum import StrEnum
 from typing import Any
 
-from candela_sdk.contract import Resources, Service, ServiceParams
 from pydantic import Field, ValidationInfo, field_validator
+
+from candela_sdk.contract import Resources, Service, ServiceParams
 
 _TILE = re.compile(r"^T\d{2}[A-Z]{3}$")
 

@@ -1,0 +1,83 @@
+"""The candela CLI on bad input, without a running platform."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+CANDELA = [sys.executable, "-m", "candela.cli"]
+
+
+def candela(*args: str, home: Path, **kw) -> subprocess.CompletedProcess[str]:
+    env = {"CANDELA_HOME": str(home), "PATH": "/usr/bin:/bin", "HOME": str(home.parent)}
+    return subprocess.run(
+        [*CANDELA, *args], capture_output=True, text=True, env=env, timeout=120, **kw
+    )
+
+
+def test_down_with_nothing_running(tmp_path: Path) -> None:
+    r = candela("down", home=tmp_path / "home")
+    assert r.returncode == 0
+    assert "nothing to stop" in r.stdout
+
+
+def test_run_when_platform_is_down(tmp_path: Path) -> None:
+    r = candela("run", "s2_change_detection", home=tmp_path / "home")
+    assert r.returncode == 1
+    assert "not running" in r.stderr and "candela up" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("conf", "message"),
+    [
+        ("{bad", "not valid JSON"),
+        ("[1, 2]", "must be a JSON object"),
+        ("@/nonexistent/conf.json", "file not found"),
+    ],
+)
+def test_malformed_conf(tmp_path: Path, conf: str, message: str) -> None:
+    r = candela("run", "s2_change_detection", "--conf", conf, home=tmp_path / "home")
+    assert r.returncode == 1
+    assert message in r.stderr
+
+
+def test_home_that_is_a_file(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.write_text("oops")
+    r = candela("up", "--port", "18080", home=home)
+    assert r.returncode == 1
+    assert "is not a folder" in r.stderr
+
+
+def test_broken_home(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    (home / "pg").mkdir(parents=True)
+    (home / "pg" / "junk").write_text("x")
+    r = candela("up", "--port", "18080", home=home)
+    assert r.returncode == 1
+    assert "not a PostgreSQL data folder" in r.stderr
+
+
+def test_catalog_needs_the_platform(tmp_path: Path) -> None:
+    r = candela("catalog", "add", "data/oscd/bordeaux", home=tmp_path / "home")
+    assert r.returncode == 1
+    assert "candela up" in r.stderr
+
+
+def test_services_catalogue(tmp_path: Path) -> None:
+    r = candela("services", "--json", home=tmp_path / "home")
+    assert r.returncode == 0, r.stderr
+    cat = {s["name"]: s for s in json.loads(r.stdout)}
+    assert {"search", "preprocess", "changedetect"} <= set(cat)
+    for svc in cat.values():
+        assert svc["summary"]
+        assert svc["parameters"]["type"] == "object"
+        assert svc["parameters"]["properties"]
+    assert cat["changedetect"]["resources"]["gpu"] >= 1
+    human = candela("services", home=tmp_path / "home")
+    assert "--product" in human.stdout and "--before" in human.stdout

@@ -1,0 +1,73 @@
+"""Every DAG file imports cleanly, is wiring only, and follows the house rules."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DAGS = REPO / "dags"
+IO_TASKS = {"search_products", "preprocess"}
+HEAVY = ("rasterio", "numpy", "tensorflow", "keras", "boto3", "psycopg", "great_expectations")
+
+
+@pytest.fixture(scope="module")
+def dagbag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(DAGS))
+
+
+def test_no_import_errors(dagbag) -> None:
+    assert dagbag.import_errors == {}
+    assert dagbag.dags, "no DAG found"
+
+
+def test_one_dag_per_file_named_like_the_file(dagbag) -> None:
+    files = sorted(p.stem for p in DAGS.glob("*.py") if not p.name.startswith("_"))
+    assert sorted(dagbag.dag_ids) == files
+    for dag_id, dag in dagbag.dags.items():
+        assert Path(dag.fileloc).stem == dag_id
+
+
+def test_tags_and_retries(dagbag) -> None:
+    for dag in dagbag.dags.values():
+        assert dag.tags, f"{dag.dag_id} has no tags"
+        for task in dag.tasks:
+            if task.task_id in IO_TASKS:
+                assert task.retries >= 2, f"{dag.dag_id}.{task.task_id} needs retries >= 2"
+
+
+def test_pipeline_shape(dagbag) -> None:
+    dag = dagbag.dags["s2_change_detection"]
+    order = ["search_products", "preprocess", "detect_changes", "publish"]
+    ids = {t.task_id for t in dag.tasks}
+    assert set(order) <= ids
+    for up, down in zip(order, order[1:], strict=False):
+        assert down in _descendants(dag, up), f"{down} does not follow {up}"
+
+
+def _descendants(dag, task_id: str) -> set[str]:
+    seen: set[str] = set()
+    todo = [task_id]
+    while todo:
+        for d in dag.get_task(todo.pop()).downstream_task_ids:
+            if d not in seen:
+                seen.add(d)
+                todo.append(d)
+    return seen
+
+
+@pytest.mark.parametrize("dag_file", sorted(DAGS.glob("*.py")), ids=lambda p: p.name)
+def test_dag_files_import_nothing_heavy(dag_file: Path) -> None:
+    code = (
+        "import runpy, sys\n"
+        f"runpy.run_path({str(dag_file)!r})\n"
+        f"heavy = [m for m in {HEAVY!r} if m in sys.modules]\n"
+        "print(','.join(heavy))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1:] in ([], [""]), f"heavy imports: {out.stdout}"

@@ -1,0 +1,108 @@
+"""The kubernetes runner renders the same command as the local runner into a pod spec.
+
+No cluster: pods are built with ``build_pod_request_obj(dry_run=True)`` and checked.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from kubernetes.client import ApiClient
+
+from candela_operators import step_operator_class
+from candela_operators.command import NO_DATA_EXIT_CODE, build_command
+
+SAMPLE_ARGS: dict[str, dict[str, Any]] = {
+    "search": {"collection": "sentinel-2-l2a", "bbox": [-0.68, 44.83, -0.56, 44.93]},
+    "preprocess": {
+        "product": "s3://eodata/Sentinel-2/MSI/L2A/2017/04/19/S2A_MSIL2A_20170419.SAFE",
+        "output": "s3://candela-results/runs/x/stacks/a.tif",
+    },
+    "changedetect": {
+        "before": "s3://candela-results/runs/x/stacks/a.tif",
+        "after": "s3://candela-results/runs/x/stacks/b.tif",
+        "model": "cva",
+        "output": "s3://candela-results/runs/x/changes/a__b",
+    },
+}
+
+
+def render(service: str, **settings_env: str) -> dict[str, Any]:
+    Step = step_operator_class("kubernetes")
+    op = Step(task_id=f"run_{service}", service=service, service_args=SAMPLE_ARGS[service])
+    assert op.skip_on_exit_code == [NO_DATA_EXIT_CODE]
+    pod = op.build_pod_request_obj(dry_run=True)
+    return dict(ApiClient().sanitize_for_serialization(pod))
+
+
+def _base(pod: dict[str, Any]) -> dict[str, Any]:
+    (base,) = [c for c in pod["spec"]["containers"] if c["name"] == "base"]
+    return base
+
+
+@pytest.mark.parametrize("service", sorted(SAMPLE_ARGS))
+def test_pod_runs_the_same_command_as_the_local_runner(service: str) -> None:
+    pod = render(service)
+    base = _base(pod)
+    assert [*base["command"], *base["args"]] == build_command(service, SAMPLE_ARGS[service])
+    assert base["image"].endswith(f"/candela-{service}:0.1.0")
+    env = {e["name"]: e for e in base["env"]}
+    assert env["CANDELA_S3_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "candela-s3"
+    assert env["CANDELA_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"] == "candela-db"
+    # the JSON result comes back through the XCom sidecar
+    names = [c["name"] for c in pod["spec"]["containers"]]
+    assert "airflow-xcom-sidecar" in names
+    assert {"mountPath": "/airflow/xcom", "name": "xcom"} in base["volumeMounts"]
+    assert pod["metadata"]["namespace"] == "candela"
+    assert pod["metadata"]["labels"]["candela.eo/service"] == service
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+
+
+def test_change_detection_pod_asks_for_a_gpu() -> None:
+    pod = render("changedetect")
+    res = _base(pod)["resources"]
+    assert res["limits"]["nvidia.com/gpu"] == "1"
+    assert pod["spec"]["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert pod["spec"]["tolerations"][0]["key"] == "nvidia.com/gpu"
+
+
+@pytest.mark.parametrize("service", ["search", "preprocess"])
+def test_cpu_steps_do_not_ask_for_a_gpu(service: str) -> None:
+    pod = render(service)
+    assert "nvidia.com/gpu" not in (_base(pod)["resources"]["limits"] or {})
+    assert not pod["spec"].get("nodeSelector")
+
+
+def test_settings_pick_registry_namespace_and_startup_timeout(monkeypatch) -> None:
+    monkeypatch.setenv("CANDELA_K8S_IMAGE_REGISTRY", "registry.example.eu/eo")
+    monkeypatch.setenv("CANDELA_K8S_IMAGE_TAG", "2026.11")
+    monkeypatch.setenv("CANDELA_K8S_NAMESPACE", "eo-prod")
+    monkeypatch.setenv("CANDELA_K8S_STARTUP_TIMEOUT", "1200")
+    Step = step_operator_class("kubernetes")
+    op = Step(task_id="t", service="preprocess", service_args=SAMPLE_ARGS["preprocess"])
+    assert op.startup_timeout_seconds == 1200
+    pod = ApiClient().sanitize_for_serialization(op.build_pod_request_obj(dry_run=True))
+    assert _base(pod)["image"] == "registry.example.eu/eo/candela-preprocess:2026.11"
+    assert pod["metadata"]["namespace"] == "eo-prod"
+
+
+def test_bad_arguments_fail_before_a_pod_is_built() -> None:
+    from candela_operators.command import StepArgumentsError
+
+    Step = step_operator_class("kubernetes")
+    op = Step(task_id="t", service="changedetect", service_args={"before": "x"})
+    with pytest.raises(StepArgumentsError, match="--after"):
+        op.build_pod_request_obj(dry_run=True)
+
+
+def test_runner_setting(monkeypatch) -> None:
+    from candela_operators.local import LocalStepOperator
+
+    monkeypatch.delenv("CANDELA_RUNNER", raising=False)
+    assert step_operator_class() is LocalStepOperator
+    monkeypatch.setenv("CANDELA_RUNNER", "kubernetes")
+    assert step_operator_class().__name__ == "KubernetesStepOperator"
+    monkeypatch.setenv("CANDELA_RUNNER", "ssh")
+    with pytest.raises(ValueError, match="CANDELA_RUNNER"):
+        step_operator_class()
