@@ -21,6 +21,14 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
 CANDELA = [sys.executable, "-m", "candela.cli"]
+BORDEAUX = {
+    "collection": "sentinel-2-l1c",
+    "bbox": [-0.68, 44.83, -0.56, 44.93],
+    "start": "2016-01-01",
+    "end": "2017-12-31",
+    "tile": "T30TXQ",
+    "model": "cva",
+}
 
 
 def free_port() -> int:
@@ -128,21 +136,14 @@ def test_bordeaux_pipeline_end_to_end(platform: Platform) -> None:
 
     r = platform.candela("catalog", "add", str(REPO / "data" / "oscd" / "bordeaux"))
     assert r.returncode == 0, r.stdout + r.stderr
-    conf = {
-        "collection": "sentinel-2-l1c",
-        "bbox": [-0.68, 44.83, -0.56, 44.93],
-        "start": "2016-01-01",
-        "end": "2017-12-31",
-        "tile": "T30TXQ",
-        "model": "cva",
-    }
+    conf = BORDEAUX
     started = time.monotonic()
     r = platform.candela("run", "s2_change_detection", "--conf", json.dumps(conf), timeout=900)
     print(r.stdout, r.stderr, f"run took {time.monotonic() - started:.0f} s")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "change map:" in r.stdout and "STAC item:" in r.stdout
 
-    runs = Path(platform.home) / "storage" / "runs" / "s2_change_detection"
+    runs = Path(platform.home) / "storage" / "results" / "s2_change_detection"
     (run_dir,) = list(runs.iterdir())
     summary = json.loads((run_dir / "run.json").read_text())
     (result,) = summary["results"]
@@ -178,6 +179,57 @@ def test_bordeaux_pipeline_end_to_end(platform: Platform) -> None:
     with psycopg.connect(dsn) as conn:
         n = conn.execute("SELECT count(*) FROM candela.results").fetchone()[0]
     assert n == 1
+
+
+def test_rerun_is_idempotent(platform: Platform) -> None:
+    """The same parameters again: same output prefix, outputs replaced, no duplicate result."""
+    r = platform.candela("run", "s2_change_detection", "--conf", json.dumps(BORDEAUX), timeout=900)
+    assert r.returncode == 0, r.stdout + r.stderr
+    runs = Path(platform.home) / "storage" / "results" / "s2_change_detection"
+    assert len(list(runs.iterdir())) == 1
+    assert _results_count(platform) == 1
+
+
+def test_identical_runs_at_once_are_refused(platform: Platform) -> None:
+    assert platform.candela("catalog", "add", str(REPO / "data/oscd/bordeaux")).returncode == 0
+    conf = json.dumps({**BORDEAUX, "threshold": 0.6})
+    first = platform.candela("run", "s2_change_detection", "--conf", conf, "--no-wait")
+    assert first.returncode == 0, first.stderr
+    second = platform.candela("run", "s2_change_detection", "--conf", conf, timeout=900)
+    # whichever plan_run comes second fails with a clear reason; the first completes
+    assert second.returncode == 1
+    with platform.client() as c:
+        runs = c.request(
+            "GET", "/api/v2/dags/s2_change_detection/dagRuns", params={"order_by": "-start_date"}
+        ).json()["dag_runs"]
+        first_id = next(
+            x["dag_run_id"]
+            for x in runs
+            if x["conf"].get("threshold") == 0.6 and x["dag_run_id"] != runs[0]["dag_run_id"]
+        )
+        final = c.follow("s2_change_detection", first_id, lambda st: None, timeout=600)
+        assert final.state == "success"
+        log = c.task_log("s2_change_detection", runs[0]["dag_run_id"], "plan_run")
+    assert "an identical run" in log
+    assert "an identical run" in second.stderr  # candela run explains the failure
+
+
+def test_area_without_products_ends_as_no_data(platform: Platform) -> None:
+    conf = {**BORDEAUX, "bbox": [10.0, 50.0, 10.1, 50.1], "tile": None}
+    r = platform.candela("run", "s2_change_detection", "--conf", json.dumps(conf), timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "no data" in r.stdout
+
+
+def _results_count(platform: Platform) -> int:
+    import psycopg
+
+    from candela import embedded
+    from candela.settings import Settings
+
+    dsn = embedded.platform_dsn(Settings(home=platform.home, port=platform.port))
+    with psycopg.connect(dsn) as conn:
+        return int(conn.execute("SELECT count(*) FROM candela.results").fetchone()[0])
 
 
 def test_down_leaves_nothing_running(platform: Platform) -> None:

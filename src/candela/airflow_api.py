@@ -56,14 +56,15 @@ class AirflowClient:
         return self._token
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {self.token()}"}
+        extra = dict(kwargs.pop("headers", None) or {})
+        headers = {**extra, "Authorization": f"Bearer {self.token()}"}
         try:
             r = self._http.request(method, path, headers=headers, **kwargs)
         except httpx.HTTPError as exc:
             raise AirflowApiError(f"cannot reach Airflow at {self.base_url}: {exc}") from None
         if r.status_code == 401:  # token expired: log in again once
             self._token = None
-            headers = {"Authorization": f"Bearer {self.token()}"}
+            headers = {**extra, "Authorization": f"Bearer {self.token()}"}
             r = self._http.request(method, path, headers=headers, **kwargs)
         return r
 
@@ -129,6 +130,33 @@ class AirflowClient:
             return None
         _raise(r)
         return r.json().get("value")
+
+    def task_log(
+        self, dag_id: str, run_id: str, task_id: str, try_number: int = 1, map_index: int = -1
+    ) -> str:
+        """The task's log as text (the lines of every log source, joined)."""
+        r = self.request(
+            "GET",
+            f"/api/v2/dags/{quote(dag_id)}/dagRuns/{quote(run_id)}/taskInstances/"
+            f"{quote(task_id)}/logs/{try_number}",
+            params={"full_content": True, "map_index": map_index},
+            headers={"Accept": "application/json"},
+        )
+        _raise(r)
+        content = r.json().get("content", [])
+        lines = []
+        for entry in content:
+            if isinstance(entry, dict):
+                lines.append(str(entry.get("event", "")))
+                for err in entry.get("error_detail") or []:
+                    if isinstance(err, dict):
+                        lines.append(f"{err.get('exc_type')}: {err.get('exc_value')}")
+            else:
+                lines.append(str(entry))
+        return "\n".join(lines)
+
+    def failed_tasks(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        return [ti for ti in self.task_instances(dag_id, run_id) if ti.get("state") == "failed"]
 
     def run_status(self, dag_id: str, run_id: str) -> RunStatus:
         run = self.get_run(dag_id, run_id)

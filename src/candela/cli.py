@@ -331,11 +331,39 @@ def _print_progress(st: Any) -> None:
 
 
 def _print_failures(client: Any, dag_id: str, run_id: str, tasks: dict[str, str]) -> None:
-    bad = [t for t, state in tasks.items() if state in ("failed", "upstream_failed")]
+    from candela.airflow_api import AirflowApiError
+
+    bad = [t for t, state in tasks.items() if state == "failed"]
     if bad:
         err.print("failed tasks: " + ", ".join(bad))
+    try:
+        for ti in client.failed_tasks(dag_id, run_id):
+            log = client.task_log(
+                dag_id, run_id, ti["task_id"], ti.get("try_number") or 1, ti.get("map_index", -1)
+            )
+            reason = _error_line(log)
+            if reason:
+                label = ti["task_id"] + (
+                    f"[{ti['map_index']}]" if ti.get("map_index", -1) >= 0 else ""
+                )
+                err.print(f"  {label}: {reason}", highlight=False)
+    except AirflowApiError:
+        pass
     logs = get_settings().log_dir / "airflow" / f"dag_id={dag_id}" / f"run_id={run_id}"
     err.print(f"task logs: {logs} (and in the UI)")
+
+
+def _error_line(log: str) -> str:
+    """The most telling line of a failed task's log: the exception message."""
+    for line in reversed(log.splitlines()):
+        text = line.strip()
+        for marker in ("Exception: ", "Error: ", "error: ", "Timeout: "):
+            if marker in text:
+                return text.split(marker, 1)[1][:300]
+    for line in reversed(log.splitlines()):
+        if "Task failed with exception" in line or "ERROR" in line:
+            return line.strip()[:300]
+    return ""
 
 
 def _print_outputs(client: Any, dag_id: str, run_id: str) -> None:

@@ -428,6 +428,14 @@ def up(settings: Settings, progress: Callable[[str], None] = lambda m: None) -> 
     write_airflow_config(settings, settings.airflow_database_url or dsn_for(base, "airflow"))
     progress("migrating Airflow's metadata database")
     run_airflow(settings, "db", "migrate")
+    run_airflow(
+        settings,
+        "pools",
+        "set",
+        "candela_gpu",
+        str(settings.gpu_slots),
+        "GPU steps (change detection)",
+    )
     for name in COMPONENTS:
         if not running[name].running:
             progress(f"starting Airflow {name}")

@@ -24,8 +24,40 @@ def safe_key(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")
 
 
-def run_prefix(settings: Settings, dag_id: str, run_id: str) -> str:
-    return f"{settings.storage.rstrip('/')}/runs/{safe_key(dag_id)}/{safe_key(run_id)}"
+def output_prefix(settings: Settings, dag_id: str, key: str) -> str:
+    """Where a run's outputs go: one prefix per workflow and parameter set (idempotent reruns)."""
+    return f"{settings.storage.rstrip('/')}/results/{safe_key(dag_id)}/{key}"
+
+
+def remove_temporaries(uri: str) -> list[str]:
+    """Remove what an interrupted write may have left beside ``uri`` (never ``uri`` itself).
+
+    The services publish atomically (temporary name, then rename or S3 copy); a process killed
+    mid-write can leave those temporaries behind. Failure callbacks call this.
+    """
+    from candela_sdk import storage
+
+    loc = storage.parse(uri)
+    removed: list[str] = []
+    if loc.scheme == "file":
+        import shutil
+        from pathlib import Path
+
+        target = Path(loc.path)
+        if not target.parent.is_dir():
+            return removed
+        for p in target.parent.glob(f".{target.name}.*"):
+            if ".tmp" in p.name:
+                shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+                removed.append(str(p))
+        return removed
+    client = storage.s3_client()
+    resp = client.list_objects_v2(Bucket=loc.bucket, Prefix=loc.path + ".")
+    for obj in resp.get("Contents", []):
+        if obj["Key"].endswith(".uploading"):
+            client.delete_object(Bucket=loc.bucket, Key=obj["Key"])
+            removed.append(f"s3://{loc.bucket}/{obj['Key']}")
+    return removed
 
 
 def search_arguments(params: dict[str, Any]) -> dict[str, Any]:
@@ -60,7 +92,7 @@ def change_arguments(
     ordered = sorted((s for s in stacks if s), key=lambda s: s["datetime"])
     jobs = []
     for before, after in zip(ordered, ordered[1:], strict=False):
-        name = f"{safe_key(before['product_id'])}__{safe_key(after['product_id'])}"
+        name = f"{_stem(before['output'])}__{_stem(after['output'])}"
         job: dict[str, Any] = {
             "before": before["output"],
             "after": after["output"],
@@ -73,10 +105,15 @@ def change_arguments(
     return jobs
 
 
+def _stem(uri: str) -> str:
+    return safe_key(uri.rstrip("/").rsplit("/", 1)[-1].removesuffix(".tif"))
+
+
 def publish(
     settings: Settings,
     dag_id: str,
     run_id: str,
+    key: str,
     params: dict[str, Any],
     stacks: list[dict[str, Any]],
     changes: list[dict[str, Any]],
@@ -86,7 +123,7 @@ def publish(
     a run summary (``run.json``) next to the outputs."""
     from candela_sdk import storage
 
-    prefix = run_prefix(settings, dag_id, run_id)
+    prefix = output_prefix(settings, dag_id, key)
     published = []
     for ch in changes:
         if not ch:
@@ -101,6 +138,7 @@ def publish(
     summary = {
         "workflow": dag_id,
         "run_id": run_id,
+        "output_key": key,
         "params": params,
         "published_at": dt.datetime.now(dt.UTC).isoformat(),
         "stacks": [s["output"] for s in stacks if s],

@@ -52,6 +52,7 @@ class Settings(BaseSettings):
         900, description="seconds to wait for a pod to start (longer than a node scale-up)"
     )
     step_timeout_minutes: int = 120
+    gpu_slots: int = Field(1, ge=1, description="size of the GPU pool (concurrent GPU steps)")
 
     @cached_property
     def home_abs(self) -> Path:

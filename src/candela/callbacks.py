@@ -1,0 +1,49 @@
+"""Airflow callbacks of the pipelines (kept light: imports happen when they run)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def _dsn() -> str | None:
+    from candela.embedded import PlatformError, platform_dsn
+    from candela.settings import get_settings
+
+    try:
+        return platform_dsn(get_settings())
+    except PlatformError:
+        return None
+
+
+def release_claim(context: Any) -> None:
+    """DAG success/failure callback: free the run's output key for the next identical run."""
+    from candela.runs import output_key, release
+
+    dsn = _dsn()
+    dag_run = context.get("dag_run")
+    if dsn is None or dag_run is None:
+        return
+    dag_id = dag_run.dag_id
+    key = output_key(dag_id, dict(context.get("params") or {}))
+    if release(dsn, key, dag_run.run_id):
+        log.info("released output key %s of %s", key, dag_run.run_id)
+
+
+def remove_partial_outputs(context: Any) -> None:
+    """Task failure callback: remove temporaries an interrupted step left beside its output."""
+    from candela.pipeline import remove_temporaries
+
+    task = context.get("task")
+    args = getattr(task, "service_args", None)
+    if not isinstance(args, dict) or not args.get("output"):
+        return
+    try:
+        removed = remove_temporaries(str(args["output"]))
+    except Exception as exc:  # a callback must not hide the task's own error
+        log.warning("could not clean up beside %s: %s", args["output"], exc)
+        return
+    for r in removed:
+        log.info("removed partial output %s", r)

@@ -1,0 +1,192 @@
+"""``candela models``: the change-detection model registry (list, show, register).
+
+The files (``model.keras`` + ``metadata.json``) go under the registry root — the
+``CANDELA_MODEL_REGISTRY`` folder/S3 prefix, else ``<storage root>/models`` — where the
+changedetect service finds them by name (``--model NAME``); the records are mirrored in the
+platform table ``candela.models`` (migration 0003).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+log = logging.getLogger(__name__)
+
+app = typer.Typer(help="Change-detection models: the model registry.", no_args_is_help=True)
+console = Console()
+err = Console(stderr=True)
+
+COLUMNS = (
+    "name, architecture, description, uri, sha256, size_bytes, bands, normalisation, training, "
+    "metrics, options, metadata, registered_at"
+)
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _dsn() -> str:
+    from candela import embedded
+    from candela.settings import get_settings
+
+    try:
+        return embedded.platform_dsn(get_settings())
+    except embedded.PlatformError as exc:
+        raise _fail(str(exc)) from None
+
+
+def registry_root() -> str:
+    """The registry folder: ``CANDELA_MODEL_REGISTRY`` or ``<storage root>/models``."""
+    from candela.settings import get_settings
+    from candela_sdk import storage
+
+    env = os.environ.get("CANDELA_MODEL_REGISTRY")
+    if env:
+        return storage.to_uri(env)
+    return storage.parse(get_settings().storage).join("models").uri
+
+
+def record_model(dsn: str, record: dict[str, Any]) -> None:
+    """Insert or replace the record of a registered model in ``candela.models``."""
+    import psycopg
+    from psycopg.types.json import Jsonb
+
+    with psycopg.connect(dsn) as conn:
+        conn.execute(
+            f"INSERT INTO candela.models ({COLUMNS}) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now()) "
+            "ON CONFLICT (name) DO UPDATE SET architecture = EXCLUDED.architecture, "
+            "description = EXCLUDED.description, uri = EXCLUDED.uri, sha256 = EXCLUDED.sha256, "
+            "size_bytes = EXCLUDED.size_bytes, bands = EXCLUDED.bands, "
+            "normalisation = EXCLUDED.normalisation, training = EXCLUDED.training, "
+            "metrics = EXCLUDED.metrics, options = EXCLUDED.options, "
+            "metadata = EXCLUDED.metadata, registered_at = now()",
+            (
+                record["name"],
+                record["architecture"],
+                record.get("description", ""),
+                record["uri"],
+                record["sha256"],
+                record["size_bytes"],
+                Jsonb(record["bands"]),
+                record["normalisation"],
+                Jsonb(record.get("training", {})),
+                Jsonb(record.get("metrics", {})),
+                Jsonb(record.get("options", {})),
+                Jsonb(record),
+            ),
+        )
+
+
+def list_models(dsn: str) -> list[dict[str, Any]]:
+    import psycopg
+    from psycopg.rows import dict_row
+
+    with psycopg.connect(dsn, row_factory=dict_row) as conn:
+        return list(conn.execute(f"SELECT {COLUMNS} FROM candela.models ORDER BY name"))
+
+
+def get_model(dsn: str, name: str) -> dict[str, Any] | None:
+    import psycopg
+    from psycopg.rows import dict_row
+
+    with psycopg.connect(dsn, row_factory=dict_row) as conn:
+        row = conn.execute(
+            f"SELECT {COLUMNS} FROM candela.models WHERE name = %s", (name,)
+        ).fetchone()
+    return dict(row) if row else None
+
+
+def _json_option(text: str | None, flag: str) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        value = json.loads(Path(text[1:]).read_text() if text.startswith("@") else text)
+    except (OSError, json.JSONDecodeError) as exc:
+        raise _fail(f"{flag}: not JSON (or @file.json): {exc}", 2) from None
+    if not isinstance(value, dict):
+        raise _fail(f"{flag}: a JSON object is required", 2)
+    return value
+
+
+@app.command("register")
+def register(
+    name: Annotated[str, typer.Argument(help="model name (lower case), used as --model NAME")],
+    file: Annotated[Path, typer.Argument(help="the trained .keras file (Candela encoder)")],
+    bands: Annotated[
+        str, typer.Option(help="input bands in order, comma-separated, e.g. B02,B03,B04,…")
+    ],
+    description: Annotated[str, typer.Option(help="one line about the model")] = "",
+    training: Annotated[
+        str | None, typer.Option(help="training data/parameters: JSON or @file.json")
+    ] = None,
+    metrics: Annotated[str | None, typer.Option(help="metrics: JSON or @file.json")] = None,
+    options: Annotated[
+        str | None, typer.Option(help="default encoder options (e.g. fine-tuning epochs): JSON")
+    ] = None,
+) -> None:
+    """Register a trained encoder: copy it into the registry and record it in the database."""
+    from candela_changedetect import registry
+    from candela_sdk.errors import CandelaError
+
+    band_list = [b.strip() for b in bands.split(",") if b.strip()]
+    dsn = _dsn()
+    try:
+        record = registry.register(
+            name,
+            file,
+            bands=band_list,
+            training=_json_option(training, "--training"),
+            metrics=_json_option(metrics, "--metrics"),
+            options=_json_option(options, "--options"),
+            description=description,
+            root=registry_root(),
+        )
+    except CandelaError as exc:
+        raise _fail(str(exc), int(exc.exit_code)) from None
+    record_model(dsn, record)
+    console.print(
+        f"registered {record['name']} sha256 {record['sha256'][:12]} at {record['uri']}",
+        highlight=False,
+    )
+
+
+@app.command("list")
+def list_cmd() -> None:
+    """List the registered models."""
+    rows = list_models(_dsn())
+    t = Table("name", "architecture", "bands", "sha256", "size", "registered", "description")
+    for r in rows:
+        t.add_row(
+            r["name"],
+            r["architecture"],
+            ",".join(r["bands"]),
+            r["sha256"][:12],
+            f"{r['size_bytes'] / 1024:.0f} KiB",
+            r["registered_at"].isoformat(timespec="seconds"),
+            r["description"],
+        )
+    console.print(t)
+    if not rows:
+        console.print("no registered model (built-in: cva, irmad, encoder)")
+
+
+@app.command("show")
+def show(name: Annotated[str, typer.Argument(help="registered model name")]) -> None:
+    """Print a registered model's metadata record (JSON)."""
+    row = get_model(_dsn(), name)
+    if row is None:
+        raise _fail(f"model {name!r} is not registered", 2)
+    out = dict(row["metadata"])
+    out["registered_at"] = row["registered_at"].isoformat()
+    console.print_json(json.dumps(out))

@@ -1,0 +1,41 @@
+"""Fixtures of the platform tests: a real S3 server (SeaweedFS on loopback)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from candela import s3server
+
+# two workspace identities, each limited to its own bucket (see test_workspaces.py)
+WORKSPACE_USERS = ("alice", "bob")
+
+
+@pytest.fixture(scope="session")
+def s3_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[s3server.S3Server]:
+    """SeaweedFS with its S3 gateway for the whole session: free ports, temp dir, stopped after.
+
+    Buckets ``eodata`` and ``candela`` exist; identities ``admin`` (everything) and one per
+    :data:`WORKSPACE_USERS` that may use only the bucket ``ws-<user>``.
+    """
+    home = tmp_path_factory.mktemp("s3home")
+    idents = [s3server.Identity.for_bucket(u, f"ws-{u}") for u in WORKSPACE_USERS]
+    server = s3server.start(
+        home,
+        s3server.free_port(),
+        identities=idents,
+        buckets=["eodata", "candela", *[f"ws-{u}" for u in WORKSPACE_USERS]],
+    )
+    try:
+        yield server
+    finally:
+        s3server.stop(home)
+
+
+@pytest.fixture
+def s3_server(s3_session: s3server.S3Server, monkeypatch: pytest.MonkeyPatch) -> s3server.S3Server:
+    """The session's S3 server, with the admin's ``CANDELA_S3_*`` set for this test."""
+    for key, value in s3_session.env().items():
+        monkeypatch.setenv(key, value)
+    return s3_session

@@ -1,0 +1,133 @@
+"""The OGC API – Processes documents (``plugins/candela_ogc/ogc.py``) without a platform: job
+ids, schemas, input validation, status and results, checked against the models generated from
+the standard's published OpenAPI document (``ogc-api-processes-client``)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from ogc_api_processes_client.models import Process, StatusInfo
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
+
+from candela_ogc import ogc  # noqa: E402
+from candela_ogc.openapi import openapi_document  # noqa: E402
+
+BASE = "http://localhost:8080/ogc"
+DAG_ID = st.from_regex(r"[A-Za-z0-9_.-]{1,40}", fullmatch=True)
+
+
+@given(DAG_ID, st.text(min_size=1, max_size=80).filter(lambda s: s.strip()))
+def test_job_id_is_url_safe_and_reversible(dag_id: str, run_id: str) -> None:
+    job_id = ogc.encode_job_id(dag_id, run_id)
+    assert all(c.isalnum() or c in "-_" for c in job_id)
+    assert ogc.decode_job_id(job_id) == (dag_id, run_id)
+
+
+@pytest.mark.parametrize("bad", ["", "!!", "bm90aGluZw", "czJfY2hhbmdlX2RldGVjdGlvbi8"])
+def test_malformed_job_id_is_no_such_job(bad: str) -> None:
+    with pytest.raises(ogc.OgcError) as exc:
+        ogc.decode_job_id(bad)
+    assert exc.value.status == 404 and exc.value.type == ogc.NO_SUCH_JOB
+
+
+def test_service_schema_refs_are_inlined_and_oas30() -> None:
+    from candela.services import catalogue
+
+    search = next(s for s in catalogue() if s["name"] == "search")
+    desc = ogc.service_process(BASE, search, full=True)
+    Process.from_dict(desc)  # the standard's model accepts it
+    collection = desc["inputs"]["collection"]
+    assert collection["minOccurs"] == 1
+    assert "sentinel-2-l1c" in collection["schema"]["enum"]
+    bbox = desc["inputs"]["bbox"]["schema"]
+    assert bbox["type"] == "array" and bbox["nullable"] is True and "anyOf" not in bbox
+    assert "$ref" not in str(desc)
+
+
+def test_validation_names_the_field_and_the_reason() -> None:
+    schema = ogc.params_inputs_schema(
+        {
+            "model": {"value": "cva", "schema": {"enum": ["cva", "irmad"]}},
+            "start": {"value": "2016-01-01", "schema": {"type": "string", "format": "date"}},
+        }
+    )
+    assert ogc.validate_inputs(schema, {"model": "irmad"}) == {"model": "irmad"}
+    for inputs, words in [
+        ({"model": "magic"}, ["'model'", "magic"]),
+        ({"start": "2016-13-45"}, ["'start'", "date"]),
+        ({"colour": "red"}, ["unknown input", "'colour'"]),
+    ]:
+        with pytest.raises(ogc.OgcError) as exc:
+            ogc.validate_inputs(schema, inputs)
+        assert exc.value.status == 400
+        assert all(w in exc.value.detail for w in words), exc.value.detail
+        assert set(exc.value.body()) == {"type", "title", "status", "detail"}
+
+
+@pytest.mark.parametrize(
+    ("state", "status"),
+    [
+        ("queued", "accepted"),
+        ("running", "running"),
+        ("success", "successful"),
+        ("failed", "failed"),
+    ],
+)
+def test_status_follows_the_dag_run(state: str, status: str) -> None:
+    run = {
+        "dag_id": "run_service",
+        "dag_run_id": "manual__2026-01-01T00:00:00+00:00",
+        "state": state,
+        "conf": {"service": "search", "arguments": {}},
+        "queued_at": "2026-01-01T00:00:00Z",
+        "start_date": None if state == "queued" else "2026-01-01T00:00:01Z",
+        "end_date": "2026-01-01T00:00:09Z" if status in ("successful", "failed") else None,
+    }
+    info = ogc.status_info(BASE, run, ["success", "running", None, "skipped"])
+    StatusInfo.from_dict(info)
+    assert info["status"] == status
+    assert info["processID"] == "search"
+    assert info["progress"] == (100 if status == "successful" else 50)
+    rels = {link["rel"] for link in info["links"]}
+    assert ("http://www.opengis.net/def/rel/ogc/1.0/results" in rels) == (
+        status in ("successful", "failed")
+    )
+    assert ("finished" in info) == (status in ("successful", "failed"))
+
+
+def test_results_link_every_output_uri_but_not_metadata() -> None:
+    summary = {
+        "summary": "file:///s/run.json",
+        "stacks": ["s3://b/a.tif"],
+        "params": {"aoi": "https://example.org/aoi.geojson"},
+        "results": [{"outputs": {"change_mask": "file:///s/m.tif"}, "changed_area_ha": 3.5}],
+    }
+    doc = ogc.results_document(summary)
+    assert doc["result"] == {"value": summary, "mediaType": "application/json"}
+    assert doc["results.0.outputs.change_mask"]["href"] == "file:///s/m.tif"
+    assert doc["results.0.outputs.change_mask"]["type"].startswith("image/tiff")
+    assert doc["stacks.0"]["href"] == "s3://b/a.tif"
+    assert not any(k.startswith("params") for k in doc)
+    assert ogc.results_document(None) == {}
+
+
+def test_openapi_document_is_oas30_with_the_core_paths() -> None:
+    doc = openapi_document(BASE)
+    assert doc["openapi"].startswith("3.0.")
+    for path in (
+        "/",
+        "/conformance",
+        "/processes",
+        "/processes/{processId}",
+        "/processes/{processId}/execution",
+        "/jobs",
+        "/jobs/{jobId}",
+        "/jobs/{jobId}/results",
+    ):
+        assert path in doc["paths"], path
+    assert doc["servers"] == [{"url": BASE}]

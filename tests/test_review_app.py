@@ -1,0 +1,552 @@
+"""The review app (plugins/candela_review) on a run produced by the real services.
+
+A module fixture runs preprocess (both Bordeaux dates) and changedetect through their CLI
+contract (``candela_sdk.contract.main``), publishes the run with ``candela.pipeline.publish``
+into a real PostgreSQL results table, and serves the app with FastAPI's TestClient (mounted at
+``/candela`` like in the api-server). Authentication is Airflow's; here the app is built with an
+``auth`` dependency that accepts every request, except in the test that checks the real one.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "plugins"))
+
+DAG = "s2_change_detection"
+RUN = "manual__2026-01-01T00:00:00+00:00"
+PARAMS = {"collection": "sentinel-2-l1c", "tile": "T30TXQ", "model": "cva", "threshold": "auto"}
+
+
+def _service_run(service: Any, argv: list[str], capsys: Any = None) -> dict[str, Any]:
+    import contextlib
+
+    from candela_sdk.contract import main
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        code = main(service, argv)
+    out = buf.getvalue().strip().splitlines()
+    assert code == 0, out
+    return json.loads(out[-1])
+
+
+def produce_run(
+    storage: Path,
+    dsn: str | None,
+    bordeaux: Path,
+    run_id: str = RUN,
+    model: str = "cva",
+    zones: Path | None = None,
+) -> dict[str, Any]:
+    """preprocess ×2 + changedetect + publish, exactly as the DAG chains them."""
+    from candela import pipeline
+    from candela.settings import Settings
+    from candela_changedetect.service import SERVICE as DETECT
+    from candela_preprocess.service import SERVICE as PREPROCESS
+    from candela_search import ingest
+
+    settings = Settings(home=storage.parent, storage_root=storage.as_uri())
+    params = {**PARAMS, "model": model}
+    if hasattr(pipeline, "output_prefix"):  # outputs keyed by workflow + parameters
+        from candela.runs import output_key
+
+        key = output_key(DAG, params)
+        prefix = pipeline.output_prefix(settings, DAG, key)
+        extra: tuple[str, ...] = (key,)
+    else:  # outputs per run
+        prefix = pipeline.run_prefix(settings, DAG, run_id)  # type: ignore[attr-defined]
+        extra = ()
+    records = sorted(ingest.recognise(bordeaux).records, key=lambda r: r.datetime)
+    search = {
+        "products": [{"id": r.id, "href": r.href, "datetime": str(r.datetime)} for r in records]
+    }
+    stacks = []
+    for job in pipeline.preprocess_arguments(search, prefix):
+        res = _service_run(PREPROCESS, ["--product", job["product"], "--output", job["output"]])
+        stacks.append(res)
+    changes = []
+    for job in pipeline.change_arguments(stacks, prefix, model, "auto"):
+        argv = ["--before", job["before"], "--after", job["after"], "--model", job["model"]]
+        argv += ["--output", job["output"]]
+        if zones:
+            argv += ["--zones", str(zones)]
+        changes.append(_service_run(DETECT, argv))
+    return pipeline.publish(settings, DAG, run_id, *extra, params, stacks, changes, dsn)
+
+
+def allow_all() -> str:
+    return "test-user"
+
+
+def mounted(app: Any) -> Any:
+    from fastapi import FastAPI
+
+    root = FastAPI()
+    root.mount("/candela", app)
+    return root
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory, pg_server: str) -> dict[str, Any]:
+    import uuid
+
+    import psycopg
+
+    from candela.db import migrate
+    from candela.settings import Settings
+
+    name = "t_review_" + uuid.uuid4().hex[:8]
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    dsn = pg_server.replace("/postgres?", f"/{name}?")
+    migrate(dsn)
+    home = tmp_path_factory.mktemp("review") / "home"
+    storage = home / "storage"
+    storage.mkdir(parents=True)
+    bordeaux = REPO / "data" / "oscd" / "bordeaux"
+    t0 = time.monotonic()
+    summary = produce_run(storage, dsn, bordeaux)
+    print(f"services produced the run in {time.monotonic() - t0:.1f} s")
+    settings = Settings(home=home, storage_root=storage.as_uri())
+    return {"dsn": dsn, "settings": settings, "summary": summary, "storage": storage, "home": home}
+
+
+@pytest.fixture(scope="module")
+def client(world: dict[str, Any]) -> Iterator[Any]:
+    from candela_review.app import create_app
+    from fastapi.testclient import TestClient
+
+    app = create_app(world["settings"], world["dsn"], auth=allow_all)
+    with TestClient(mounted(app)) as c:
+        yield c
+
+
+def run_path(run_id: str = RUN) -> str:
+    return f"/candela/runs/{DAG}/{quote(run_id, safe='')}"
+
+
+# --- STAC API ---------------------------------------------------------------------------------
+
+
+def test_landing_conformance_collections(client: Any) -> None:
+    land = client.get("/candela/stac/").json()
+    assert (
+        land["type"] == "Catalog"
+        and "https://api.stacspec.org/v1.0.0/item-search" in land["conformsTo"]
+    )
+    rels = {link["rel"] for link in land["links"]}
+    assert {"self", "root", "conformance", "data", "search", "child"} <= rels
+    assert client.get("/candela/stac/conformance").json()["conformsTo"] == land["conformsTo"]
+    cols = client.get("/candela/stac/collections").json()["collections"]
+    assert [c["id"] for c in cols] == [DAG]
+    bbox = cols[0]["extent"]["spatial"]["bbox"][0]
+    assert -0.7 < bbox[0] < bbox[2] < -0.5 and 44.7 < bbox[1] < bbox[3] < 45.0
+    assert client.get("/candela/stac/collections/nope").status_code == 404
+
+
+def test_search_filters(client: Any, world: dict[str, Any]) -> None:
+    def n(**params: Any) -> int:
+        r = client.get("/candela/stac/search", params=params)
+        assert r.status_code == 200, r.text
+        return len(r.json()["features"])
+
+    assert n() == 1
+    assert n(bbox="-0.7,44.8,-0.5,44.9") == 1
+    assert n(bbox="2.0,48.0,3.0,49.0") == 0  # Paris
+    assert n(datetime="2017-01-01T00:00:00Z/..") == 1
+    assert n(datetime="2018-01-01T00:00:00Z/2019-01-01T00:00:00Z") == 0
+    assert n(collections=DAG) == 1 and n(collections="other_dag") == 0
+    body = client.post("/candela/stac/search", json={"bbox": [-0.7, 44.8, -0.5, 44.9]}).json()
+    (feat,) = body["features"]
+    assert feat["collection"] == DAG and body["numberMatched"] == 1
+    assert feat["assets"]["change_probability"]["href"].startswith(
+        "http://testserver/candela/runs/"
+    )
+
+
+@pytest.mark.parametrize(
+    ("params", "word"),
+    [
+        ({"bbox": "1,2,3"}, "bbox"),
+        ({"bbox": "a,b,c,d"}, "bbox"),
+        ({"bbox": "0,50,1,40"}, "bbox"),
+        ({"datetime": "yesterday"}, "datetime"),
+        ({"datetime": "2018-01-01/2017-01-01"}, "ends before"),
+        ({"limit": "0"}, "limit"),
+        ({"limit": "many"}, "limit"),
+        ({"token": "x"}, "token"),
+        ({"frobnicate": "1"}, "unsupported"),
+    ],
+)
+def test_malformed_query_is_400_with_message(
+    client: Any, params: dict[str, str], word: str
+) -> None:
+    r = client.get("/candela/stac/search", params=params)
+    assert r.status_code == 400
+    assert word in r.json()["description"]
+
+
+def test_malformed_post_body(client: Any) -> None:
+    r = client.post(
+        "/candela/stac/search", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 400 and "JSON" in r.json()["description"]
+    r = client.post("/candela/stac/search", json={"intersects": {"type": "Point"}})
+    assert r.status_code == 400 and "intersects" in r.json()["description"]
+
+
+def test_paging(world: dict[str, Any], client: Any, tmp_path: Path) -> None:
+    """Three results in the table (the real one re-recorded under two more run ids): pages of 2."""
+    import psycopg
+    from psycopg.types.json import Jsonb
+
+    with psycopg.connect(world["dsn"]) as conn:
+        row = conn.execute("SELECT item FROM candela.results").fetchone()
+        for k in (1, 2):
+            item = dict(row[0], id=f"{row[0]['id']}-copy{k}")
+            conn.execute(
+                """INSERT INTO candela.results (id, workflow, run_id, datetime, min_lon, min_lat,
+                   max_lon, max_lat, item) SELECT %s, workflow, %s, datetime, min_lon, min_lat,
+                   max_lon, max_lat, %s FROM candela.results WHERE id = %s""",
+                (item["id"], f"copy{k}", Jsonb(item), row[0]["id"]),
+            )
+    try:
+        page = client.get("/candela/stac/search", params={"limit": 2}).json()
+        assert page["numberMatched"] == 3 and len(page["features"]) == 2
+        (nxt,) = [link for link in page["links"] if link["rel"] == "next"]
+        page2 = client.get(nxt["href"]).json()
+        assert len(page2["features"]) == 1
+        assert not [link for link in page2["links"] if link["rel"] == "next"]
+        ids = {f["id"] for f in page["features"] + page2["features"]}
+        assert len(ids) == 3
+        post = client.post("/candela/stac/search", json={"limit": 2}).json()
+        (pn,) = [link for link in post["links"] if link["rel"] == "next"]
+        assert pn["method"] == "POST" and pn["body"]["token"] == "next:2"
+    finally:
+        with psycopg.connect(world["dsn"]) as conn:
+            conn.execute("DELETE FROM candela.results WHERE id LIKE '%-copy_'")
+
+
+def _schema_map() -> dict[str, str]:
+    """stac-validator offline: core STAC 1.1.0 and GeoJSON schemas as shipped in pystac."""
+    import pystac
+
+    root = Path(pystac.__file__).parent / "validation" / "jsonschemas"
+    spec = root / "stac-spec" / "v1.1.0"
+    m = {
+        f"https://schemas.stacspec.org/v1.1.0/item-spec/json-schema/{p.name}": str(p)
+        for p in spec.glob("*.json")
+    }
+    m["https://schemas.stacspec.org/v1.1.0/collection-spec/json-schema/collection.json"] = str(
+        spec / "collection.json"
+    )
+    m["https://schemas.stacspec.org/v1.1.0/catalog-spec/json-schema/catalog.json"] = str(
+        spec / "catalog.json"
+    )
+    for name in ("Feature", "Geometry"):
+        m[f"https://geojson.org/schema/{name}.json"] = str(root / "geojson" / f"{name}.json")
+    return m
+
+
+def test_items_validate_with_stac_validator(client: Any) -> None:
+    from stac_validator.validate import StacValidate  # stac-validator (module of stac_valid)
+
+    feats = client.get("/candela/stac/collections/" + DAG + "/items").json()["features"]
+    assert feats
+    docs = [*feats, client.get("/candela/stac/collections/" + DAG).json()]
+    for doc in docs:
+        v = StacValidate(core=True, schema_map=_schema_map())
+        ok = v.validate_dict(doc)
+        assert ok, v.message
+    one = client.get(f"/candela/stac/collections/{DAG}/items/{feats[0]['id']}")
+    assert one.status_code == 200 and one.json()["id"] == feats[0]["id"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_pystac_client_opens_the_api(world: dict[str, Any]) -> None:
+    import uvicorn
+    from candela_review.app import create_app
+    from pystac_client import Client
+
+    port = _free_port()
+    app = mounted(create_app(world["settings"], world["dsn"], auth=allow_all))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    th = threading.Thread(target=server.run, daemon=True)
+    th.start()
+    try:
+        for _ in range(100):
+            if server.started:
+                break
+            time.sleep(0.05)
+        cat = Client.open(f"http://127.0.0.1:{port}/candela/stac/")
+        assert [c.id for c in cat.get_collections()] == [DAG]
+        found = cat.search(collections=[DAG], bbox=[-0.7, 44.8, -0.5, 44.9], datetime="2016/2018")
+        items = list(found.items())
+        assert len(items) == 1
+        assert items[0].properties["candela:run_id"] == RUN
+        assert list(cat.search(bbox=[10, 10, 11, 11]).items()) == []
+    finally:
+        server.should_exit = True
+        th.join(10)
+
+
+# --- tiles, legends, downloads ------------------------------------------------------------------
+
+
+def _tile_of(lon: float, lat: float, z: int) -> tuple[int, int]:
+    import math
+
+    n = 2**z
+    x = int((lon + 180) / 360 * n)
+    y = int((1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * n)
+    return x, y
+
+
+def _png(data: bytes) -> Any:
+    import numpy as np
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGBA"))
+
+
+def test_tiles_render_each_layer(client: Any, world: dict[str, Any]) -> None:
+    import numpy as np
+
+    item = client.get("/candela/stac/search").json()["features"][0]
+    w, s, e, n = item["bbox"]
+    x, y = _tile_of((w + e) / 2, (s + n) / 2, 14)
+    base = f"/candela/tiles/{DAG}/{quote(RUN, safe='')}/0"
+    arrays = {}
+    for layer in ("before", "after", "probability", "mask"):
+        r = client.get(f"{base}/{layer}/14/{x}/{y}.png")
+        assert r.status_code == 200, r.text
+        assert r.headers["content-type"] == "image/png"
+        a = _png(r.content)
+        assert a.shape == (256, 256, 4)
+        arrays[layer] = a
+    # true colour: opaque and not flat (a real stretch of real data)
+    rgb = arrays["after"]
+    assert (rgb[..., 3] == 255).mean() > 0.5 and rgb[..., :3].std() > 10
+    assert not np.array_equal(arrays["before"], arrays["after"])
+    # mask: only red (change) or fully transparent
+    m = arrays["mask"]
+    visible = m[..., 3] > 0
+    assert visible.any() and (m[visible][:, 0] == 230).all()
+
+
+def test_tile_outside_raster_is_transparent(client: Any) -> None:
+    x, y = _tile_of(2.35, 48.85, 12)  # Paris
+    r = client.get(f"/candela/tiles/{DAG}/{quote(RUN, safe='')}/0/probability/12/{x}/{y}.png")
+    assert r.status_code == 200
+    assert (_png(r.content)[..., 3] == 0).all()
+    bad = client.get(f"/candela/tiles/{DAG}/{quote(RUN, safe='')}/0/probability/2/9/0.png")
+    assert bad.status_code == 400 and "does not exist" in bad.json()["description"]
+    unknown = client.get(f"/candela/tiles/{DAG}/{quote(RUN, safe='')}/0/ndvi/2/1/1.png")
+    assert unknown.status_code == 404 and "unknown layer" in unknown.json()["description"]
+    norun = client.get(f"/candela/tiles/{DAG}/nope/0/probability/2/1/1.png")
+    assert norun.status_code == 404
+
+
+def test_legends(client: Any) -> None:
+    p = client.get("/candela/legend/probability").json()
+    assert p["type"] == "ramp" and p["stops"][0]["value"] == 0 and p["stops"][-1]["value"] == 1
+    assert client.get("/candela/legend/mask").json()["classes"][0]["label"] == "change"
+    png = client.get("/candela/legend/probability.png")
+    assert png.status_code == 200 and _png(png.content).shape[2] == 4
+    assert client.get("/candela/legend/nope").status_code == 404
+
+
+def test_downloads(client: Any, world: dict[str, Any]) -> None:
+    import rasterio
+    from rasterio.io import MemoryFile
+
+    item = client.get("/candela/stac/search").json()["features"][0]
+    cog = client.get(item["assets"]["change_probability"]["href"].removeprefix("http://testserver"))
+    assert cog.status_code == 200 and "attachment" in cog.headers["content-disposition"]
+    with MemoryFile(cog.content) as mf, mf.open() as ds:
+        assert ds.dtypes[0] == "float32"
+    stats = client.get(
+        item["assets"]["statistics"]["href"].removeprefix("http://testserver")
+    ).json()
+    assert stats["valid_pixels"] > 0
+    own = client.get(f"{run_path()}/download/{item['id']}/item").json()
+    assert own["id"] == item["id"]
+    stack = client.get(f"{run_path()}/stacks/0")
+    with MemoryFile(stack.content) as mf, mf.open() as ds:
+        assert "B04" in ds.descriptions
+    assert client.get(f"{run_path()}/run.json").json()["run_id"] == RUN
+    del rasterio
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/download/{item}/..%2F..%2Frun.json",
+        "/download/{item}/..",
+        "/download/..%2F..%2F..%2Fetc/passwd",
+        "/stacks/-1",
+        "/stacks/99",
+        "/download/{item}/quicklook.png",
+    ],
+)
+def test_downloads_cannot_escape(client: Any, path: str) -> None:
+    item = client.get("/candela/stac/search").json()["features"][0]["id"]
+    r = client.get(run_path() + path.format(item=item))
+    assert r.status_code in (404, 422)
+    assert b"root:" not in r.content
+
+
+def test_missing_output_object(world: dict[str, Any]) -> None:
+    """The probability COG of the run disappears: tiles and downloads say 404, the page says so."""
+    from candela_review.app import create_app
+    from fastapi.testclient import TestClient
+
+    prob = Path(
+        world["summary"]["results"][0]["outputs"]["change_probability"].removeprefix("file://")
+    )
+    hidden = prob.with_name("hidden.tif")
+    prob.rename(hidden)
+    try:
+        with TestClient(mounted(create_app(world["settings"], world["dsn"], auth=allow_all))) as c:
+            t = c.get(f"/candela/tiles/{DAG}/{quote(RUN, safe='')}/0/probability/14/8164/5890.png")
+            assert t.status_code == 404 and "missing" in t.json()["description"]
+            page = c.get(run_path())
+            assert page.status_code == 200 and "change_probability.tif (missing)" in page.text
+            assert c.get(f"{run_path()}/histogram").status_code == 404
+            item = c.get("/candela/stac/search").json()["features"][0]["id"]
+            d = c.get(f"{run_path()}/download/{item}/change_probability")
+            assert d.status_code == 404 and "missing" in d.json()["description"]
+    finally:
+        hidden.rename(prob)
+
+
+# --- pages -------------------------------------------------------------------------------------
+
+
+def test_zone_table_and_histogram(client: Any, world: dict[str, Any]) -> None:
+    z = client.get(f"{run_path()}/zones").json()
+    assert "1 km grid" in z["source"] and len(z["zones"]) >= 4
+    total = sum(x["changed_area_ha"] for x in z["zones"])
+    changed = world["summary"]["results"][0]["changed_area_ha"]
+    assert total == pytest.approx(changed, rel=0.02)  # the cells tile the raster
+    areas = [x["changed_area_ha"] for x in z["zones"]]
+    assert areas == sorted(areas, reverse=True)
+    assert all(len(x["bbox"]) == 4 for x in z["zones"])
+    h = client.get(f"{run_path()}/histogram").json()
+    assert len(h["counts"]) == 20 and sum(h["counts"]) == h["pixels"] > 0
+
+
+def test_review_page_and_report(client: Any) -> None:
+    page = client.get(run_path(), headers={"accept": "text/html"})
+    assert page.status_code == 200
+    html = page.text
+    assert (
+        "static/vendor/leaflet/leaflet.js" in html
+        and "unpkg" not in html
+        and "cdn" not in html.lower()
+    )
+    assert "Parameters and provenance" in html and "candela-changedetect" in html
+    assert "change_probability.tif" in html and "download" in html
+    js = client.get("/candela/static/vendor/leaflet/leaflet.js")
+    assert js.status_code == 200 and len(js.content) > 100_000
+    report = client.get(f"{run_path()}/report").text
+    assert "Zone statistics" in report and "quicklook" in report and "1 km cell" in report
+
+
+def test_unknown_run_page_says_so(client: Any) -> None:
+    r = client.get(run_path("no_such_run"), headers={"accept": "text/html"})
+    assert r.status_code == 404 and "No such run" in r.text
+
+
+def test_status_page_no_data_and_failed(world: dict[str, Any], client: Any) -> None:
+    """What Airflow says of a run without outputs decides the page (state from the metadata DB in
+    the api-server; here handed over, the rendering is what is checked)."""
+    from candela_review import runs
+
+    nodata = runs.Run(
+        DAG, "r-nodata", "", None, [],
+        runs.AirflowState("success", [{"task_id": "publish", "map_index": -1, "state": "skipped", "try": 1}]),
+    )  # fmt: skip
+    failed = runs.Run(DAG, "r-failed", "", None, [], runs.AirflowState("failed", []))
+    running = runs.Run(DAG, "r-run", "", None, [], runs.AirflowState("running", []))
+    empty = runs.Run(DAG, "r-empty", "", {"results": []}, [], None)
+    assert [r.status for r in (nodata, failed, running, empty)] == [
+        "no-data", "failed", "running", "no-data"
+    ]  # fmt: skip
+
+
+def test_failed_run_reason_from_task_log(tmp_path: Path) -> None:
+    from candela_review.runs import AirflowState, task_messages
+
+    from candela.settings import Settings
+
+    s = Settings(home=tmp_path)
+    log_dir = s.log_dir / "airflow" / f"dag_id={DAG}" / "run_id=r1"
+    (log_dir / "task_id=search_products").mkdir(parents=True)
+    (log_dir / "task_id=search_products" / "attempt=1.log").write_text(
+        json.dumps({"event": "no data: no product matches the search", "level": "info"}) + "\n"
+    )
+    (log_dir / "task_id=preprocess" / "map_index=0").mkdir(parents=True)
+    (log_dir / "task_id=preprocess" / "map_index=0" / "attempt=2.log").write_text(
+        json.dumps({"event": "step failed: exit 2", "level": "error"}) + "\n"
+    )
+    st = AirflowState(
+        "failed",
+        [
+            {"task_id": "search_products", "map_index": -1, "state": "skipped", "try": 1},
+            {"task_id": "preprocess", "map_index": 0, "state": "failed", "try": 2},
+        ],
+    )
+    assert task_messages(s, DAG, "r1", st) == [
+        "search_products: no data: no product matches the search",
+        "preprocess: step failed: exit 2",
+    ]
+
+
+def test_compare_two_runs(world: dict[str, Any], client: Any) -> None:
+    run_b = "manual__irmad"
+    produce_run(world["storage"], world["dsn"], REPO / "data" / "oscd" / "bordeaux", run_b, "irmad")
+    r = client.get("/candela/compare", params={"a": f"{DAG}/{RUN}", "b": f"{DAG}/{run_b}"})
+    assert r.status_code == 200
+    assert "irmad" in r.text and "cva" in r.text and "Difference (B − A)" in r.text
+    bad = client.get("/candela/compare", params={"a": "nonsense", "b": f"{DAG}/{RUN}"})
+    assert bad.status_code == 400
+
+
+def test_airflow_auth_is_required(world: dict[str, Any]) -> None:
+    from candela_review.app import create_app
+    from fastapi.testclient import TestClient
+
+    with TestClient(mounted(create_app(world["settings"], world["dsn"]))) as c:
+        r = c.get("/candela/stac/")
+        assert r.status_code == 401
+        page = c.get(run_path(), headers={"accept": "text/html"}, follow_redirects=False)
+        assert page.status_code == 307 and page.headers["location"].startswith("/auth/login")
+        assert c.get("/candela/static/review.js").status_code == 200  # static files are public
+
+
+def test_review_url_pattern() -> None:
+    from candela_review.app import review_url
+
+    assert (
+        review_url("http://localhost:8080/", DAG, RUN)
+        == "http://localhost:8080/candela/runs/s2_change_detection/manual__2026-01-01T00%3A00%3A00%2B00%3A00"
+    )
