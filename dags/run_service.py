@@ -32,7 +32,7 @@ SERVICES = sorted({ep.name for ep in entry_points(group="candela.services")})
         "service": Param(
             SERVICES[0] if SERVICES else "search",
             type="string",
-            **({"enum": SERVICES} if SERVICES else {}),
+            enum=SERVICES or ["search"],
             description="processing service (see `candela services`)",
         ),
         "arguments": Param(

@@ -128,6 +128,98 @@ def test_invalid_params_are_refused_before_any_task(platform: Platform) -> None:
     assert "model" in r.stderr and "magic" in r.stderr
 
 
+def _wait_for_run(c, dag_id: str, pred, timeout: float = 300) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = c.request("GET", f"/api/v2/dags/{dag_id}/dagRuns").json()["dag_runs"]
+        hits = [r for r in runs if pred(r)]
+        if hits:
+            return hits[0]
+        time.sleep(2)
+    raise AssertionError(f"no {dag_id} run appeared in {timeout} s")
+
+
+def test_catalogue_event_starts_change_detection(platform: Platform) -> None:
+    """Entry point "catalogue event": adding products emits an asset event; s2_new_products
+    compares the new 2017 product with the 2016 one through s2_change_detection."""
+    r = platform.candela("catalog", "add", str(REPO / "data" / "oscd" / "bordeaux"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "2 added" in r.stdout and "announced 2 new product(s)" in r.stdout
+    with platform.client() as c:
+        event_run = _wait_for_run(c, "s2_new_products", lambda r: True)
+        st = c.follow("s2_new_products", event_run["dag_run_id"], lambda s: None, timeout=300)
+        assert st.state == "success", st.tasks
+        triggered = _wait_for_run(
+            c,
+            "s2_change_detection",
+            lambda r: (
+                r["run_type"] == "manual"
+                and r["conf"].get("start") == "2016-05-04"
+                and r["conf"].get("end") == "2017-10-26"
+            ),
+        )
+        st = c.follow("s2_change_detection", triggered["dag_run_id"], lambda s: None, timeout=600)
+        assert st.state == "success", st.tasks
+        assert st.tasks["publish"] == "success"
+    again = platform.candela("catalog", "add", str(REPO / "data" / "oscd" / "bordeaux"))
+    assert "0 added, 2 updated" in again.stdout and "announced" not in again.stdout
+
+
+def test_watch_starts_runs_on_schedule(platform: Platform) -> None:
+    """Entry point "schedule": a saved watch; the daily s2_watches DAG starts its run."""
+    r = platform.candela(
+        "watch",
+        "add",
+        "bordeaux-north",
+        "--bbox",
+        "-0.66",
+        "44.84",
+        "-0.57",
+        "44.92",
+        "--every-days",
+        "5",
+        "--since",
+        "2016-01-01",
+        "--collection",
+        "sentinel-2-l1c",
+        "--tile",
+        "T30TXQ",
+    )
+    assert r.returncode == 0, r.stderr
+    assert "bordeaux-north" in platform.candela("watch", "list").stdout
+    with platform.client() as c:
+        tick = c.trigger("s2_watches", {})  # what the daily schedule does
+        st = c.follow("s2_watches", tick["dag_run_id"], lambda s: None, timeout=300)
+        assert st.state == "success", st.tasks
+        started = _wait_for_run(
+            c,
+            "s2_change_detection",
+            lambda r: r["conf"].get("bbox") == [-0.66, 44.84, -0.57, 44.92],
+        )
+        st = c.follow("s2_change_detection", started["dag_run_id"], lambda s: None, timeout=600)
+        assert st.state == "success", st.tasks
+        # not due again before 5 days: the next tick starts nothing
+        tick = c.trigger("s2_watches", {})
+        st = c.follow("s2_watches", tick["dag_run_id"], lambda s: None, timeout=300)
+        assert st.tasks["due_watches"] == "skipped"
+    assert "manual__" in platform.candela("watch", "list").stdout
+    bad = platform.candela("watch", "add", "x", "--bbox", "1", "1", "0", "0")
+    assert bad.returncode != 0 and "west < east" in bad.stderr
+
+
+def _summary_of(platform: Platform, run_id: str) -> dict:
+    root = Path(platform.home) / "storage" / "results" / "s2_change_detection"
+    for f in root.glob("*/run.json"):
+        summary = json.loads(f.read_text())
+        if summary["run_id"] == run_id:
+            return summary
+    raise AssertionError(f"no run.json for {run_id}")
+
+
+def _run_id(stdout: str) -> str:
+    return stdout.split("triggered s2_change_detection run ", 1)[1].split()[0]
+
+
 def test_bordeaux_pipeline_end_to_end(platform: Platform) -> None:
     import numpy as np
     import rasterio
@@ -143,9 +235,7 @@ def test_bordeaux_pipeline_end_to_end(platform: Platform) -> None:
     assert r.returncode == 0, r.stdout + r.stderr
     assert "change map:" in r.stdout and "STAC item:" in r.stdout
 
-    runs = Path(platform.home) / "storage" / "results" / "s2_change_detection"
-    (run_dir,) = list(runs.iterdir())
-    summary = json.loads((run_dir / "run.json").read_text())
+    summary = _summary_of(platform, _run_id(r.stdout))
     (result,) = summary["results"]
     outputs = {k: Path(v.removeprefix("file://")) for k, v in result["outputs"].items()}
 
@@ -177,17 +267,21 @@ def test_bordeaux_pipeline_end_to_end(platform: Platform) -> None:
 
     dsn = embedded.platform_dsn(Settings(home=platform.home, port=platform.port))
     with psycopg.connect(dsn) as conn:
-        n = conn.execute("SELECT count(*) FROM candela.results").fetchone()[0]
-    assert n == 1
+        row = conn.execute(
+            "SELECT run_id FROM candela.results WHERE id = %s", (item["id"],)
+        ).fetchone()
+    assert row == (summary["run_id"],)
 
 
 def test_rerun_is_idempotent(platform: Platform) -> None:
     """The same parameters again: same output prefix, outputs replaced, no duplicate result."""
+    root = Path(platform.home) / "storage" / "results" / "s2_change_detection"
+    before_dirs, before_rows = sorted(root.iterdir()), _results_count(platform)
     r = platform.candela("run", "s2_change_detection", "--conf", json.dumps(BORDEAUX), timeout=900)
     assert r.returncode == 0, r.stdout + r.stderr
-    runs = Path(platform.home) / "storage" / "results" / "s2_change_detection"
-    assert len(list(runs.iterdir())) == 1
-    assert _results_count(platform) == 1
+    assert sorted(root.iterdir()) == before_dirs
+    assert _results_count(platform) == before_rows
+    assert _summary_of(platform, _run_id(r.stdout))["run_id"] == _run_id(r.stdout)
 
 
 def test_identical_runs_at_once_are_refused(platform: Platform) -> None:

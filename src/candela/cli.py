@@ -173,15 +173,36 @@ def catalog_add(
         dsn = embedded.platform_dsn(s)
     except embedded.PlatformError as exc:
         raise fail(str(exc)) from None
-    added, updated, skipped = register_products(dsn, paths)
+    added, updated, skipped, ids = register_products(dsn, paths)
     console.print(f"catalogue: {added} added, {updated} updated, {len(skipped)} skipped")
     for sk in skipped:
         console.print(f"  skipped {sk.path}: {sk.reason}", highlight=False)
     if not added and not updated:
         raise typer.Exit(1)
+    if added:
+        _announce_products(s, ids)
 
 
-def register_products(dsn: str, paths: list[Path]) -> tuple[int, int, list[Any]]:
+def _announce_products(s: Settings, ids: list[str]) -> None:
+    """Emit the catalogue asset event that starts s2_new_products (if Airflow runs)."""
+    from candela import embedded
+    from candela.airflow_api import AirflowApiError, AirflowClient
+    from candela.triggers import emit_catalog_event
+
+    if not s.airflow_url and embedded.health(s) is None:
+        return
+    try:
+        with AirflowClient(s.api_url, s.airflow_username, embedded.admin_password(s)) as c:
+            if emit_catalog_event(c, ids):
+                console.print(f"announced {len(ids)} new product(s) to the pipelines")
+    except (AirflowApiError, embedded.PlatformError) as exc:
+        err.print(f"warning: new products not announced to Airflow: {exc}")
+
+
+def register_products(dsn: str, paths: list[Path]) -> tuple[int, int, list[Any], list[str]]:
+    """Recognise and upsert products; returns (added, updated, skipped, ids of new products)."""
+    import psycopg
+
     from candela_search import catalog, ingest
 
     records: list[Any] = []
@@ -193,8 +214,14 @@ def register_products(dsn: str, paths: list[Path]) -> tuple[int, int, list[Any]]
         found = ingest.recognise(p)
         records += found.records
         skipped += found.skipped
+    ids = [r.id for r in records]
+    with psycopg.connect(dsn) as conn:
+        known = {
+            row[0]
+            for row in conn.execute("SELECT id FROM candela.products WHERE id = ANY(%s)", (ids,))
+        }
     added, updated = catalog.add(dsn, records) if records else (0, 0)
-    return added, updated, skipped
+    return added, updated, skipped, [i for i in ids if i not in known]
 
 
 @catalog_app.command("list")
@@ -224,6 +251,89 @@ def catalog_list() -> None:
             r[5],
         )
     console.print(t)
+
+
+# --- watches --------------------------------------------------------------------------------
+
+watch_app = typer.Typer(help="Saved watches: an area compared every N days.", no_args_is_help=True)
+app.add_typer(watch_app, name="watch")
+
+
+@watch_app.command("add")
+def watch_add(
+    name: Annotated[str, typer.Argument(help="a name for the watch")],
+    bbox: Annotated[
+        tuple[float, float, float, float],
+        typer.Option(help="west south east north (degrees)", min=-180, max=180),
+    ],
+    every_days: Annotated[int, typer.Option(min=1, help="how often to compare")] = 5,
+    since: Annotated[str, typer.Option(help="first acquisition day (YYYY-MM-DD)")] = "",
+    collection: Annotated[str, typer.Option()] = "sentinel-2-l2a",
+    tile: Annotated[str | None, typer.Option(help="MGRS tile, e.g. T30TYQ")] = None,
+    model: Annotated[str, typer.Option()] = "cva",
+    max_cloud: Annotated[float, typer.Option(min=0, max=100)] = 100,
+) -> None:
+    """Save (or update) a watch; the s2_watches DAG starts its runs."""
+    import datetime as dt
+
+    from candela import embedded
+    from candela.runs import Watch, save_watch
+
+    w, s_, e, n = bbox
+    if not (w < e and s_ < n and -90 <= s_ <= 90 and -90 <= n <= 90):
+        raise fail(
+            f"--bbox must be west south east north with west < east and south < north: {bbox}"
+        )
+    if collection not in ("sentinel-2-l1c", "sentinel-2-l2a"):
+        raise fail(f"--collection must be sentinel-2-l1c or sentinel-2-l2a, not {collection!r}")
+    try:
+        start = dt.date.fromisoformat(since) if since else dt.date.today()
+    except ValueError:
+        raise fail(f"--since is not a date (YYYY-MM-DD): {since!r}") from None
+    try:
+        dsn = embedded.platform_dsn(_settings())
+    except embedded.PlatformError as exc:
+        raise fail(str(exc)) from None
+    save_watch(dsn, Watch(name, collection, list(bbox), tile, model, max_cloud, every_days, start))
+    console.print(f"watch {name!r} saved: {collection} every {every_days} day(s) since {start}")
+
+
+@watch_app.command("list")
+def watch_list() -> None:
+    """List the saved watches."""
+    from candela import embedded
+    from candela.runs import list_watches
+
+    try:
+        dsn = embedded.platform_dsn(_settings())
+    except embedded.PlatformError as exc:
+        raise fail(str(exc)) from None
+    t = Table("name", "collection", "bbox", "every", "since", "last run")
+    for w in list_watches(dsn):
+        t.add_row(
+            w.name,
+            w.collection,
+            " ".join(f"{x:g}" for x in w.bbox),
+            f"{w.every_days} d",
+            w.since.isoformat(),
+            w.last_run_id or "-",
+        )
+    console.print(t)
+
+
+@watch_app.command("remove")
+def watch_remove(name: str) -> None:
+    """Remove a watch."""
+    from candela import embedded
+    from candela.runs import remove_watch
+
+    try:
+        dsn = embedded.platform_dsn(_settings())
+    except embedded.PlatformError as exc:
+        raise fail(str(exc)) from None
+    if not remove_watch(dsn, name):
+        raise fail(f"no watch named {name!r}")
+    console.print(f"watch {name!r} removed")
 
 
 # --- runs -----------------------------------------------------------------------------------
@@ -405,7 +515,7 @@ def demo(
     except embedded.PlatformError as exc:
         raise fail(str(exc)) from None
     _print_login(s)
-    added, updated, skipped = register_products(embedded.platform_dsn(s), [DEMO_SAMPLE])
+    added, updated, skipped, _ = register_products(embedded.platform_dsn(s), [DEMO_SAMPLE])
     console.print(f"sample products registered: {added} added, {updated} already there")
     if not added and not updated:
         raise fail(f"the Bordeaux sample was not recognised: {skipped}")
