@@ -30,7 +30,7 @@ def s3_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[s3server.S3
     try:
         yield server
     finally:
-        s3server.stop(home)
+        s3server.stop(home, timeout=2)
 
 
 @pytest.fixture

@@ -127,3 +127,25 @@ def test_service_reports_wrong_credentials_without_a_traceback(
     assert "Traceback" not in proc.stdout + proc.stderr
     # the service says what failed in one line (its layout check reports the unreadable prefix)
     assert '"outcome": "bad_input"' in proc.stdout
+
+
+def test_up_for_the_platform_is_idempotent(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``candela up --s3`` calls ``s3server.up``: a second call finds the running server."""
+    import os
+
+    for key in ("CANDELA_S3_ENDPOINT_URL", "CANDELA_S3_ACCESS_KEY_ID"):
+        monkeypatch.delenv(key, raising=False)
+    home = tmp_path / "home"
+    try:
+        first = s3server.up(home, s3server.free_port())
+        assert os.environ["CANDELA_S3_ENDPOINT_URL"] == first.endpoint_url
+        assert (home / "run" / "seaweedfs.pid").read_text() == str(first.pid)
+        again = s3server.up(home)
+        assert again.pid == first.pid and again.admin == first.admin
+        assert "SeaweedFS S3: http://127.0.0.1:" in s3server.status_line(home)
+        storage.write_text("s3://candela/up/x.txt", "x")
+    finally:
+        assert s3server.stop(home, timeout=2)
+    assert s3server.running(home) is None
+    assert not s3server.stop(home, timeout=2)
+    assert s3server.status_line(home) == "SeaweedFS S3: not running"

@@ -358,8 +358,12 @@ def _wait_ready(
     raise S3ServerError(f"SeaweedFS S3 did not answer in {timeout:.0f} s ({last}); see {logf}")
 
 
-def stop(home: Path, timeout: float = 5.0) -> bool:
-    """Stop the server recorded under ``home``; ``False`` when none was running."""
+def stop(home: Path, timeout: float = 10.0) -> bool:
+    """Stop the server recorded under ``home``; ``False`` when none was running.
+
+    SIGTERM first (SeaweedFS flushes and stops its gRPC servers, which can take several
+    seconds), SIGKILL after ``timeout``.
+    """
     paths = _paths(home)
     pid = _pid(home)
     paths["pid"].unlink(missing_ok=True)

@@ -188,7 +188,7 @@ def test_cli_no_data_exit_3(loaded: Catalogue, capsys, tmp_path: Path, monkeypat
         (["--aoi", "/no/such/file.geojson"], "neither an existing file nor GeoJSON text"),
         (["--aoi", '{"type": "Point", "coordinates": [500000, 4960000]}'], "is it in WGS 84?"),
         (["--bbox", "0", "0", "1", "1", "--aoi", "{}"], "either --bbox or --aoi, not both"),
-        (["--provider", "cdse"], "--provider: Input should be 'local'"),
+        (["--provider", "eofinder"], "--provider: Input should be 'local', 'stac' or 'cdse'"),
         (["--limit", "0"], "--limit: Input should be greater than or equal to 1"),
     ],
 )

@@ -97,6 +97,41 @@ def s3_client() -> Any:
     )
 
 
+_S3_REASONS = {
+    "InvalidAccessKeyId": "wrong S3 credentials (unknown access key)",
+    "SignatureDoesNotMatch": "wrong S3 credentials (bad secret key)",
+    "AccessDenied": "access denied",
+    "NoSuchBucket": "no such bucket",
+    "NoSuchKey": "no such object",
+    "404": "not found",
+    "403": "access denied",
+}
+
+
+def s3_error_text(exc: BaseException, uri: str, action: str = "read") -> str:
+    """One line for a boto3/botocore error: ``cannot read s3://b/k: no such bucket (b)``."""
+    from botocore.exceptions import ClientError
+
+    # boto3's upload_file wraps the ClientError of a failed part in S3UploadFailedError
+    cause = exc.__cause__ or exc.__context__
+    if not isinstance(exc, ClientError) and isinstance(cause, ClientError):
+        exc = cause
+    if not isinstance(exc, ClientError):
+        for code in _S3_REASONS:
+            if f"({code})" in str(exc):
+                return f"cannot {action} {uri}: {_S3_REASONS[code]}"
+    if isinstance(exc, ClientError):
+        code = str(exc.response.get("Error", {}).get("Code", "")) or "error"
+        reason = _S3_REASONS.get(code, code)
+        if code == "NoSuchBucket":
+            reason += f" ({parse(uri).bucket})"
+    else:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first
+    endpoint = s3_settings()["endpoint_url"] or "AWS"
+    return f"cannot {action} {uri}: {reason} [S3 endpoint {endpoint}]"
+
+
 def gdal_path(uri: str | os.PathLike[str]) -> str:
     """What rasterio/GDAL opens for ``uri``: a local path or ``/vsis3/bucket/key``."""
     loc = parse(uri)
@@ -124,7 +159,21 @@ def rasterio_env(**extra: Any) -> Any:
     """A ``rasterio.Env`` configured for S3 reads with the platform's settings."""
     import rasterio
 
-    return rasterio.Env(**gdal_s3_options(), **extra)
+    opts = gdal_s3_options()
+    keys = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION")
+    if "AWS_ACCESS_KEY_ID" not in opts:
+        return rasterio.Env(**opts, **extra)
+    # rasterio refuses AWS credentials as plain options: they travel in an AWSSession
+    from rasterio.session import AWSSession
+
+    session = AWSSession(
+        aws_access_key_id=opts["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=opts["AWS_SECRET_ACCESS_KEY"],
+        region_name=opts.get("AWS_REGION"),
+        endpoint_url=opts.get("AWS_S3_ENDPOINT"),
+    )
+    rest = {k: v for k, v in opts.items() if k not in keys}
+    return rasterio.Env(session=session, **rest, **extra)
 
 
 # --- reading -------------------------------------------------------------------------------
@@ -134,17 +183,25 @@ def exists(uri: str | os.PathLike[str]) -> bool:
     loc = parse(uri)
     if loc.scheme == "file":
         return Path(loc.path).exists()
-    from botocore.exceptions import ClientError
+    from botocore.exceptions import BotoCoreError, ClientError
 
+    client = s3_client()
     try:
-        s3_client().head_object(Bucket=loc.bucket, Key=loc.path)
+        client.head_object(Bucket=loc.bucket, Key=loc.path)
         return True
     except ClientError:
-        # a "folder" (prefix) exists when it has at least one object
-        resp = s3_client().list_objects_v2(
+        pass
+    except BotoCoreError as exc:
+        raise InputError(s3_error_text(exc, loc.uri)) from None
+    # a "folder" (prefix) exists when it has at least one object; this call also tells a
+    # missing bucket or wrong credentials apart from a missing key
+    try:
+        resp = client.list_objects_v2(
             Bucket=loc.bucket, Prefix=loc.path.rstrip("/") + "/", MaxKeys=1
         )
-        return bool(resp.get("KeyCount"))
+    except (ClientError, BotoCoreError) as exc:
+        raise InputError(s3_error_text(exc, loc.uri)) from None
+    return bool(resp.get("KeyCount"))
 
 
 def read_bytes(uri: str | os.PathLike[str]) -> bytes:
@@ -154,12 +211,12 @@ def read_bytes(uri: str | os.PathLike[str]) -> bytes:
             return Path(loc.path).read_bytes()
         except FileNotFoundError:
             raise InputError(f"no such file: {loc.uri}") from None
-    from botocore.exceptions import ClientError
+    from botocore.exceptions import BotoCoreError, ClientError
 
     try:
         return s3_client().get_object(Bucket=loc.bucket, Key=loc.path)["Body"].read()
-    except ClientError as exc:
-        raise InputError(f"cannot read {loc.uri}: {exc}") from None
+    except (ClientError, BotoCoreError) as exc:
+        raise InputError(s3_error_text(exc, loc.uri)) from None
 
 
 def read_text(uri: str | os.PathLike[str]) -> str:
@@ -176,13 +233,20 @@ def list_names(uri: str | os.PathLike[str]) -> list[str]:
         return sorted(x.name for x in p.iterdir())
     prefix = loc.path.rstrip("/") + "/"
     names: set[str] = set()
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    if prefix == "/":
+        prefix = ""
     paginator = s3_client().get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=loc.bucket, Prefix=prefix, Delimiter="/"):
-        for obj in page.get("Contents", []):
-            names.add(obj["Key"][len(prefix) :])
-        for cp in page.get("CommonPrefixes", []):
-            names.add(cp["Prefix"][len(prefix) :].rstrip("/"))
-    return sorted(names)
+    try:
+        for page in paginator.paginate(Bucket=loc.bucket, Prefix=prefix, Delimiter="/"):
+            for obj in page.get("Contents", []):
+                names.add(obj["Key"][len(prefix) :])
+            for cp in page.get("CommonPrefixes", []):
+                names.add(cp["Prefix"][len(prefix) :].rstrip("/"))
+    except (ClientError, BotoCoreError) as exc:
+        raise InputError(s3_error_text(exc, loc.uri, "list")) from None
+    return sorted(n for n in names if n)
 
 
 # --- writing -------------------------------------------------------------------------------
@@ -237,6 +301,7 @@ def upload_file(local: Path, uri: str) -> None:
         with writing(uri) as tmp:
             shutil.copyfile(local, tmp)
         return
+    from boto3.exceptions import S3UploadFailedError
     from boto3.s3.transfer import TransferConfig
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -253,8 +318,8 @@ def upload_file(local: Path, uri: str) -> None:
         client.copy_object(
             Bucket=loc.bucket, Key=loc.path, CopySource={"Bucket": loc.bucket, "Key": tmp_key}
         )
-    except (ClientError, BotoCoreError) as exc:
-        raise OutputError(f"cannot write {loc.uri}: {exc}") from None
+    except (ClientError, BotoCoreError, S3UploadFailedError) as exc:
+        raise OutputError(s3_error_text(exc, loc.uri, "write")) from None
     finally:
         with contextlib.suppress(Exception):
             client.delete_object(Bucket=loc.bucket, Key=tmp_key)

@@ -40,6 +40,7 @@ class Query:
     tile: str | None = None
     limit: int = 50
     provider: str = "local"
+    endpoint: str | None = None  # remote providers: the API's URL
 
     @classmethod
     def from_params(cls, params: SearchParams) -> Query:
@@ -65,6 +66,7 @@ class Query:
             tile=params.tile,
             limit=params.limit,
             provider=params.provider.value,
+            endpoint=params.endpoint,
         )
 
     def describe(self) -> str:

@@ -22,9 +22,11 @@ class Collection(StrEnum):
 
 
 class Provider(StrEnum):
-    """Where products are searched. Only the platform's own catalogue for now."""
+    """Where products are searched."""
 
-    LOCAL = "local"
+    LOCAL = "local"  # the platform's catalogue (PostgreSQL)
+    STAC = "stac"  # any STAC API (pystac-client)
+    CDSE = "cdse"  # the Copernicus Data Space Ecosystem OData catalogue
 
 
 class SearchParams(ServiceParams):
@@ -56,7 +58,16 @@ class SearchParams(ServiceParams):
         json_schema_extra={"pattern": _TILE.pattern},
     )
     limit: int = Field(50, ge=1, le=10000, description="most products returned")
-    provider: Provider = Field(Provider.LOCAL, description="where to search")
+    provider: Provider = Field(
+        Provider.LOCAL,
+        description="where to search: local (the platform's catalogue), stac (a STAC API), "
+        "cdse (the CDSE OData catalogue; products as s3://eodata/… paths)",
+    )
+    endpoint: str | None = Field(
+        None,
+        description="URL of the STAC API or OData catalogue for --provider stac|cdse "
+        "(default $CANDELA_STAC_URL / $CANDELA_CDSE_ODATA_URL, else Earth Search / CDSE)",
+    )
     dsn: str | None = Field(
         None,
         description="catalogue database (PostgreSQL URI); default $CANDELA_DATABASE_URL",
@@ -134,7 +145,7 @@ def _run(params: SearchParams) -> dict[str, Any]:
 
 SERVICE = Service(
     name="search",
-    summary="Find Sentinel products over an area and period in the platform's catalogue",
+    summary="Find Sentinel products over an area and period (platform catalogue, STAC API, CDSE)",
     params=SearchParams,
     run=_run,
     command="candela-search",

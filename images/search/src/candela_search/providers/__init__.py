@@ -31,8 +31,24 @@ def _local(dsn: str | None) -> SearchProvider:
     return LocalCatalogue(dsn)
 
 
+def _stac(dsn: str | None) -> SearchProvider:
+    from candela_search.providers.stac import StacApi
+
+    return StacApi(dsn)
+
+
+def _cdse(dsn: str | None) -> SearchProvider:
+    from candela_search.providers.cdse import CdseOData
+
+    return CdseOData(dsn)
+
+
 # provider name -> factory(dsn)
-FACTORIES: dict[str, Callable[[str | None], SearchProvider]] = {"local": _local}
+FACTORIES: dict[str, Callable[[str | None], SearchProvider]] = {
+    "local": _local,
+    "stac": _stac,
+    "cdse": _cdse,
+}
 
 
 def get_provider(name: str, *, dsn: str | None = None) -> SearchProvider:

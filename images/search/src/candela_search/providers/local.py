@@ -1,4 +1,8 @@
-"""The platform's own catalogue (``candela.products``): SQL on the bbox columns, no PostGIS."""
+"""The platform's own catalogue (``candela.products``): SQL on the bbox columns, no PostGIS.
+
+The bbox overlap is a ``box && box`` test that a GiST expression index answers (core
+PostgreSQL geometric types; the exact footprint test runs in Python afterwards).
+"""
 
 from __future__ import annotations
 
@@ -20,6 +24,9 @@ _COLUMNS = (
     "min_lon, min_lat, max_lon, max_lat, href, item"
 )
 
+# the product's bbox as a PostgreSQL box (indexed by products_box_gist, migration 0002)
+BOX = "box(point(min_lon, min_lat), point(max_lon, max_lat))"
+
 
 def build_sql(query: Query) -> tuple[str, list[Any]]:
     """The coarse filter: collection, dates, cloud, tile and bbox overlap (exact test later)."""
@@ -40,8 +47,10 @@ def build_sql(query: Query) -> tuple[str, list[Any]]:
         args.append(query.tile)
     if query.aoi is not None:
         west, south, east, north = query.aoi.bounds
-        where.append("max_lon >= %s AND min_lon <= %s AND max_lat >= %s AND min_lat <= %s")
-        args += [west, east, south, north]
+        # the same test as max_lon >= west AND min_lon <= east AND …, written as a box overlap
+        # so that the GiST index of migration 0002 (core PostgreSQL, no PostGIS) answers it
+        where.append(f"{BOX} && box(point(%s, %s), point(%s, %s))")
+        args += [west, south, east, north]
     sql = (
         f"SELECT {_COLUMNS} FROM candela.products WHERE "
         + " AND ".join(where)
