@@ -1,7 +1,8 @@
 """s2_change_detection: Sentinel-2 change detection over an area and a period.
 
-search_products → preprocess (one task per product) → detect_changes (one task per consecutive
-pair, GPU pool) → fuse_landcover → load_rdf → publish. Wiring only: the work happens in the
+search_products → preprocess (one task per product and AOI piece: a large AOI is cut into
+pieces of at most `tile_size_km`) → mosaic (the pieces of each product merged) → detect_changes
+(one task per consecutive pair, GPU pool) → fuse_landcover → load_rdf → publish. Wiring only: the work happens in the
 processing services. The same parameters always write to the same output prefix, so a rerun
 replaces its outputs; two identical runs at once are refused.
 """
@@ -81,6 +82,12 @@ IO_STEP = {
             pattern="^T[0-9]{2}[A-Z]{3}$",
             description="MGRS tile, e.g. T30TXQ",
         ),
+        "tile_size_km": Param(
+            50,
+            type="number",
+            minimum=1,
+            description="a larger AOI is cut into pieces of at most this size, processed in parallel",
+        ),
         "model": Param("cva", enum=["cva", "irmad"], description="change detection model"),
         "threshold": Param(
             "auto",
@@ -96,7 +103,7 @@ def s2_change_detection() -> None:
         from airflow.sdk.exceptions import AirflowFailException
 
         from candela.callbacks import _dsn
-        from candela.pipeline import output_prefix, search_arguments
+        from candela.pipeline import aoi_geometry, output_prefix, search_arguments, split_aoi
         from candela.runs import RunConflict, claim, output_key
         from candela.settings import get_settings
 
@@ -112,13 +119,31 @@ def s2_change_detection() -> None:
                 raise AirflowFailException(str(exc)) from None
         prefix = output_prefix(get_settings(), dag_id, key)
         print(f"outputs of this run go to {prefix}")
-        return {"search": search_arguments(params), "prefix": prefix, "key": key}
+        pieces = split_aoi(aoi_geometry(params), float(params.get("tile_size_km") or 50))
+        print(f"the area is processed in {len(pieces)} piece(s)")
+        return {
+            "search": search_arguments(params),
+            "prefix": prefix,
+            "key": key,
+            "pieces": pieces,
+        }
 
     @task
-    def plan_preprocess(search_result: dict, prefix: str) -> list[dict]:
+    def plan_preprocess(search_result: dict, prefix: str, pieces: list) -> list[dict]:
         from candela.pipeline import preprocess_arguments
 
-        return preprocess_arguments(search_result, prefix)
+        return preprocess_arguments(search_result, prefix, list(pieces))
+
+    @task(trigger_rule="none_failed")
+    def plan_mosaics(stacks: list[dict], prefix: str) -> list[dict]:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from candela.pipeline import mosaic_arguments
+
+        jobs = mosaic_arguments(list(stacks or []), prefix)
+        if not jobs:
+            raise AirflowSkipException("no product has data over the area")
+        return jobs
 
     @task
     def plan_changes(stacks: list[dict], prefix: str) -> list[dict]:
@@ -168,10 +193,12 @@ def s2_change_detection() -> None:
     found = Step(
         task_id="search_products", service="search", service_args=plan["search"], **IO_STEP
     )
-    jobs = plan_preprocess(found.output, plan["prefix"])
-    stacks = Step.partial(task_id="preprocess", service="preprocess", **IO_STEP).expand(
+    jobs = plan_preprocess(found.output, plan["prefix"], plan["pieces"])
+    pieces = Step.partial(task_id="preprocess", service="preprocess", **IO_STEP).expand(
         service_args=jobs
     )
+    merges = plan_mosaics(pieces.output, plan["prefix"])
+    stacks = Step.partial(task_id="mosaic", service="mosaic", **IO_STEP).expand(service_args=merges)
     pairs = plan_changes(stacks.output, plan["prefix"])
     changes = Step.partial(
         task_id="detect_changes",

@@ -10,7 +10,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 DAGS = REPO / "dags"
-IO_TASKS = {"search_products", "preprocess"}
+IO_TASKS = {"search_products", "preprocess", "mosaic"}
 HEAVY = ("rasterio", "numpy", "tensorflow", "keras", "boto3", "psycopg", "great_expectations")
 
 
@@ -43,7 +43,7 @@ def test_tags_and_retries(dagbag) -> None:
 
 def test_pipeline_shape(dagbag) -> None:
     dag = dagbag.dags["s2_change_detection"]
-    order = ["search_products", "preprocess", "detect_changes", "publish"]
+    order = ["search_products", "preprocess", "mosaic", "detect_changes", "publish"]
     ids = {t.task_id for t in dag.tasks}
     assert set(order) <= ids
     for up, down in zip(order, order[1:], strict=False):

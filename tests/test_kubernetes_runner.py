@@ -106,3 +106,45 @@ def test_runner_setting(monkeypatch) -> None:
     monkeypatch.setenv("CANDELA_RUNNER", "ssh")
     with pytest.raises(ValueError, match="CANDELA_RUNNER"):
         step_operator_class()
+
+
+def test_every_step_of_a_whole_run_renders_a_pod(monkeypatch) -> None:
+    """Parse the pipeline with CANDELA_RUNNER=kubernetes and render each step's pod."""
+    import runpy
+    from pathlib import Path
+
+    monkeypatch.setenv("CANDELA_RUNNER", "kubernetes")
+    dag_file = Path(__file__).resolve().parents[1] / "dags" / "s2_change_detection.py"
+    ns = runpy.run_path(str(dag_file))
+    dag = ns["s2_change_detection"]() if callable(ns.get("s2_change_detection")) else None
+    assert dag is not None
+    Step = step_operator_class("kubernetes")
+    steps = {
+        t.task_id: t
+        for t in dag.tasks
+        if t.task_id in ("search_products", "preprocess", "detect_changes")
+    }
+    assert set(steps) == {"search_products", "preprocess", "detect_changes"}
+    rendered = {}
+    for task_id, task in steps.items():
+        kw = getattr(task, "partial_kwargs", None)
+        service = kw["service"] if kw else task.service
+        op = Step(
+            task_id=task_id,
+            service=service,
+            service_args=SAMPLE_ARGS[service],
+            pool=(kw or {}).get("pool") or getattr(task, "pool", None),
+        )
+        assert op.deferrable is True
+        assert op.startup_timeout_seconds >= 600  # longer than a node scale-up
+        rendered[task_id] = (
+            op,
+            ApiClient().sanitize_for_serialization(op.build_pod_request_obj(dry_run=True)),
+        )
+    gpu = [
+        t
+        for t, (_, pod) in rendered.items()
+        if "nvidia.com/gpu" in (_base(pod)["resources"]["limits"] or {})
+    ]
+    assert gpu == ["detect_changes"]
+    assert rendered["detect_changes"][0].pool == "candela_gpu"

@@ -54,6 +54,7 @@ def pod_settings(service_name: str) -> dict[str, Any]:
         "tolerations": tolerations,
         "secrets": secrets,
         "startup_timeout_seconds": s.k8s_startup_timeout,
+        "deferrable": s.k8s_deferrable,
         "labels": {"app.kubernetes.io/part-of": "candela", "candela.eo/service": svc.name},
         "image_pull_policy": "IfNotPresent",
         "env_vars": {"CANDELA_LOG_LEVEL": "INFO"},

@@ -343,7 +343,7 @@ def run_airflow(settings: Settings, *args: str, timeout: float = 600) -> str:
     return res.stdout
 
 
-def health(settings: Settings, timeout: float = 3.0) -> dict[str, Any] | None:
+def health(settings: Settings, timeout: float = 10.0) -> dict[str, Any] | None:
     import httpx
 
     try:
@@ -401,9 +401,19 @@ def is_up(settings: Settings) -> bool:
     return all(s.running for s in status(settings))
 
 
-def up(settings: Settings, progress: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
-    """Start whatever is not running yet; idempotent."""
+def up(
+    settings: Settings, progress: Callable[[str], None] = lambda m: None, s3: bool = False
+) -> dict[str, Any]:
+    """Start whatever is not running yet; idempotent. ``s3`` also runs a local S3 server."""
     check_home(settings)
+    from candela import s3server
+
+    if s3 or s3server.running(settings.home_abs):  # the components inherit CANDELA_S3_*
+        progress("starting SeaweedFS S3 (loopback)")
+        try:
+            s3server.up(settings.home_abs)
+        except s3server.S3ServerError as exc:
+            raise PlatformError(str(exc)) from None
     rec = recorded_port(settings)
     if rec and rec != settings.port and component_pid(settings, "api-server"):
         settings = settings.model_copy(update={"port": rec})  # the one running keeps its port
@@ -464,6 +474,10 @@ def down(settings: Settings, progress: Callable[[str], None] = lambda m: None) -
             progress(f"stopping Airflow {name}")
         if stop_component(settings, name):
             stopped.append(name)
+    from candela import s3server
+
+    if s3server.stop(settings.home_abs):
+        stopped.append("seaweedfs")
     if _pg_pid(settings) is not None:
         progress("stopping PostgreSQL")
     if stop_postgres(settings):

@@ -77,11 +77,98 @@ def search_arguments(params: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in args.items() if v is not None}
 
 
-def preprocess_arguments(search_result: dict[str, Any], prefix: str) -> list[dict[str, Any]]:
-    """One preprocessing job per product found, output keyed by product id."""
+def aoi_geometry(params: dict[str, Any]) -> dict[str, Any] | None:
+    """The run's area of interest as a GeoJSON geometry (from ``aoi`` or ``bbox``)."""
+    if params.get("aoi"):
+        aoi = params["aoi"]
+        return dict(aoi.get("geometry", aoi)) if aoi.get("type") == "Feature" else dict(aoi)
+    if params.get("bbox"):
+        w, s, e, n = params["bbox"]
+        return {
+            "type": "Polygon",
+            "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]],
+        }
+    return None
+
+
+def split_aoi(aoi: dict[str, Any] | None, tile_size_km: float) -> list[dict[str, Any] | None]:
+    """Cut a large AOI into pieces of at most ``tile_size_km`` a side (processed in parallel).
+
+    Pieces are the cells of a regular lon/lat grid over the AOI's bounds, clipped to the AOI; a
+    cell that misses the AOI is dropped. A small AOI (or none) stays one piece.
+    """
+    import math
+
+    from shapely.geometry import box, mapping, shape
+
+    if aoi is None:
+        return [None]
+    geom = shape(aoi)
+    w, s, e, n = geom.bounds
+    lat = math.radians((s + n) / 2)
+    km_lon = max(111.32 * math.cos(lat), 1e-6)
+    nx = max(1, math.ceil((e - w) * km_lon / tile_size_km))
+    ny = max(1, math.ceil((n - s) * 110.57 / tile_size_km))
+    if nx == ny == 1:
+        return [aoi]
+    pieces: list[dict[str, Any] | None] = []
+    dx, dy = (e - w) / nx, (n - s) / ny
+    for j in range(ny):
+        for i in range(nx):
+            cell = box(w + i * dx, s + j * dy, w + (i + 1) * dx, s + (j + 1) * dy)
+            part = geom.intersection(cell)
+            if not part.is_empty and part.area > 0:
+                pieces.append(dict(mapping(part)))
+    return pieces
+
+
+def preprocess_arguments(
+    search_result: dict[str, Any], prefix: str, pieces: list[dict[str, Any] | None]
+) -> list[dict[str, Any]]:
+    """One preprocessing job per product and AOI piece that meet."""
+    from shapely.geometry import box, shape
+
+    bboxes = {it["id"]: it.get("bbox") for it in search_result.get("items", [])}
     jobs = []
     for p in sorted(search_result.get("products", []), key=lambda p: p["datetime"]):
-        jobs.append({"product": p["href"], "output": f"{prefix}/stacks/{safe_key(p['id'])}.tif"})
+        pid = safe_key(p["id"])
+        for i, piece in enumerate(pieces):
+            job: dict[str, Any] = {"product": p["href"]}
+            if piece is not None:
+                bb = bboxes.get(p["id"])
+                if bb and not box(*bb).intersects(shape(piece)):
+                    continue
+                job["aoi"] = json.dumps(piece)
+            job["output"] = (
+                f"{prefix}/stacks/{pid}.tif"
+                if len(pieces) == 1
+                else f"{prefix}/tiles/{pid}/{i:03d}.tif"
+            )
+            jobs.append(job)
+    return jobs
+
+
+def mosaic_arguments(stacks: list[dict[str, Any] | None], prefix: str) -> list[dict[str, Any]]:
+    """Group the preprocessed pieces by product: one mosaic job each (a single piece is kept)."""
+    groups: dict[str, list[str]] = {}
+    for st in stacks:
+        if not st:
+            continue  # a piece without data (skipped)
+        out = st["output"]
+        if "/tiles/" in out:
+            pid = out.rsplit("/", 2)[-2]
+            groups.setdefault(pid, []).append(out)
+        else:
+            groups[_stem(out)] = [out]
+    jobs = []
+    for pid, outs in sorted(groups.items()):
+        outs = sorted(outs)
+        target = (
+            outs[0]
+            if len(outs) == 1 and "/tiles/" not in outs[0]
+            else (f"{prefix}/stacks/{pid}.tif")
+        )
+        jobs.append({"inputs": outs, "output": target})
     return jobs
 
 

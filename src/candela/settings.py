@@ -48,6 +48,9 @@ class Settings(BaseSettings):
         default_factory=lambda: {"nvidia.com/gpu.present": "true"}
     )
     k8s_gpu_toleration_key: str = "nvidia.com/gpu"
+    k8s_deferrable: bool = Field(
+        True, description="wait for pods in the triggerer instead of holding a worker slot"
+    )
     k8s_startup_timeout: int = Field(
         900, description="seconds to wait for a pod to start (longer than a node scale-up)"
     )
