@@ -14,6 +14,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from candela.cli_models import app as models_app
+from candela.cli_orders import app as orders_app
+from candela.cli_storage import app as storage_app
 from candela.settings import Settings, get_settings
 
 app = typer.Typer(
@@ -24,6 +27,9 @@ app = typer.Typer(
 )
 catalog_app = typer.Typer(help="The local catalogue of products.", no_args_is_help=True)
 app.add_typer(catalog_app, name="catalog")
+app.add_typer(storage_app, name="storage")
+app.add_typer(orders_app, name="order")
+app.add_typer(models_app, name="models")
 
 console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -67,15 +73,18 @@ def up(
     port: Annotated[
         int | None, typer.Option(help="port of the Airflow UI / API (loopback; default 8080)")
     ] = None,
+    s3: Annotated[
+        bool, typer.Option("--s3", help="also run a local S3 server (SeaweedFS) and use it")
+    ] = False,
 ) -> None:
     """Start the embedded platform (PostgreSQL + Airflow) in the background."""
-    from candela import embedded
+    from candela import embedded, s3server
 
     s = _settings(port)
     started = time.monotonic()
     try:
         with console.status("starting Candela…") as st:
-            res = embedded.up(s, progress=lambda m: st.update(m + "…"))
+            res = embedded.up(s, progress=lambda m: st.update(m + "…"), s3=s3)
     except embedded.PlatformError as exc:
         raise fail(str(exc)) from None
     s = res["settings"]
@@ -84,6 +93,8 @@ def up(
         _print_status(s)
     else:
         console.print(f"Candela is up ({time.monotonic() - started:.0f} s).")
+    if s3 or s3server.running(s.home_abs):
+        console.print(s3server.status_line(s.home_abs))
     _print_login(s)
 
 

@@ -176,9 +176,10 @@ def list_cmd() -> None:
             r["registered_at"].isoformat(timespec="seconds"),
             r["description"],
         )
-    console.print(t)
+    out = Console()  # width from COLUMNS at call time
+    out.print(t)
     if not rows:
-        console.print("no registered model (built-in: cva, irmad, encoder)")
+        out.print("no registered model (built-in: cva, irmad, encoder)")
 
 
 @app.command("show")

@@ -40,7 +40,7 @@ def test_service_declaration() -> None:
     d = SERVICE.describe()
     assert d["command"] == ["candela-changedetect", "detect"]
     assert d["resources"]["gpu"] == 1
-    assert d["parameters"]["properties"]["model"]["enum"] == ["cva", "irmad"]
+    assert d["parameters"]["properties"]["model"]["enum"] == ["cva", "encoder", "irmad"]
     argv = SERVICE.argv_for({"before": "a.tif", "after": "b.tif", "output": "o", "model": "irmad"})
     assert argv[:2] == ["candela-changedetect", "detect"] and "--model" in argv
 

@@ -62,6 +62,13 @@ class BlockSource(Protocol):
 
     def blocks(self) -> Iterator[Block]: ...
 
+    def read_rows(self, row_off: int, height: int) -> Block:
+        """Rows ``[row_off, row_off + height)`` (inside the raster) as one block.
+
+        Models with spatial context (the encoder) read their neighbourhood (halo) this way.
+        """
+        ...
+
 
 def invalid_pixels(stack: np.ndarray, nodata: float | None) -> np.ndarray:
     """Pixels where any band is nodata (or not finite): (bands, rows, cols) -> (rows, cols)."""
@@ -99,12 +106,16 @@ class ArrayPair:
 
     def blocks(self) -> Iterator[Block]:
         for w in row_windows(self.height, self.width, self.block_rows):
-            yield Block(
-                w,
-                self._before[:, w.rows].astype(np.float32),
-                self._after[:, w.rows].astype(np.float32),
-                self._valid[w.rows],
-            )
+            yield self.read_rows(w.row_off, w.height)
+
+    def read_rows(self, row_off: int, height: int) -> Block:
+        w = RowWindow(row_off, height, self.width)
+        return Block(
+            w,
+            self._before[:, w.rows].astype(np.float32),
+            self._after[:, w.rows].astype(np.float32),
+            self._valid[w.rows],
+        )
 
 
 class RasterPair:
@@ -140,16 +151,20 @@ class RasterPair:
 
     def blocks(self) -> Iterator[Block]:
         for w in row_windows(self.height, self.width, self.block_rows):
-            win = w.rasterio()
-            before = self._before.read(window=win)
-            after = self._after.read(self._after_indexes, window=win)
-            bad = invalid_pixels(before, self._nodata(self._before))
-            bad |= invalid_pixels(after, self._nodata(self._after))
-            for m in self._masks:
-                arr = m.read(1, window=win)
-                bad |= arr == 0
-                if m.nodata is not None and not np.isnan(m.nodata):
-                    bad |= arr == m.nodata
-                if np.issubdtype(arr.dtype, np.floating):
-                    bad |= ~np.isfinite(arr)
-            yield Block(w, before.astype(np.float32), after.astype(np.float32), ~bad)
+            yield self.read_rows(w.row_off, w.height)
+
+    def read_rows(self, row_off: int, height: int) -> Block:
+        w = RowWindow(row_off, height, self.width)
+        win = w.rasterio()
+        before = self._before.read(window=win)
+        after = self._after.read(self._after_indexes, window=win)
+        bad = invalid_pixels(before, self._nodata(self._before))
+        bad |= invalid_pixels(after, self._nodata(self._after))
+        for m in self._masks:
+            arr = m.read(1, window=win)
+            bad |= arr == 0
+            if m.nodata is not None and not np.isnan(m.nodata):
+                bad |= arr == m.nodata
+            if np.issubdtype(arr.dtype, np.floating):
+                bad |= ~np.isfinite(arr)
+        return Block(w, before.astype(np.float32), after.astype(np.float32), ~bad)

@@ -9,7 +9,7 @@ USAGE = """usage: candela-changedetect {detect,evaluate,models} [options]
 
   detect     change probability + mask from two stacks (the pipeline step; --help for options)
   evaluate   precision/recall/F1/IoU/kappa of a change mask against labels
-  models     list the available change models
+  models     list the available change models (built-in and registered)
 """
 
 
@@ -33,6 +33,10 @@ def dispatch(argv: Sequence[str]) -> int:
                 model_class(name).__module__ and sys.modules[model_class(name).__module__].__doc__
             ) or ""
             sys.stdout.write(f"{name}\t{doc.strip().splitlines()[0] if doc else ''}\n")
+        from candela_changedetect import registry
+
+        for name in registry.names():
+            sys.stdout.write(f"{name}\tregistered encoder ({registry.registry_root()})\n")
         return 0
     sys.stderr.write(f"candela-changedetect: unknown command {command!r}\n{USAGE}")
     return 2

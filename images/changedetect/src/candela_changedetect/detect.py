@@ -42,8 +42,9 @@ MASK_COLORMAP = {0: (190, 190, 190, 255), 1: (230, 25, 25, 255), 255: (0, 0, 0, 
 SCORE_NAMES = {
     "cva": "change vector magnitude (standardised reflectances)",
     "irmad": "IRMAD chi-square statistic",
+    "encoder": "cross-date translation residual of the self-supervised encoder",
 }
-SHORT_SCORE_NAMES = {"cva": "magnitude", "irmad": "chi-square"}
+SHORT_SCORE_NAMES = {"cva": "magnitude", "irmad": "chi-square", "encoder": "residual"}
 DATETIME_TAGS = ("datetime", "DATETIME", "start_datetime", "ACQUISITION_DATETIME", "acquired")
 
 
@@ -420,6 +421,7 @@ def _stac_item(
             "candela:model": params.model,
             "candela:parameters": params.model_dump(mode="json"),
             "candela:model_fit": statistics["model_fit"],
+            "candela:model_digest": (statistics["model_fit"].get("registered") or {}).get("sha256"),
             "candela:threshold": statistics["threshold"],
             "candela:changed_area_ha": statistics["changed_area_ha"],
             "candela:changed_fraction": statistics["changed_fraction"],

@@ -14,7 +14,7 @@ from candela_changedetect.models import available_models
 from candela_sdk.contract import Resources, Service, ServiceParams
 
 THRESHOLD_HELP = (
-    "'auto' (the model's own cut: 0.5 for cva, 0.9999 for irmad) or a change-probability "
+    "'auto' (the model's own cut: 0.5 for cva and encoder, 0.9999 for irmad) or a change-probability "
     "threshold strictly between 0 and 1; pixels with probability >= threshold are change"
 )
 
@@ -28,7 +28,9 @@ class DetectParams(ServiceParams):
     after: str = Field(description="URI of the later stack, same bands and grid as --before")
     model: str = Field(
         "cva",
-        description="change model: " + ", ".join(available_models()),
+        description="change model: "
+        + ", ".join(available_models())
+        + " or the name of a model in the model registry",
         json_schema_extra={"enum": _MODEL_ENUM},
     )
     output: str = Field(description="URI of the output folder")
@@ -52,9 +54,14 @@ class DetectParams(ServiceParams):
     @field_validator("model")
     @classmethod
     def _known_model(cls, v: str) -> str:
+        from candela_changedetect.models import is_known
+
         names = available_models()
-        if v not in names:
-            raise ValueError(f"unknown model {v!r}; choose one of {', '.join(names)}")
+        if not is_known(v):
+            raise ValueError(
+                f"unknown model {v!r}: not a built-in model ({', '.join(names)}) "
+                "and not registered in the model registry"
+            )
         return v
 
     @field_validator("threshold")

@@ -24,6 +24,7 @@ ENTRY_POINT_GROUP = "candela.changedetect.models"
 BUILTIN: dict[str, str] = {
     "cva": "candela_changedetect.models.cva:CVAModel",
     "irmad": "candela_changedetect.models.irmad:IRMADModel",
+    "encoder": "candela_changedetect.models.encoder:EncoderModel",
 }
 
 
@@ -49,6 +50,38 @@ def model_class(name: str) -> type[ChangeModel]:
     return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
 
 
+def is_known(name: str) -> bool:
+    """A built-in/plug-in model or a model registered in the model registry."""
+    if name in _registry():
+        return True
+    from candela_changedetect import registry
+    from candela_sdk.errors import InputError
+
+    try:
+        registry.get(name)
+    except InputError:
+        return False
+    return True
+
+
 def create_model(name: str, options: dict[str, Any] | None = None) -> ChangeModel:
-    """An unfitted model configured with ``options`` (validated by the model's own schema)."""
+    """An unfitted model configured with ``options`` (validated by the model's own schema).
+
+    A name that is not a built-in or plug-in model is looked up in the model registry
+    (:mod:`candela_changedetect.registry`): a registered encoder runs with its stored weights,
+    after checking the file's sha256 digest.
+    """
+    if name not in _registry():
+        from candela_changedetect import registry
+        from candela_changedetect.models.encoder import EncoderModel
+
+        record, opts = registry.resolve(name, options or {})
+        model = EncoderModel.from_options(opts)
+        model.registered = {
+            "name": name,
+            "sha256": record["sha256"],
+            "uri": record["uri"],
+            "bands": record["bands"],
+        }
+        return model
     return model_class(name).from_options(options or {})

@@ -1,0 +1,189 @@
+"""The TensorFlow encoder model: detection, determinism, seamless tiling, bad input, CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import rasterio
+
+from candela_changedetect.blocks import ArrayPair
+from candela_changedetect.cli import dispatch
+from candela_changedetect.models import create_model
+from candela_changedetect.models.encoder import EncoderModel, MemoryExhausted
+from candela_changedetect.service import SERVICE
+from candela_sdk import contract
+from candela_sdk.errors import InputError, ServiceFailure
+
+BANDS = ("B02", "B03", "B04", "B08", "B05", "B06", "B07", "B8A", "B11", "B12")
+#: tiny network and training so the tests stay fast on 2 CPU cores
+FAST: dict[str, Any] = {"epochs": 3, "patches": 128, "patch_size": 16, "features": 8, "depth": 2}
+#: stated CPU tolerance of the encoder's probabilities (tiling, repeated runs)
+TOL = 1e-4
+
+
+def _probabilities(model: Any, src: ArrayPair) -> np.ndarray:
+    out = np.full((src.height, src.width), np.nan)
+    for blk in src.blocks():
+        out[blk.window.rows] = model.probability(model.score(blk))
+    return out
+
+
+@pytest.fixture(scope="module")
+def fitted() -> tuple[EncoderModel, ArrayPair, np.ndarray]:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "cd_conftest", Path(__file__).with_name("conftest.py")
+    )
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    before, after, truth = mod.synthetic_pair()
+    src = ArrayPair(before, after, band_names=BANDS, block_rows=512)
+    model = create_model("encoder", FAST)
+    model.fit(src)
+    assert isinstance(model, EncoderModel)
+    return model, src, truth
+
+
+def test_encoder_detects_the_changed_square(fitted: Any) -> None:
+    model, src, truth = fitted
+    p = _probabilities(model, src)
+    assert np.all((p >= 0) & (p <= 1))
+    change = p >= model.auto_threshold()
+    tp = int((change & truth).sum())
+    f1 = 2 * tp / (change.sum() + truth.sum())
+    assert f1 > 0.8, f1
+    d = model.describe()
+    assert d["device"] == "cpu" and d["precision"] == "float32" and d["halo"] == 2
+    assert len(d["train_loss"]) == FAST["epochs"]
+
+
+def test_tiled_equals_untiled(fitted: Any) -> None:
+    """Row blocks of 7 rows and 16-px column tiles == one 120x120 tile (halo, no seams)."""
+    model, src, _ = fitted
+    whole = _probabilities(model, src)
+    model.drop_cache()  # recompute: the fit's pass cached the 512-row blocks
+    src.block_rows = 7
+    model.options = model.options.model_copy(update={"tile_size": 16})
+    try:
+        tiled = _probabilities(model, src)
+    finally:
+        src.block_rows = 512
+        model.options = model.options.model_copy(update={"tile_size": 512})
+    assert np.nanmax(np.abs(whole - tiled)) < TOL
+
+
+def test_deterministic_on_cpu(fitted: Any) -> None:
+    model, src, _ = fitted
+    again = create_model("encoder", FAST)
+    again.fit(ArrayPair(*[np.asarray(a) for a in (src._before, src._after)], band_names=BANDS))
+    assert np.nanmax(np.abs(_probabilities(model, src) - _probabilities(again, src))) < TOL
+
+
+def test_mixed_precision_inference_close_to_float32(fitted: Any) -> None:
+    """What a GPU runs (float16 compute, float32 training) vs float32, on the CPU."""
+    model, src, _ = fitted
+    mixed = create_model("encoder", {**FAST, "mixed_precision": "on"})
+    mixed.fit(src)
+    assert mixed.describe()["precision"] == "mixed_float16"
+    assert mixed.train_loss == model.train_loss  # training is float32 and deterministic
+    diff = np.abs(_probabilities(mixed, src) - _probabilities(model, src))
+    assert np.nanmax(diff) < 0.05 and np.nanmean(diff) < 0.005
+
+
+def test_out_of_memory_batches_shrink_then_fail(
+    fitted: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fake OOM (no GPU here): batches > 1 tile "do not fit" -> retried one tile at a time."""
+    model, src, _ = fitted
+    reference = _probabilities(model, src)
+    model.drop_cache()
+    real = EncoderModel._predict
+
+    def small_only(self: EncoderModel, b: np.ndarray, a: np.ndarray) -> Any:
+        if len(b) > 1:
+            raise MemoryExhausted("fake: batch too large")
+        return real(self, b, a)
+
+    monkeypatch.setattr(EncoderModel, "_predict", small_only)
+    model.options = model.options.model_copy(update={"tile_size": 32})
+    model.batch_size = 8
+    try:
+        assert np.nanmax(np.abs(_probabilities(model, src) - reference)) < TOL
+        assert model.batch_size == 1
+
+        def never(self: EncoderModel, b: np.ndarray, a: np.ndarray) -> Any:
+            raise MemoryExhausted("fake: nothing fits")
+
+        monkeypatch.setattr(EncoderModel, "_predict", never)
+        with pytest.raises(ServiceFailure, match="out of memory with batch size 1"):
+            _probabilities(model, src)
+    finally:
+        model.options = model.options.model_copy(update={"tile_size": 512})
+        model.batch_size = None
+
+
+def test_bad_options() -> None:
+    with pytest.raises(InputError, match="invalid --model-options for encoder"):
+        create_model("encoder", {"features": 0})
+    with pytest.raises(InputError, match="mode=pretrained needs weights"):
+        create_model("encoder", {"mode": "pretrained"})
+
+
+def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, Any]]:
+    code = dispatch(argv)
+    lines = capsys.readouterr().out.strip().splitlines()
+    return code, json.loads(lines[-1])
+
+
+def test_encoder_cli_with_nans(tmp_path: Path, capsys: Any, make_pair: Any, write_tif: Any) -> None:
+    """float32 stacks with NaNs: those pixels are nodata in every output; contract.main too."""
+    before, after, truth = make_pair(size=96, square=(30, 60, 30, 60))
+    b = before.astype(np.float32)
+    b[:, 5:9, 10:20] = np.nan
+    fb = write_tif(tmp_path / "b.tif", b, nodata=None)
+    fa = write_tif(tmp_path / "a.tif", after.astype(np.float32), nodata=None)
+    out = tmp_path / "out"
+    code, res = _run(
+        ["detect", "--before", str(fb), "--after", str(fa), "--model", "encoder",
+         "--output", str(out), "--model-options", json.dumps(FAST)],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, res
+    assert res["model"] == "encoder" and res["valid_pixels"] == 96 * 96 - 40
+    with rasterio.open(out / "change_mask.tif") as ds:
+        mask = ds.read(1)
+    assert np.all(mask[5:9, 10:20] == 255) and set(np.unique(mask)) <= {0, 1, 255}
+    assert (mask[30:60, 30:60] == 1).mean() > 0.8
+    item = json.loads((out / "item.json").read_text())
+    assert item["properties"]["candela:model"] == "encoder"
+    assert item["properties"]["candela:model_fit"]["halo"] == 2
+
+    out2 = tmp_path / "out2"
+    code = contract.main(
+        SERVICE,
+        ["--before", str(fb), "--after", str(fa), "--model", "encoder", "--output", str(out2),
+         "--model-options", json.dumps(FAST), "--block-rows", "40"],
+    )  # fmt: skip
+    assert code == 0
+    with (
+        rasterio.open(out / "change_probability.tif") as p1,
+        rasterio.open(out2 / "change_probability.tif") as p2,
+    ):
+        assert np.max(np.abs(p1.read(1) - p2.read(1))) < TOL
+
+
+def test_unknown_model_is_bad_input(tmp_path: Path, capsys: Any) -> None:
+    code = dispatch(
+        ["detect", "--before", "a.tif", "--after", "b.tif", "--model", "no-such-model",
+         "--output", str(tmp_path / "o")]
+    )  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 2
+    assert "no-such-model" in captured.out + captured.err
+    assert not (tmp_path / "o").exists()
