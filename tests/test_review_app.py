@@ -53,6 +53,7 @@ def produce_run(
 ) -> dict[str, Any]:
     """preprocess ×2 + changedetect + publish, exactly as the DAG chains them."""
     from candela import pipeline
+    from candela.runs import output_key
     from candela.settings import Settings
     from candela_changedetect.service import SERVICE as DETECT
     from candela_preprocess.service import SERVICE as PREPROCESS
@@ -60,23 +61,13 @@ def produce_run(
 
     settings = Settings(home=storage.parent, storage_root=storage.as_uri())
     params = {**PARAMS, "model": model}
-    if hasattr(pipeline, "output_prefix"):  # outputs keyed by workflow + parameters
-        from candela.runs import output_key
-
-        key = output_key(DAG, params)
-        prefix = pipeline.output_prefix(settings, DAG, key)
-        extra: tuple[str, ...] = (key,)
-    else:  # outputs per run
-        prefix = pipeline.run_prefix(settings, DAG, run_id)  # type: ignore[attr-defined]
-        extra = ()
+    key = output_key(DAG, params)
+    prefix = pipeline.output_prefix(settings, DAG, key)
     records = sorted(ingest.recognise(bordeaux).records, key=lambda r: r.datetime)
-    search = {
-        "products": [{"id": r.id, "href": r.href, "datetime": str(r.datetime)} for r in records]
-    }
     stacks = []
-    for job in pipeline.preprocess_arguments(search, prefix):
-        res = _service_run(PREPROCESS, ["--product", job["product"], "--output", job["output"]])
-        stacks.append(res)
+    for rec in records:  # one stack per product, as the DAG's preprocess tasks write them
+        out = f"{prefix}/stacks/{pipeline.safe_key(rec.id)}.tif"
+        stacks.append(_service_run(PREPROCESS, ["--product", rec.href, "--output", out]))
     changes = []
     for job in pipeline.change_arguments(stacks, prefix, model, "auto"):
         argv = ["--before", job["before"], "--after", job["after"], "--model", job["model"]]
@@ -84,7 +75,7 @@ def produce_run(
         if zones:
             argv += ["--zones", str(zones)]
         changes.append(_service_run(DETECT, argv))
-    return pipeline.publish(settings, DAG, run_id, *extra, params, stacks, changes, dsn)
+    return pipeline.publish(settings, DAG, run_id, key, params, stacks, changes, dsn)
 
 
 def allow_all() -> str:
@@ -215,6 +206,7 @@ def test_paging(world: dict[str, Any], client: Any, tmp_path: Path) -> None:
 
     with psycopg.connect(world["dsn"]) as conn:
         row = conn.execute("SELECT item FROM candela.results").fetchone()
+        assert row is not None
         for k in (1, 2):
             item = dict(row[0], id=f"{row[0]['id']}-copy{k}")
             conn.execute(

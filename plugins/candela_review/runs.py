@@ -1,0 +1,452 @@
+"""What the review pages know about a run: its outputs (``run.json`` + the files it lists) and,
+when it has none, what Airflow says happened (failed, skipped for "no data", still running).
+
+Only URIs recorded in ``run.json`` (and the statistics it points to) are ever opened, so a
+request cannot name an arbitrary file: there is no path joined from user input.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from candela.settings import Settings
+
+log = logging.getLogger(__name__)
+
+ASSET_KEYS = (
+    "change_probability",
+    "change_mask",
+    "quicklook",
+    "statistics",
+    "item",
+    "zones_geojson",
+    "zones_csv",
+)
+
+
+class ReviewError(Exception):
+    """A request the review app cannot serve; ``status`` is the HTTP code."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class Result:
+    index: int
+    pair: str
+    outputs: dict[str, str]
+    summary: dict[str, Any]
+    statistics: dict[str, Any] | None
+    item: dict[str, Any] | None
+    missing: list[str] = field(default_factory=list)
+
+    @property
+    def before(self) -> str | None:
+        return (self.statistics or {}).get("inputs", {}).get("before")
+
+    @property
+    def after(self) -> str | None:
+        return (self.statistics or {}).get("inputs", {}).get("after")
+
+    @property
+    def bbox(self) -> list[float] | None:
+        return (self.item or {}).get("bbox")
+
+
+@dataclass
+class AirflowState:
+    state: str | None
+    tasks: list[dict[str, Any]]
+    conf: dict[str, Any] | None = None
+    start: str | None = None
+    end: str | None = None
+    xcom: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Run:
+    dag_id: str
+    run_id: str
+    prefix: str
+    summary: dict[str, Any] | None
+    results: list[Result]
+    airflow: AirflowState | None
+
+    @property
+    def status(self) -> str:
+        """ok | no-data | failed | running | unknown."""
+        if self.summary is not None:
+            return "ok" if self.results else "no-data"
+        st = self.airflow.state if self.airflow else None
+        if st in ("queued", "running"):
+            return "running"
+        if st == "failed":
+            return "failed"
+        if st == "success":
+            return "no-data"
+        return "unknown"
+
+    @property
+    def params(self) -> dict[str, Any]:
+        if self.summary:
+            return dict(self.summary.get("params") or {})
+        return dict((self.airflow.conf if self.airflow else None) or {})
+
+    def result(self, index: int) -> Result:
+        if not 0 <= index < len(self.results):
+            raise ReviewError(
+                f"run {self.run_id} has {len(self.results)} result(s); no result {index}", 404
+            )
+        return self.results[index]
+
+    def stacks(self) -> list[str]:
+        return list((self.summary or {}).get("stacks") or [])
+
+
+def _read_json(uri: str) -> dict[str, Any] | None:
+    from candela_sdk import storage
+    from candela_sdk.errors import InputError
+
+    try:
+        value = json.loads(storage.read_text(uri))
+    except (InputError, json.JSONDecodeError) as exc:
+        log.warning("cannot read %s: %s", uri, exc)
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _exists(uri: str) -> bool:
+    from candela_sdk import storage
+
+    try:
+        return storage.exists(uri)
+    except Exception:  # noqa: BLE001 - S3 errors of any kind mean "not there for us"
+        return False
+
+
+def load_run(
+    settings: Settings,
+    dag_id: str,
+    run_id: str,
+    dsn: str | None = None,
+    with_airflow: bool = True,
+) -> Run:
+    state = airflow_state(dag_id, run_id) if with_airflow else None
+    prefix, summary_uri = locate(settings, dag_id, run_id, dsn, state)
+    summary = _read_json(summary_uri) if summary_uri else None
+    if summary is not None and summary.get("run_id") not in (None, run_id):
+        log.info("outputs at %s were last published by run %s", prefix, summary.get("run_id"))
+    results: list[Result] = []
+    for i, r in enumerate((summary or {}).get("results") or []):
+        outputs = {k: v for k, v in (r.get("outputs") or {}).items() if isinstance(v, str)}
+        if r.get("item"):
+            outputs.setdefault("item", r["item"])
+        pair = outputs.get("change_probability", "").rstrip("/").rsplit("/", 2)[-2:-1]
+        stats = _read_json(outputs["statistics"]) if outputs.get("statistics") else None
+        item = _read_json(outputs["item"]) if outputs.get("item") else None
+        missing = [k for k, v in outputs.items() if k in ASSET_KEYS and not _exists(v)]
+        results.append(Result(i, pair[0] if pair else str(i), outputs, r, stats, item, missing))
+    return Run(dag_id, run_id, prefix or "", summary, results, state)
+
+
+def locate(
+    settings: Settings,
+    dag_id: str,
+    run_id: str,
+    dsn: str | None,
+    state: AirflowState | None,
+) -> tuple[str | None, str | None]:
+    """The run's output prefix and the URI of its ``run.json``, from (in order) what its tasks
+    returned (Airflow XCom: ``plan_run`` → prefix, ``publish`` → summary), the results table
+    (asset hrefs of its published items), or the per-run layout ``runs/<dag>/<run>``."""
+    if state is not None and state.xcom:
+        plan = state.xcom.get("plan_run") or {}
+        pub = state.xcom.get("publish") or {}
+        prefix = plan.get("prefix") if isinstance(plan, dict) else None
+        summary = pub.get("summary") if isinstance(pub, dict) else None
+        if summary or prefix:
+            return prefix, summary or f"{prefix}/run.json"
+    if dsn:
+        prefix = _prefix_from_results(dsn, dag_id, run_id)
+        if prefix:
+            return prefix, f"{prefix}/run.json"
+    from candela import pipeline
+
+    legacy = getattr(pipeline, "run_prefix", None)
+    if legacy is not None:
+        prefix = legacy(settings, dag_id, run_id)
+        uri = f"{prefix}/run.json"
+        if _exists(uri):
+            return prefix, uri
+    return None, None
+
+
+def _prefix_from_results(dsn: str, dag_id: str, run_id: str) -> str | None:
+    import psycopg
+
+    try:
+        with psycopg.connect(dsn, connect_timeout=5) as conn:
+            row = conn.execute(
+                "SELECT item FROM candela.results WHERE workflow = %s AND run_id = %s LIMIT 1",
+                (dag_id, run_id),
+            ).fetchone()
+    except psycopg.Error as exc:
+        log.warning("results table not readable: %s", exc)
+        return None
+    if not row:
+        return None
+    href = ((row[0].get("assets") or {}).get("change_probability") or {}).get("href")
+    # <prefix>/changes/<pair>/change_probability.tif
+    if not href or "/changes/" not in href:
+        return None
+    return str(href).rsplit("/changes/", 1)[0]
+
+
+def airflow_state(dag_id: str, run_id: str) -> AirflowState | None:
+    """The run's state from Airflow's metadata database (inside the api-server); ``None`` when
+    Airflow's database is not reachable from this process (e.g. the app runs standalone)."""
+    try:
+        from airflow.models.dagrun import DagRun
+        from airflow.models.taskinstance import TaskInstance
+        from airflow.models.xcom import XComModel
+        from airflow.utils.session import create_session
+        from sqlalchemy import select
+
+        with create_session() as session:
+            dr = session.scalar(
+                select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)
+            )
+            if dr is None:
+                return AirflowState(state=None, tasks=[])
+            rows = session.execute(
+                select(
+                    TaskInstance.task_id,
+                    TaskInstance.map_index,
+                    TaskInstance.state,
+                    TaskInstance.try_number,
+                ).where(TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id)
+            ).all()
+            xcom: dict[str, Any] = {}
+            for task_id, value in session.execute(
+                select(XComModel.task_id, XComModel.value).where(
+                    XComModel.dag_id == dag_id,
+                    XComModel.run_id == run_id,
+                    XComModel.task_id.in_(("plan_run", "publish")),
+                    XComModel.key == "return_value",
+                    XComModel.map_index == -1,
+                )
+            ).all():
+                xcom[task_id] = json.loads(value) if isinstance(value, str) else value
+            return AirflowState(
+                xcom=xcom,
+                state=str(dr.state) if dr.state else None,
+                tasks=[
+                    {"task_id": t, "map_index": m, "state": str(s) if s else None, "try": n}
+                    for t, m, s, n in sorted(rows, key=lambda r: (r[0], r[1]))
+                ],
+                conf=dict(dr.conf or {}),
+                start=dr.start_date.isoformat() if dr.start_date else None,
+                end=dr.end_date.isoformat() if dr.end_date else None,
+            )
+    except Exception as exc:  # noqa: BLE001 - no metadata DB here: say "unknown", don't fail
+        log.info("Airflow metadata not available for %s/%s: %s", dag_id, run_id, exc)
+        return None
+
+
+_NO_DATA = re.compile(r"no data: (.+)")
+
+
+def task_messages(settings: Settings, dag_id: str, run_id: str, state: AirflowState) -> list[str]:
+    """Why tasks were skipped ("no data: …") or failed, from the task logs on this machine."""
+    base = settings.log_dir / "airflow" / f"dag_id={dag_id}" / f"run_id={run_id}"
+    out: list[str] = []
+    for t in state.tasks:
+        if t["state"] not in ("skipped", "failed", "upstream_failed"):
+            continue
+        folder = base / f"task_id={t['task_id']}"
+        if t["map_index"] is not None and t["map_index"] >= 0:
+            folder = folder / f"map_index={t['map_index']}"
+        logs = sorted(folder.glob("attempt=*.log")) if folder.is_dir() else []
+        if not logs:
+            continue
+        msg = _reason(logs[-1], t["state"])
+        if msg:
+            out.append(f"{t['task_id']}: {msg}")
+    return out
+
+
+def _reason(path: Path, state: str) -> str | None:
+    found: str | None = None
+    for line in path.read_text(errors="replace").splitlines():
+        text = line
+        try:
+            rec = json.loads(line)
+            if isinstance(rec, dict):
+                text = str(rec.get("event") or "")
+                if state == "failed" and rec.get("level") in ("error", "critical") and text:
+                    found = found or text
+        except json.JSONDecodeError:
+            pass
+        m = _NO_DATA.search(text)
+        if m:
+            found = "no data: " + m.group(1).strip()
+        elif state == "failed" and text.startswith("error:"):
+            found = text
+    return found
+
+
+@lru_cache(maxsize=64)
+def _cached_zones(mask_uri: str, zones_uri: str | None, stamp: str) -> dict[str, Any]:
+    return compute_zones(mask_uri, zones_uri)
+
+
+def zones_for(result: Result) -> dict[str, Any]:
+    """The per-zone table of a result: the run's own zones (``zones.geojson``) or, when the run
+    was given none, a 1 km grid over the raster, counted on the change mask."""
+    mask = result.outputs.get("change_mask")
+    if not mask or "change_mask" in result.missing:
+        raise ReviewError("the change mask of this result is missing", 404)
+    zones = result.outputs.get("zones_geojson")
+    if zones and "zones_geojson" in result.missing:
+        zones = None
+    return _cached_zones(mask, zones, result.summary.get("item") or "")
+
+
+GRID_M = 1000.0
+
+
+def compute_zones(mask_uri: str, zones_uri: str | None) -> dict[str, Any]:
+    import rasterio
+    from rasterio.warp import transform_bounds, transform_geom
+
+    from candela_changedetect.geo import zone_statistics
+    from candela_sdk import storage
+
+    with storage.rasterio_env(), rasterio.open(storage.gdal_path(mask_uri)) as ds:
+        if zones_uri:
+            doc = json.loads(storage.read_text(zones_uri))
+            feats = doc.get("features") or []
+            crs = ((doc.get("crs") or {}).get("properties") or {}).get("name") or "EPSG:4326"
+            rows = []
+            for i, f in enumerate(feats):
+                p = f.get("properties") or {}
+                geom = f.get("geometry")
+                g84 = transform_geom(crs, "EPSG:4326", geom) if crs != "EPSG:4326" else geom
+                rows.append(
+                    {
+                        "id": str(f.get("id", p.get("zone_id", i))),
+                        "name": str(p.get("name") or p.get("nom") or p.get("label") or ""),
+                        "valid_area_ha": p.get("change_valid_area_ha"),
+                        "changed_area_ha": p.get("change_changed_area_ha"),
+                        "changed_fraction": p.get("change_changed_fraction"),
+                        "geometry": g84,
+                    }
+                )
+            source = "zones given to the run (zones.geojson)"
+        else:
+            if ds.crs is None:
+                raise ReviewError("no zones and the raster has no CRS: no grid to count on", 404)
+            grid_crs = _metric_crs(ds)
+            left, bottom, right, top = transform_bounds(ds.crs, grid_crs, *ds.bounds)
+            crs_text = grid_crs
+            feats = []
+            x0 = GRID_M * (left // GRID_M)
+            y = GRID_M * (bottom // GRID_M)
+            while y < top:
+                x = x0
+                while x < right:
+                    ring = [[x, y], [x + GRID_M, y], [x + GRID_M, y + GRID_M], [x, y + GRID_M]]
+                    cell = {"type": "Polygon", "coordinates": [[*ring, ring[0]]]}
+                    name = f"E{int(x // GRID_M)} N{int(y // GRID_M)}"
+                    feats.append(
+                        {"type": "Feature", "id": name, "properties": {}, "geometry": cell}
+                    )
+                    x += GRID_M
+                y += GRID_M
+            stats = zone_statistics(feats, crs_text, ds)
+            rows = []
+            for f, s in zip(feats, stats, strict=True):
+                if not s["valid_pixels"]:
+                    continue
+                rows.append(
+                    {
+                        "id": s["zone_id"],
+                        "name": f"1 km cell {s['zone_id']}",
+                        "valid_area_ha": s["valid_area_ha"],
+                        "changed_area_ha": s["changed_area_ha"],
+                        "changed_fraction": s["changed_fraction"],
+                        "geometry": transform_geom(crs_text, "EPSG:4326", f["geometry"]),
+                    }
+                )
+            source = f"1 km grid cells in {crs_text} (the run was given no zones)"
+        for r in rows:
+            g = r["geometry"]
+            pts = [tuple(c) for ring in _rings(g) for c in ring]
+            if pts:
+                xs, ys = zip(*[(p[0], p[1]) for p in pts], strict=True)
+                r["bbox"] = [min(xs), min(ys), max(xs), max(ys)]
+            else:
+                r["bbox"] = list(transform_bounds(ds.crs, "EPSG:4326", *ds.bounds))
+    rows.sort(key=lambda r: -(r["changed_area_ha"] or 0.0))
+    return {"source": source, "zones": rows}
+
+
+def _metric_crs(ds: Any) -> str:
+    """The raster's CRS when projected, else the UTM zone of its centre."""
+    from rasterio.warp import transform_bounds
+
+    if ds.crs.is_projected:
+        return str(ds.crs.to_string())
+    w, s, e, n = transform_bounds(ds.crs, "EPSG:4326", *ds.bounds)
+    lon, lat = (w + e) / 2, (s + n) / 2
+    zone = int((lon + 180) // 6) + 1
+    return f"EPSG:{(32600 if lat >= 0 else 32700) + zone}"
+
+
+def _rings(geom: dict[str, Any] | None) -> list[list[Any]]:
+    if not geom:
+        return []
+    t = geom.get("type")
+    if t == "Polygon":
+        return list(geom["coordinates"])
+    if t == "MultiPolygon":
+        return [ring for poly in geom["coordinates"] for ring in poly]
+    if t == "GeometryCollection":
+        return [r for g in geom.get("geometries", []) for r in _rings(g)]
+    return []
+
+
+def histogram(prob_uri: str, bins: int = 20) -> dict[str, Any]:
+    """Histogram of change probability over the valid pixels (read at up to 1024 px a side)."""
+    return _cached_histogram(prob_uri, bins)
+
+
+@lru_cache(maxsize=64)
+def _cached_histogram(prob_uri: str, bins: int) -> dict[str, Any]:
+    import numpy as np
+    import rasterio
+    from rasterio.enums import Resampling
+
+    from candela_sdk import storage
+
+    with storage.rasterio_env(), rasterio.open(storage.gdal_path(prob_uri)) as ds:
+        scale = max(1.0, max(ds.width, ds.height) / 1024)
+        shape = (max(1, int(ds.height / scale)), max(1, int(ds.width / scale)))
+        data = ds.read(1, out_shape=shape, resampling=Resampling.nearest, masked=True)
+    values = data.compressed()
+    values = values[np.isfinite(values)]
+    counts, edges = np.histogram(values, bins=bins, range=(0.0, 1.0))
+    return {
+        "edges": [round(float(e), 6) for e in edges],
+        "counts": [int(c) for c in counts],
+        "pixels": int(values.size),
+        "sampled_every": round(scale, 3),
+    }

@@ -1,0 +1,358 @@
+"""A read-only STAC API (core, collections, item search with paging) over ``candela.results``.
+
+One collection per workflow (DAG id). Items are the published STAC items with their links made
+absolute (self, parent, collection, root) and their assets pointing at the download endpoint,
+so a STAC client (pystac-client, QGIS) can fetch them; the storage URI stays in
+``candela:href``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from candela_review.runs import ReviewError
+
+log = logging.getLogger(__name__)
+
+STAC_VERSION = "1.1.0"
+CONFORMANCE = [
+    "https://api.stacspec.org/v1.0.0/core",
+    "https://api.stacspec.org/v1.0.0/collections",
+    "https://api.stacspec.org/v1.0.0/ogcapi-features",
+    "https://api.stacspec.org/v1.0.0/item-search",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
+]
+DEFAULT_LIMIT = 10
+MAX_LIMIT = 1000
+GEOJSON = "application/geo+json"
+
+
+@dataclass
+class Query:
+    collections: list[str] | None = None
+    ids: list[str] | None = None
+    bbox: list[float] | None = None
+    start: dt.datetime | None = None
+    end: dt.datetime | None = None
+    limit: int = DEFAULT_LIMIT
+    offset: int = 0
+
+
+def _split(value: Any, what: str) -> list[str] | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise ReviewError(f"{what} must be a list of strings or a comma-separated string")
+
+
+def parse_bbox(value: Any) -> list[float] | None:
+    if value is None or value == "":
+        return None
+    parts = value.split(",") if isinstance(value, str) else value
+    try:
+        nums = [float(v) for v in parts]
+    except (TypeError, ValueError):
+        raise ReviewError(f"bbox must be 4 numbers minx,miny,maxx,maxy; got {value!r}") from None
+    if len(nums) == 6:  # 3D: drop the heights
+        nums = [nums[0], nums[1], nums[3], nums[4]]
+    if len(nums) != 4 or not all(math.isfinite(n) for n in nums):
+        raise ReviewError(f"bbox must be 4 numbers minx,miny,maxx,maxy; got {value!r}")
+    w, s, e, n = nums
+    if not (-180 <= w <= 180 and -180 <= e <= 180 and -90 <= s <= n <= 90):
+        raise ReviewError(f"bbox {nums} is outside WGS 84 or has miny > maxy")
+    return nums
+
+
+def _parse_instant(text: str) -> dt.datetime | None:
+    if text in ("", ".."):
+        return None
+    try:
+        value = dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ReviewError(
+            f"datetime {text!r} is not RFC 3339 (e.g. 2017-10-26T00:00:00Z)"
+        ) from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value
+
+
+def parse_datetime(value: Any) -> tuple[dt.datetime | None, dt.datetime | None]:
+    if value is None or value == "":
+        return None, None
+    if not isinstance(value, str):
+        raise ReviewError("datetime must be a string: an instant or an interval start/end")
+    if "/" in value:
+        a, _, b = value.partition("/")
+        start, end = _parse_instant(a), _parse_instant(b)
+        if start is None and end is None:
+            raise ReviewError("datetime interval '../..' is open at both ends")
+        if start and end and start > end:
+            raise ReviewError(f"datetime interval {value!r} ends before it starts")
+        return start, end
+    t = _parse_instant(value)
+    if t is None:
+        raise ReviewError(f"datetime {value!r} is not RFC 3339")
+    return t, t
+
+
+def parse_limit(value: Any) -> int:
+    if value is None or value == "":
+        return DEFAULT_LIMIT
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise ReviewError(f"limit must be an integer; got {value!r}") from None
+    if not 1 <= n <= MAX_LIMIT:
+        raise ReviewError(f"limit must be between 1 and {MAX_LIMIT}; got {n}")
+    return n
+
+
+def parse_token(value: Any) -> int:
+    if value is None or value == "":
+        return 0
+    text = str(value).removeprefix("next:")
+    if not text.isdigit():
+        raise ReviewError(f"token {value!r} is not a paging token of this API")
+    return int(text)
+
+
+def parse_query(params: dict[str, Any]) -> Query:
+    known = {"collections", "ids", "bbox", "datetime", "limit", "token", "intersects", "fields"}
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise ReviewError(f"unsupported search parameter(s): {', '.join(unknown)}")
+    if params.get("intersects") not in (None, ""):
+        raise ReviewError("intersects is not supported by this API; use bbox")
+    start, end = parse_datetime(params.get("datetime"))
+    return Query(
+        collections=_split(params.get("collections"), "collections"),
+        ids=_split(params.get("ids"), "ids"),
+        bbox=parse_bbox(params.get("bbox")),
+        start=start,
+        end=end,
+        limit=parse_limit(params.get("limit")),
+        offset=parse_token(params.get("token")),
+    )
+
+
+class ResultsCatalog:
+    """Queries of the results table (``candela.results``)."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+
+    def _conn(self) -> Any:
+        import psycopg
+
+        try:
+            return psycopg.connect(self.dsn, connect_timeout=5)
+        except psycopg.OperationalError as exc:
+            raise ReviewError(f"the results database is not reachable: {exc}", 503) from None
+
+    def collections(self) -> list[dict[str, Any]]:
+        with self._conn() as conn:
+            rows = conn.execute(
+                """SELECT workflow, count(*), min(min_lon), min(min_lat), max(max_lon),
+                          max(max_lat), min(datetime), max(datetime)
+                   FROM candela.results GROUP BY workflow ORDER BY workflow"""
+            ).fetchall()
+        return [
+            {
+                "id": r[0],
+                "count": r[1],
+                "bbox": [r[2], r[3], r[4], r[5]] if r[2] is not None else None,
+                "start": r[6],
+                "end": r[7],
+            }
+            for r in rows
+        ]
+
+    def search(self, q: Query) -> tuple[list[tuple[str, str, dict[str, Any]]], int]:
+        where: list[str] = ["TRUE"]
+        args: list[Any] = []
+        if q.collections:
+            where.append("workflow = ANY(%s)")
+            args.append(q.collections)
+        if q.ids:
+            where.append("id = ANY(%s)")
+            args.append(q.ids)
+        if q.bbox:
+            w, s, e, n = q.bbox
+            where.append("min_lon <= %s AND max_lon >= %s AND min_lat <= %s AND max_lat >= %s")
+            args += [e, w, n, s]
+        # items carry start/end_datetime: overlap with the query interval
+        t0 = "coalesce((item->'properties'->>'start_datetime')::timestamptz, datetime)"
+        t1 = "coalesce((item->'properties'->>'end_datetime')::timestamptz, datetime)"
+        if q.start:
+            where.append(f"{t1} >= %s")
+            args.append(q.start)
+        if q.end:
+            where.append(f"{t0} <= %s")
+            args.append(q.end)
+        sql_where = " AND ".join(where)
+        with self._conn() as conn:
+            total = conn.execute(
+                f"SELECT count(*) FROM candela.results WHERE {sql_where}", args
+            ).fetchone()[0]
+            rows = conn.execute(
+                f"""SELECT workflow, run_id, item FROM candela.results WHERE {sql_where}
+                    ORDER BY datetime DESC NULLS LAST, id LIMIT %s OFFSET %s""",
+                [*args, q.limit, q.offset],
+            ).fetchall()
+        return [(r[0], r[1], r[2]) for r in rows], int(total)
+
+    def run_ids(self) -> list[tuple[str, str, Any]]:
+        with self._conn() as conn:
+            rows = conn.execute(
+                """SELECT workflow, run_id, max(created_at) FROM candela.results
+                   GROUP BY workflow, run_id ORDER BY max(created_at) DESC"""
+            ).fetchall()
+        return [(r[0], r[1], r[2]) for r in rows]
+
+
+def _iso(t: dt.datetime | None) -> str | None:
+    return t.astimezone(dt.UTC).isoformat().replace("+00:00", "Z") if t else None
+
+
+class StacRenderer:
+    """Builds the STAC documents with absolute links under ``base`` (…/candela)."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base.rstrip("/")
+        self.stac = f"{self.base}/stac"
+
+    def landing(self, collections: list[dict[str, Any]]) -> dict[str, Any]:
+        links = [
+            {"rel": "self", "href": f"{self.stac}/", "type": "application/json"},
+            {"rel": "root", "href": f"{self.stac}/", "type": "application/json"},
+            {"rel": "conformance", "href": f"{self.stac}/conformance", "type": "application/json"},
+            {"rel": "data", "href": f"{self.stac}/collections", "type": "application/json"},
+            {"rel": "search", "href": f"{self.stac}/search", "type": GEOJSON, "method": "GET"},
+            {"rel": "search", "href": f"{self.stac}/search", "type": GEOJSON, "method": "POST"},
+        ]
+        links += [
+            {
+                "rel": "child",
+                "href": f"{self.stac}/collections/{quote(c['id'], safe='')}",
+                "type": "application/json",
+                "title": c["id"],
+            }
+            for c in collections
+        ]
+        return {
+            "type": "Catalog",
+            "stac_version": STAC_VERSION,
+            "id": "candela-results",
+            "title": "Candela results",
+            "description": "Outputs published by Candela's workflows (one collection per workflow).",
+            "conformsTo": CONFORMANCE,
+            "links": links,
+        }
+
+    def collection(self, c: dict[str, Any]) -> dict[str, Any]:
+        cid = quote(c["id"], safe="")
+        return {
+            "type": "Collection",
+            "stac_version": STAC_VERSION,
+            "id": c["id"],
+            "title": f"Results of workflow {c['id']}",
+            "description": f"STAC items published by the {c['id']} workflow ({c['count']} item(s)).",
+            "license": "other",
+            "extent": {
+                "spatial": {"bbox": [c["bbox"] or [-180.0, -90.0, 180.0, 90.0]]},
+                "temporal": {"interval": [[_iso(c["start"]), _iso(c["end"])]]},
+            },
+            "links": [
+                {
+                    "rel": "self",
+                    "href": f"{self.stac}/collections/{cid}",
+                    "type": "application/json",
+                },
+                {"rel": "root", "href": f"{self.stac}/", "type": "application/json"},
+                {"rel": "parent", "href": f"{self.stac}/", "type": "application/json"},
+                {"rel": "items", "href": f"{self.stac}/collections/{cid}/items", "type": GEOJSON},
+            ],
+        }
+
+    def item(self, workflow: str, run_id: str, item: dict[str, Any]) -> dict[str, Any]:
+        out = json.loads(json.dumps(item))
+        cid = quote(workflow, safe="")
+        out["collection"] = workflow
+        keep = [
+            link
+            for link in out.get("links", [])
+            if link.get("rel") not in ("self", "root", "parent", "collection")
+        ]
+        run = f"{self.base}/runs/{quote(workflow, safe='')}/{quote(run_id, safe='')}"
+        out["links"] = [
+            {
+                "rel": "self",
+                "href": f"{self.stac}/collections/{cid}/items/{quote(out['id'], safe='')}",
+                "type": GEOJSON,
+            },
+            {"rel": "parent", "href": f"{self.stac}/collections/{cid}", "type": "application/json"},
+            {
+                "rel": "collection",
+                "href": f"{self.stac}/collections/{cid}",
+                "type": "application/json",
+            },
+            {"rel": "root", "href": f"{self.stac}/", "type": "application/json"},
+            {"rel": "alternate", "href": run, "type": "text/html", "title": "Review page"},
+            *keep,
+        ]
+        for key, asset in (out.get("assets") or {}).items():
+            asset["candela:href"] = asset.get("href")
+            asset["href"] = f"{run}/download/{quote(out['id'], safe='')}/{quote(key, safe='')}"
+        return out
+
+    def item_collection(
+        self,
+        rows: list[tuple[str, str, dict[str, Any]]],
+        total: int,
+        q: Query,
+        self_url: str,
+        params: dict[str, Any],
+        method: str = "GET",
+    ) -> dict[str, Any]:
+        features = [self.item(w, r, i) for w, r, i in rows]
+        links: list[dict[str, Any]] = [
+            {"rel": "root", "href": f"{self.stac}/", "type": "application/json"},
+            {"rel": "self", "href": self_url, "type": GEOJSON},
+        ]
+        if q.offset + len(rows) < total:
+            token = f"next:{q.offset + len(rows)}"
+            if method == "POST":
+                links.append(
+                    {
+                        "rel": "next",
+                        "href": self_url,
+                        "type": GEOJSON,
+                        "method": "POST",
+                        "body": {**params, "token": token},
+                        "merge": False,
+                    }
+                )
+            else:
+                query = {k: v for k, v in params.items() if v not in (None, "")}
+                query["token"] = token
+                links.append(
+                    {"rel": "next", "href": f"{self_url}?{urlencode(query)}", "type": GEOJSON}
+                )
+        return {
+            "type": "FeatureCollection",
+            "features": features,
+            "links": links,
+            "numberMatched": total,
+            "numberReturned": len(features),
+        }

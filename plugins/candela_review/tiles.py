@@ -1,0 +1,195 @@
+"""XYZ map tiles (Web Mercator, 256 px PNG) of a run's COGs with rio-tiler, and their legends.
+
+Layers: ``probability`` (change probability 0–1, colour ramp, transparent where low and where
+nodata), ``mask`` (change in red, the rest transparent), ``before`` / ``after`` (true-colour
+B04/B03/B02 of the input stacks with a 2–98 % stretch computed once per stack). A tile outside
+the raster is a transparent PNG (200), never an error.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+# imported once, at plugin load: a first import from two tile threads at once trips over
+# rio_tiler.io's partially initialised module
+from rio_tiler.errors import TileOutsideBounds
+from rio_tiler.io import Reader
+
+from candela_review.runs import ReviewError
+
+log = logging.getLogger(__name__)
+
+TILE_SIZE = 256
+LAYERS = ("probability", "mask", "before", "after")
+RGB_BANDS = ("B04", "B03", "B02")
+
+# change probability: yellow → orange → red → dark red; alpha rises with the probability so
+# the imagery shows through where nothing changed
+_STOPS = [
+    (0.0, (255, 255, 178), 0),
+    (0.25, (254, 204, 92), 90),
+    (0.5, (253, 141, 60), 190),
+    (0.75, (240, 59, 32), 235),
+    (1.0, (189, 0, 38), 255),
+]
+
+
+def _ramp() -> dict[int, tuple[int, int, int, int]]:
+    cmap: dict[int, tuple[int, int, int, int]] = {}
+    for i in range(256):
+        v = i / 255
+        for (v0, c0, a0), (v1, c1, a1) in zip(_STOPS, _STOPS[1:], strict=False):
+            if v0 <= v <= v1:
+                t = (v - v0) / (v1 - v0)
+                rgb = [round(c0[k] + t * (c1[k] - c0[k])) for k in range(3)]
+                cmap[i] = (rgb[0], rgb[1], rgb[2], round(a0 + t * (a1 - a0)))
+                break
+    return cmap
+
+
+PROBABILITY_CMAP = _ramp()
+MASK_CMAP: dict[int, tuple[int, int, int, int]] = {i: (0, 0, 0, 0) for i in range(256)}
+MASK_CMAP[1] = (230, 0, 60, 255)
+
+LEGENDS: dict[str, dict[str, Any]] = {
+    "probability": {
+        "title": "Change probability",
+        "type": "ramp",
+        "stops": [
+            {"value": v, "color": "#{:02x}{:02x}{:02x}".format(*c), "alpha": round(a / 255, 3)}
+            for v, c, a in _STOPS
+        ],
+        "nodata": "transparent",
+    },
+    "mask": {
+        "title": "Change mask",
+        "type": "classes",
+        "classes": [
+            {"value": 1, "label": "change", "color": "#e6003c"},
+            {"value": 0, "label": "no change (transparent)", "color": "transparent"},
+            {"value": 255, "label": "no data (transparent)", "color": "transparent"},
+        ],
+    },
+    "before": {"title": "Before: true colour (B04, B03, B02), 2-98 % stretch", "type": "rgb"},
+    "after": {"title": "After: true colour (B04, B03, B02), 2-98 % stretch", "type": "rgb"},
+}
+
+
+@lru_cache(maxsize=1)
+def empty_tile() -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGBA", (TILE_SIZE, TILE_SIZE), (0, 0, 0, 0)).save(buf, "PNG", optimize=True)
+    return buf.getvalue()
+
+
+def check_tile(z: int, x: int, y: int) -> None:
+    if not 0 <= z <= 24:
+        raise ReviewError(f"zoom {z} out of range 0-24")
+    n = 1 << z
+    if not (0 <= x < n and 0 <= y < n):
+        raise ReviewError(f"tile {z}/{x}/{y} does not exist (x and y must be in 0-{n - 1})")
+
+
+def rgb_indexes(descriptions: tuple[str | None, ...]) -> tuple[int, int, int]:
+    names = [d or "" for d in descriptions]
+    try:
+        return tuple(names.index(b) + 1 for b in RGB_BANDS)  # type: ignore[return-value]
+    except ValueError:
+        raise ReviewError(
+            f"the stack has no {'/'.join(RGB_BANDS)} bands (bands: {', '.join(names)})", 422
+        ) from None
+
+
+@lru_cache(maxsize=64)
+def rgb_stretch(path: str, stamp: float) -> tuple[tuple[int, int, int], list[tuple[float, float]]]:
+    """Band indexes of B04/B03/B02 and their 2–98 % ranges over the whole stack (an overview)."""
+    from candela_sdk import storage
+
+    with storage.rasterio_env(), Reader(path) as src:
+        idx = rgb_indexes(tuple(src.dataset.descriptions))
+        img = src.preview(indexes=idx, max_size=1024)
+    ranges = []
+    valid = ~np.ma.getmaskarray(img.array).any(axis=0)
+    for b in range(3):
+        vals = np.asarray(img.array[b])[valid]
+        vals = vals[np.isfinite(vals) & (vals > 0)]
+        if vals.size == 0:
+            ranges.append((0.0, 1.0))
+            continue
+        lo, hi = np.percentile(vals, [2, 98])
+        ranges.append((float(lo), float(hi if hi > lo else lo + 1)))
+    return idx, ranges
+
+
+def render_tile(uri: str, layer: str, z: int, x: int, y: int) -> bytes:
+    """One PNG tile of ``layer`` from the COG at ``uri``."""
+    from candela_sdk import storage
+
+    check_tile(z, x, y)
+    path = storage.gdal_path(uri)
+    stamp = _stamp(uri)
+    with storage.rasterio_env(), Reader(path) as src:
+        if not src.tile_exists(x, y, z):
+            return empty_tile()
+        try:
+            if layer in ("before", "after"):
+                idx, ranges = rgb_stretch(path, stamp)
+                img = src.tile(x, y, z, tilesize=TILE_SIZE, indexes=idx)
+                img.rescale(in_range=ranges, out_range=[(0, 255)])
+                return bytes(img.render(img_format="PNG"))
+            img = src.tile(x, y, z, tilesize=TILE_SIZE, indexes=1)
+        except TileOutsideBounds:
+            return empty_tile()
+    if layer == "probability":
+        img.rescale(in_range=[(0.0, 1.0)], out_range=[(0, 255)])
+        return bytes(img.render(img_format="PNG", colormap=PROBABILITY_CMAP))
+    # mask: values are the classes themselves
+    img.array = np.ma.MaskedArray(
+        np.asarray(img.array).astype("uint8"), mask=np.ma.getmaskarray(img.array)
+    )
+    return bytes(img.render(img_format="PNG", colormap=MASK_CMAP))
+
+
+def _stamp(uri: str) -> float:
+    from pathlib import Path
+
+    from candela_sdk import storage
+
+    loc = storage.parse(uri)
+    if loc.scheme == "file":
+        try:
+            return Path(loc.path).stat().st_mtime
+        except OSError:
+            return 0.0
+    return 0.0
+
+
+def legend_png(layer: str) -> bytes:
+    """A small colour bar (probability) or class swatches (mask) as PNG."""
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGBA", (220, 46), (255, 255, 255, 230))
+    d = ImageDraw.Draw(img)
+    if layer == "probability":
+        for i in range(200):
+            r, g, b, a = PROBABILITY_CMAP[round(i * 255 / 199)]
+            d.line([(10 + i, 6), (10 + i, 24)], fill=(r, g, b, max(a, 40)))
+        for v in (0.0, 0.5, 1.0):
+            xx = 10 + round(v * 199)
+            d.line([(xx, 24), (xx, 28)], fill=(0, 0, 0, 255))
+            d.text((max(0, xx - 8), 30), f"{v:g}", fill=(0, 0, 0, 255))
+    elif layer == "mask":
+        d.rectangle([10, 10, 30, 26], fill=(230, 0, 60, 255), outline=(0, 0, 0, 255))
+        d.text((38, 12), "change", fill=(0, 0, 0, 255))
+    else:
+        d.text((10, 16), LEGENDS[layer]["title"][:36], fill=(0, 0, 0, 255))
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
