@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from preprocess_helpers import BIGEARTHNET, band_file, read_band
+from rio_cogeo.cogeo import cog_validate
 
 
 def test_bigearthnet_patch(run_service, tmp_path: Path) -> None:
@@ -20,6 +21,7 @@ def test_bigearthnet_patch(run_service, tmp_path: Path) -> None:
     assert (res["width"], res["height"]) == (120, 120)
     assert res["valid_mask"] is None  # BigEarthNet ships no SCL
     assert res["transform"] == [10.0, 0.0, 404400.0, 0.0, -10.0, 5342400.0]
+    assert cog_validate(str(out))[0]
     with rasterio.open(out) as ds:
         stack = ds.read()
     np.testing.assert_array_equal(stack[0], read_band(band_file(BIGEARTHNET, "B02")))

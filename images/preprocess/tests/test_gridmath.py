@@ -19,6 +19,7 @@ pixel = st.floats(min_value=1e-5, max_value=100.0, allow_nan=False)
 origin = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False)
 
 
+@settings(deadline=None)
 @given(width=sizes, height=sizes, block=st.integers(min_value=1, max_value=128))
 def test_block_windows_tile_the_grid_once(width: int, height: int, block: int) -> None:
     cover = np.zeros((height, width), dtype=int)
@@ -28,7 +29,7 @@ def test_block_windows_tile_the_grid_once(width: int, height: int, block: int) -
     assert (cover == 1).all()
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(
     px=pixel,
     py=pixel,

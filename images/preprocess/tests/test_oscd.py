@@ -12,6 +12,7 @@ import pytest
 import rasterio
 from preprocess_helpers import BORDEAUX, band_file, read_band
 from rasterio.enums import Resampling
+from rio_cogeo.cogeo import cog_validate
 
 from candela_sdk.cog import is_cog
 from candela_sdk.grids import grids_match
@@ -39,6 +40,8 @@ def test_bordeaux_stack(run_service, tmp_path: Path, folder: str, date: str) -> 
 
     ok, errors = is_cog(out)
     assert ok, errors
+    valid, cog_errors, _warnings = cog_validate(str(out))
+    assert valid, cog_errors
     src = BORDEAUX / folder
     b02 = read_band(band_file(src, "B02"))
     with rasterio.open(out) as ds:

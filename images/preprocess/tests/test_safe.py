@@ -25,8 +25,10 @@ from preprocess_helpers import (
     scl_from_blue,
     zip_safe,
 )
+from rio_cogeo.cogeo import cog_validate
 
 from candela_preprocess.layouts import open_product
+from candela_sdk import storage
 from candela_sdk.cog import is_cog
 
 SENSING = "2016-05-04T10:50:32.026000Z"
@@ -44,6 +46,7 @@ def test_l1c_folder(run_service, tmp_path: Path, safe_l1c: Path) -> None:
     assert res["reflectance"]["scales"] == [1e-4] * 10
     assert np.allclose(res["reflectance"]["offsets"], [-0.1] * 10)
     assert is_cog(out)[0]
+    assert cog_validate(str(out))[0]
     with rasterio.open(out) as ds:
         assert ds.count == 10
         np.testing.assert_array_equal(ds.read(1), read_band(band_file(BORDEAUX / "imgs_1", "B02")))
@@ -81,6 +84,7 @@ def test_l2a_folder_with_scl_mask(run_service, tmp_path: Path, safe_l2a: Path) -
     mask_uri = res["valid_mask"]
     assert mask_uri == (tmp_path / "l2a_valid.tif").as_uri()
     assert is_cog(mask_uri)[0]
+    assert cog_validate(storage.gdal_path(mask_uri))[0]
     with rasterio.open(out) as ds, rasterio.open(tmp_path / "l2a_valid.tif") as m:
         assert (m.width, m.height, m.transform) == (ds.width, ds.height, ds.transform)
         mask = m.read(1)

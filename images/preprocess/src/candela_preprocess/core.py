@@ -16,8 +16,11 @@ import datetime as dt
 import json
 import logging
 import os
+import shutil
 import tempfile
 import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +35,7 @@ from candela_preprocess.gridmath import (
     window_transform,
 )
 from candela_preprocess.layouts import Product, open_product
+from candela_preprocess.quality import PixelSample, QualityGateError, sample_step
 from candela_sdk import storage
 from candela_sdk.errors import InputError, NoDataError, OutputError
 
@@ -41,6 +45,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 GDAL_CACHE_MB = 256
+
+#: resamplings for which a resampled windowed read gives the warper's exact result
+DIRECT_RESAMPLINGS = ("nearest", "bilinear", "average")
+
+#: threads reading (decompressing, resampling) bands in parallel
+READ_THREADS = max(1, min(4, len(os.sched_getaffinity(0))))
 
 #: Scene classification (L2A SCL) classes counted as valid surface observations:
 #: 4 vegetation, 5 not vegetated, 6 water, 7 unclassified, 11 snow or ice. Invalid: 0 no data,
@@ -74,6 +84,7 @@ class Outputs:
     stack: str
     item: str
     valid: str
+    report: str
 
 
 def output_uris(output: str, product_id: str) -> Outputs:
@@ -93,7 +104,12 @@ def output_uris(output: str, product_id: str) -> Outputs:
     def sibling(n: str) -> str:
         return storage.Location(loc.scheme, loc.bucket, base + n).uri
 
-    return Outputs(stack=loc.uri, item=sibling(stem + ".json"), valid=sibling(stem + "_valid.tif"))
+    return Outputs(
+        stack=loc.uri,
+        item=sibling(stem + ".json"),
+        valid=sibling(stem + "_valid.tif"),
+        report=sibling(stem + "_quality"),
+    )
 
 
 def _preflight_output(uri: str) -> None:
@@ -119,6 +135,28 @@ def _preflight_output(uri: str) -> None:
         ) from None
     os.close(fd)
     os.unlink(probe)
+
+
+def _remove_folder(uri: str) -> None:
+    loc = storage.parse(uri)
+    try:
+        if loc.scheme == "file":
+            shutil.rmtree(loc.path, ignore_errors=True)
+        else:
+            client = storage.s3_client()
+            pages = client.get_paginator("list_objects_v2").paginate(
+                Bucket=loc.bucket, Prefix=loc.path.rstrip("/") + "/"
+            )
+            for page in pages:
+                for obj in page.get("Contents", []):
+                    client.delete_object(Bucket=loc.bucket, Key=obj["Key"])
+    except Exception as exc:  # noqa: BLE001 - best effort cleanup, the original error matters
+        log.warning("could not remove %s after a failure: %s", uri, exc)
+
+
+def _publish_folder(local: Path, uri: str) -> None:
+    with storage.writing_folder(uri) as stage:
+        shutil.copytree(local, stage, dirs_exist_ok=True)
 
 
 def _remove(uri: str) -> None:
@@ -178,25 +216,82 @@ class _BandReader:
         self.src = src
         self.offset: tuple[int, int] | None = None
         self.vrt: Any = None
+        self.grid = grid
+        self.resampling = resampling
+        self._warped_vrt = WarpedVRT
+        self._resampling = Resampling[resampling]
+        self.nodata = src.nodata if src.nodata is not None else 0
         if src.crs == grid.crs:
             self.offset = integer_offset(src.transform, grid.transform)
-        if self.offset is None:
-            self.vrt = WarpedVRT(
-                src,
-                crs=grid.crs,
-                transform=grid.transform,
-                width=grid.width,
-                height=grid.height,
-                resampling=Resampling[resampling],
-                src_nodata=src.nodata if src.nodata is not None else 0,
-                nodata=0,
-                dtype=src.dtypes[0],
-            )
-        log.debug("band %s: %s", name, "direct read" if self.vrt is None else "warped")
+        # Same CRS, north-up grids, a resampling whose GDAL RasterIO result is identical to the
+        # warper's: windows wholly inside the source and without nodata are resampled by a
+        # windowed read (several times cheaper than the warper); others go through WarpedVRT.
+        st, gt = src.transform, grid.transform
+        self.direct_resample = (
+            self.offset is None
+            and src.crs == grid.crs
+            and st.b == st.d == gt.b == gt.d == 0
+            and resampling in DIRECT_RESAMPLINGS
+        )
+        log.debug(
+            "band %s: %s",
+            name,
+            "direct read"
+            if self.offset is not None
+            else "resampled read" + (" or warped" if self.direct_resample else " (warped)"),
+        )
 
     @property
     def resampled(self) -> bool:
-        return self.vrt is not None
+        return self.offset is None
+
+    def _warped(self) -> Any:
+        if self.vrt is None:
+            g = self.grid
+            self.vrt = self._warped_vrt(
+                self.src,
+                crs=g.crs,
+                transform=g.transform,
+                width=g.width,
+                height=g.height,
+                resampling=self._resampling,
+                src_nodata=self.nodata,
+                nodata=0,
+                dtype=self.src.dtypes[0],
+            )
+        return self.vrt
+
+    def _read_resampled(self, win: PixelWindow) -> Any | None:
+        """The window by a resampled windowed read, or None when the warper must do it."""
+        import math
+
+        from rasterio.windows import Window
+
+        st, gt = self.src.transform, self.grid.transform
+        col = (gt.c + win.col_off * gt.a - st.c) / st.a
+        row = (gt.f + win.row_off * gt.e - st.f) / st.e
+        width = win.width * gt.a / st.a
+        height = win.height * gt.e / st.e
+        eps = 1e-9
+        if (
+            col < -eps
+            or row < -eps
+            or col + width > self.src.width + eps
+            or row + height > self.src.height + eps
+        ):
+            return None
+        c0, r0 = max(math.floor(col) - 1, 0), max(math.floor(row) - 1, 0)
+        c1 = min(math.ceil(col + width) + 1, self.src.width)
+        r1 = min(math.ceil(row + height) + 1, self.src.height)
+        native = self.src.read(1, window=Window(c0, r0, c1 - c0, r1 - r0))
+        if (native == self.nodata).any():
+            return None
+        return self.src.read(
+            1,
+            window=Window(max(col, 0.0), max(row, 0.0), width, height),
+            out_shape=(win.height, win.width),
+            resampling=self._resampling,
+        )
 
     def read(self, win: PixelWindow) -> Any:
         import numpy as np
@@ -205,9 +300,12 @@ class _BandReader:
         from rasterio.windows import Window
 
         try:
-            if self.vrt is not None:
-                return self.vrt.read(1, window=win.to_rasterio())
-            assert self.offset is not None
+            if self.offset is None:
+                if self.direct_resample:
+                    out = self._read_resampled(win)
+                    if out is not None:
+                        return out
+                return self._warped().read(1, window=win.to_rasterio())
             out = np.zeros((win.height, win.width), dtype=self.src.dtypes[0])
             c0 = self.offset[0] + win.col_off
             r0 = self.offset[1] + win.row_off
@@ -422,6 +520,18 @@ def preprocess(params: PreprocessParams) -> dict[str, Any]:
         total = grid.width * grid.height
         valid_count = 0
         started = time.monotonic()
+        gate = params.quality_gate
+        sample = PixelSample(sample_step(grid.width, grid.height, params.gate_sample_pixels))
+        gate_summary: dict[str, Any] | None = None
+        report_published = False
+        docs_dir = Path(
+            stack.enter_context(
+                tempfile.TemporaryDirectory(
+                    prefix="candela-gate-", dir=os.environ.get("CANDELA_SCRATCH") or None
+                )
+            )
+        )
+        read_block = _parallel_reader(stack, readers, scl_reader)
         try:
             with cog_writer(outs.stack, spec) as writer:
                 with (
@@ -429,20 +539,21 @@ def preprocess(params: PreprocessParams) -> dict[str, Any]:
                     if scl_reader is not None
                     else contextlib.nullcontext()
                 ) as mask_writer:
-                    for win in block_windows(grid.width, grid.height, params.block_size):
-                        data = np.empty((len(bands), win.height, win.width), dtype="uint16")
-                        for i, reader in enumerate(readers):
-                            data[i] = reader.read(win)
+                    for win, data, scl in read_block(
+                        block_windows(grid.width, grid.height, params.block_size)
+                    ):
                         valid = np.all(data != 0, axis=0)
-                        if scl_reader is not None and mask_writer is not None:
-                            valid &= np.isin(scl_reader.read(win), SCL_VALID_CLASSES)
+                        if scl is not None and mask_writer is not None:
+                            valid &= np.isin(scl, SCL_VALID_CLASSES)
                             mask_writer.write(
                                 valid.astype("uint8")[np.newaxis], window=win.to_rasterio()
                             )
                         writer.write(data, window=win.to_rasterio())
-                        valid_count += int(valid.sum())
+                        valid_count += int(np.count_nonzero(valid))
+                        if gate:
+                            sample.add(data, valid, win.col_off, win.row_off)
                     log.info(
-                        "stacked %d×%d pixels in %.1f s; writing the COG",
+                        "stacked %d×%d pixels in %.1f s",
                         grid.width,
                         grid.height,
                         time.monotonic() - started,
@@ -451,20 +562,45 @@ def preprocess(params: PreprocessParams) -> dict[str, Any]:
                         raise NoDataError(
                             f"no valid pixel of product {product.uri} on the output grid"
                         )
+                    if gate:
+                        gate_summary = _quality_gate(
+                            params, bands, writer.dataset, sample, docs_dir, outs
+                        )
+                        if not gate_summary["passed"]:
+                            _publish_folder(docs_dir, outs.report)
+                            raise QualityGateError(
+                                f"{gate_summary['unmet']} of {gate_summary['expectations']} "
+                                f"expectations unmet: {'; '.join(gate_summary['failures'])} "
+                                f"(report: {outs.report}/index.html)"
+                            )
                 if scl_reader is not None:
                     published.append(outs.valid)
             published.append(outs.stack)
+            log.info("wrote the COG(s) in %.1f s in all", time.monotonic() - started)
             valid_fraction = valid_count / total
+            if gate_summary is not None:
+                _publish_folder(docs_dir, outs.report)
+                report_published = True
             item = build_item(
-                params, product, bands, outs, scales, offsets, grid, valid_fraction, scl_reader
+                params,
+                product,
+                bands,
+                outs,
+                scales,
+                offsets,
+                grid,
+                valid_fraction,
+                scl_reader,
+                gate_summary,
             )
             storage.write_text(outs.item, json.dumps(item, indent=2))
             published.append(outs.item)
         except BaseException:
             for uri in published:
                 _remove(uri)
+            if report_published:
+                _remove_folder(outs.report)
             raise
-
     return {
         "output": outs.stack,
         "item": outs.item,
@@ -484,7 +620,126 @@ def preprocess(params: PreprocessParams) -> dict[str, Any]:
         "transform": list(grid.transform)[:6],
         "valid_fraction": round(valid_fraction, 6),
         "reflectance": ({"scales": scales, "offsets": offsets} if scales is not None else None),
+        "quality_gate": _gate_brief(gate_summary, outs) if gate_summary is not None else None,
     }
+
+
+def _gate_brief(summary: dict[str, Any], outs: Outputs) -> dict[str, Any]:
+    brief = {k: v for k, v in summary.items() if k != "failures"}
+    brief["report"] = f"{outs.report}/index.html"
+    return brief
+
+
+def _parallel_reader(
+    stack: contextlib.ExitStack, readers: list[_BandReader], scl_reader: _BandReader | None
+) -> Callable[[Any], Any]:
+    """Reads the bands of each window in ``lanes`` threads, one window ahead.
+
+    A rasterio dataset must not be used by two threads at once: each reader belongs to one lane
+    (a single-thread executor, so its reads run in order); GDAL releases the GIL while it
+    decompresses and resamples, so the lanes and the main thread (which writes) overlap.
+    """
+    import numpy as np
+
+    lanes = max(1, min(READ_THREADS, len(readers)))
+    pools = [ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"read{i}") for i in range(lanes)]
+    for pool in pools:
+        stack.callback(pool.shutdown, wait=True, cancel_futures=True)
+    all_readers: list[_BandReader] = list(readers) + ([scl_reader] if scl_reader else [])
+    assignment = [all_readers[i::lanes] for i in range(lanes)]
+
+    def lane_read(group: list[_BandReader], win: PixelWindow) -> dict[int, Any]:
+        return {id(r): r.read(win) for r in group}
+
+    def submit(win: PixelWindow) -> tuple[PixelWindow, list[Future[dict[int, Any]]]]:
+        return win, [pools[i].submit(lane_read, g, win) for i, g in enumerate(assignment)]
+
+    def gather(
+        job: tuple[PixelWindow, list[Future[dict[int, Any]]]],
+    ) -> tuple[PixelWindow, Any, Any]:
+        win, futures = job
+        got: dict[int, Any] = {}
+        for f in futures:
+            got.update(f.result())
+        data = np.empty((len(readers), win.height, win.width), dtype="uint16")
+        for i, r in enumerate(readers):
+            data[i] = got[id(r)]
+        return win, data, got.get(id(scl_reader)) if scl_reader is not None else None
+
+    def blocks(windows: Any) -> Any:
+        pending = None
+        for win in windows:
+            job = submit(win)
+            if pending is not None:
+                yield gather(pending)
+            pending = job
+        if pending is not None:
+            yield gather(pending)
+
+    return blocks
+
+
+def _quality_gate(
+    params: PreprocessParams,
+    bands: list[str],
+    ds: Any,
+    sample: PixelSample,
+    docs_dir: Path,
+    outs: Outputs,
+) -> dict[str, Any]:
+    """Run the GX gate on the pixel sample (and the pair's grids) of the written stack."""
+    from candela_preprocess.quality import GateThresholds, run_gate
+
+    started = time.monotonic()
+    grids = None
+    if params.grid_like:
+        from candela_sdk.grids import grid_of
+
+        like = grid_of(params.grid_like)
+        grids = [
+            _grid_row("output", ds.crs, list(ds.transform)[:6], ds.width, ds.height),
+            _grid_row("grid_like", like.crs, list(like.transform)[:6], like.width, like.height),
+        ]
+    result = run_gate(
+        sample=sample,
+        columns=[d or f"band{i}" for i, d in enumerate(ds.descriptions, start=1)],
+        bands=bands,
+        nodata=ds.nodata,
+        thresholds=GateThresholds(
+            min_valid_fraction=params.gate_min_valid_fraction,
+            min_value=params.gate_min_value,
+            max_value=params.gate_max_value,
+            in_range_fraction=params.gate_in_range_fraction,
+            sample_pixels=params.gate_sample_pixels,
+        ),
+        grids=grids,
+        docs_dir=docs_dir,
+    )
+    summary = dict(result.summary)
+    summary["seconds"] = round(time.monotonic() - started, 3)
+    summary["failures"] = result.failures
+    log.info(
+        "quality gate %s: %d of %d expectations met on %d sampled pixels (%.1f s)",
+        "passed" if result.passed else "FAILED",
+        summary["expectations"] - summary["unmet"],
+        summary["expectations"],
+        summary["sample_pixels"],
+        summary["seconds"],
+    )
+    return summary
+
+
+def _grid_row(
+    name: str, crs: Any, transform: list[float], width: int, height: int
+) -> dict[str, Any]:
+    from rasterio.crs import CRS
+
+    row: dict[str, Any] = {"dataset": name, "crs": _crs_text(CRS.from_user_input(crs))}
+    for key, value in zip("abcdef", transform, strict=True):
+        row[f"transform_{key}"] = round(float(value), 9)
+    row["width"] = int(width)
+    row["height"] = int(height)
+    return row
 
 
 def _open_scl(stack: contextlib.ExitStack, product: Product) -> Any:
@@ -518,6 +773,7 @@ def build_item(
     grid: TargetGrid,
     valid_fraction: float,
     scl_reader: Any,
+    gate_summary: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The STAC item of the output stack (and validity mask), with provenance."""
     from candela_sdk.stac import COG_MEDIA_TYPE, make_item
@@ -561,6 +817,13 @@ def build_item(
             "roles": ["data", "validity-mask"],
             "raster:bands": [{"data_type": "uint8"}],
         }
+    if gate_summary is not None:
+        assets["quality_report"] = {
+            "href": f"{outs.report}/index.html",
+            "type": "text/html",
+            "title": "quality gate report (Great Expectations Data Docs)",
+            "roles": ["metadata", "qa"],
+        }
     start = end = when = None
     if product.datetime_precision == "day":
         start = product.datetime
@@ -585,6 +848,11 @@ def build_item(
                 f"({params.resampling}) onto the B02 grid and stacked by candela-preprocess"
             ),
             "candela:valid_fraction": round(valid_fraction, 6),
+            **(
+                {"candela:quality_gate": _gate_brief(gate_summary, outs)}
+                if gate_summary is not None
+                else {}
+            ),
             "candela:provenance": {
                 "product": product.uri,
                 "product_id": product.product_id,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from candela_preprocess.bands import DEFAULT_BANDS, normalise_band
 from candela_sdk.contract import Resources, Service, ServiceParams
@@ -25,8 +25,12 @@ band folder (<city>/imgs_1 with one …_B02.tif per band and <city>/dates.txt); 
 patch folder. L2A SAFE products also give <output stem>_valid.tif (1 valid, 0 invalid) from the
 scene classification (SCL).
 
+Quality gate (Great Expectations, on by default): band count and order, DN range per band,
+share of valid pixels, identical grids with --grid-like; report <output stem>_quality/index.html.
+
 Exit codes: 0 done; 2 bad input (missing/corrupt band, unknown band or layout, product not
-found); 3 no data (the AOI or the --grid-like grid misses the product, or no valid pixel);
+found) or a failed quality gate (outcome quality_gate_failed); 3 no data (the AOI or the
+--grid-like grid misses the product, or no valid pixel);
 4 output cannot be written. Nothing is left at --output on failure.
 """
 
@@ -71,6 +75,48 @@ class PreprocessParams(ServiceParams):
         le=8192,
         description="processing window size in pixels (memory ~ bands*2*block_size^2 bytes)",
     )
+
+    quality_gate: bool = Field(
+        default=True,
+        description="run the Great Expectations quality gate on the stack (--no-quality-gate to "
+        "skip it); a failing gate fails the task (exit 2, outcome quality_gate_failed) and "
+        "leaves only its report <output stem>_quality/index.html",
+    )
+    gate_min_valid_fraction: float = Field(
+        default=0.1,
+        ge=0,
+        le=1,
+        description="gate: least share of valid pixels (all bands with data and, for L2A, "
+        "an SCL class counted valid)",
+    )
+    gate_min_value: int = Field(
+        default=1, ge=0, le=65535, description="gate: lowest expected DN of a valid pixel"
+    )
+    gate_max_value: int = Field(
+        default=20000,
+        ge=1,
+        le=65535,
+        description="gate: highest expected DN (reflectance 2.0 at quantification 10000)",
+    )
+    gate_in_range_fraction: float = Field(
+        default=0.99,
+        ge=0,
+        le=1,
+        description="gate: least share of a band's valid pixels within the expected DN range",
+    )
+    gate_sample_pixels: int = Field(
+        default=250_000,
+        ge=1000,
+        le=10_000_000,
+        description="gate: about how many pixels (a regular grid) the expectations are "
+        "evaluated on",
+    )
+
+    @model_validator(mode="after")
+    def _gate_range(self) -> PreprocessParams:
+        if self.gate_min_value > self.gate_max_value:
+            raise ValueError("--gate-min-value is above --gate-max-value")
+        return self
 
     @field_validator("bands")
     @classmethod
