@@ -88,7 +88,19 @@ IO_STEP = {
             minimum=1,
             description="a larger AOI is cut into pieces of at most this size, processed in parallel",
         ),
-        "model": Param("cva", enum=["cva", "irmad"], description="change detection model"),
+        "model": Param(
+            "cva",
+            type="string",
+            pattern="^[A-Za-z0-9_.-]+$",
+            examples=["cva", "irmad", "encoder"],
+            description="change detection model: cva, irmad, encoder or a registered model "
+            "(candela models list)",
+        ),
+        "zones": Param(
+            None,
+            type=["string", "null"],
+            description="GeoJSON of zones (parcels, communes; a path or URI): changed share per zone",
+        ),
         "threshold": Param(
             "auto",
             type=["string", "number"],
@@ -117,6 +129,11 @@ def s2_change_detection() -> None:
                 claim(dsn, key, dag_id, ctx["run_id"])
             except RunConflict as exc:
                 raise AirflowFailException(str(exc)) from None
+        from candela.pipeline import check_model
+
+        problem = check_model(params["model"], dsn)
+        if problem:
+            raise AirflowFailException(problem)
         prefix = output_prefix(get_settings(), dag_id, key)
         print(f"outputs of this run go to {prefix}")
         pieces = split_aoi(aoi_geometry(params), float(params.get("tile_size_km") or 50))
@@ -152,7 +169,9 @@ def s2_change_detection() -> None:
         from candela.pipeline import change_arguments
 
         params = get_current_context()["params"]
-        jobs = change_arguments(list(stacks), prefix, params["model"], params["threshold"])
+        jobs = change_arguments(
+            list(stacks), prefix, params["model"], params["threshold"], params.get("zones")
+        )
         if not jobs:
             raise AirflowSkipException("fewer than two products: nothing to compare")
         return jobs

@@ -40,6 +40,7 @@ def main(url: str, username: str, password: str) -> int:
         print(f"triggered {run.dag_run_id}")
         while True:
             state = runs.get_dag_run("s2_change_detection", run.dag_run_id).state
+            state = getattr(state, "value", state)  # the client returns an enum
             if state in ("success", "failed"):
                 print(f"run {run.dag_run_id}: {state}")
                 return 0 if state == "success" else 1

@@ -31,8 +31,10 @@ app.add_typer(storage_app, name="storage")
 app.add_typer(orders_app, name="order")
 app.add_typer(models_app, name="models")
 
-console = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+# not a terminal (pipes, CI): wide enough that tables are not truncated
+_WIDTH = None if sys.stdout.isatty() else 200
+console = Console(soft_wrap=True, width=_WIDTH)
+err = Console(stderr=True, soft_wrap=True, width=_WIDTH)
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_SAMPLE = REPO / "data" / "oscd" / "bordeaux"
@@ -45,6 +47,7 @@ DEMO_CONF: dict[str, Any] = {
     "tile": "T30TXQ",
     "model": "cva",
     "threshold": "auto",
+    "zones": str(REPO / "data" / "context" / "admin" / "communes-33-gironde.geojson"),
 }
 
 
@@ -494,6 +497,12 @@ def _print_outputs(client: Any, dag_id: str, run_id: str) -> None:
         if states.get("publish") == "skipped":
             console.print("no data: nothing was published (see the skipped tasks' logs for why)")
         return
+    from urllib.parse import quote
+
+    console.print(
+        f"review page: {client.base_url}/candela/runs/{quote(dag_id, safe='')}/"
+        f"{quote(run_id, safe='')}"
+    )
     console.print(f"outputs (summary: {summary.get('summary')}):")
     for r in summary.get("results", []):
         outs = r["outputs"]
@@ -501,6 +510,8 @@ def _print_outputs(client: Any, dag_id: str, run_id: str) -> None:
         console.print(f"  change mask:         {outs.get('change_mask')}")
         console.print(f"  quicklook:           {outs.get('quicklook')}")
         console.print(f"  STAC item:           {r['item']}")
+        if outs.get("zones_csv") or outs.get("zones"):
+            console.print(f"  zone statistics:     {outs.get('zones_csv') or outs.get('zones')}")
         if r.get("changed_area_ha") is not None:
             console.print(
                 f"  changed: {r['changed_area_ha']:.1f} ha "
