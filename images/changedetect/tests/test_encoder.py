@@ -60,7 +60,7 @@ def test_encoder_detects_the_changed_square(fitted: Any) -> None:
     assert f1 > 0.8, f1
     d = model.describe()
     assert d["device"] == "cpu" and d["precision"] == "float32" and d["halo"] == 2
-    assert len(d["train_loss"]) == FAST["epochs"]
+    assert len(d["train_loss"]) == FAST["epochs"] + 2  # + 2 refinement epochs (pair mode)
 
 
 def test_tiled_equals_untiled(fitted: Any) -> None:
@@ -187,3 +187,55 @@ def test_unknown_model_is_bad_input(tmp_path: Path, capsys: Any) -> None:
     assert code == 2
     assert "no-such-model" in captured.out + captured.err
     assert not (tmp_path / "o").exists()
+
+
+def test_smooth_log_score_is_a_normalised_gaussian_of_the_log() -> None:
+    """Direct 2-D weighted mean of ln(score) over the finite neighbours, NaN at invalid centres."""
+    from candela_changedetect.models.encoder import _gaussian_kernel, smooth_log_score
+
+    rng = np.random.default_rng(1)
+    score = rng.lognormal(0.0, 1.0, (20, 24)).astype(np.float32)
+    score[5, 7] = np.nan
+    score[10:12, 3:5] = np.nan
+    k = _gaussian_kernel(1.0, 3)
+    out = smooth_log_score(score, k)
+    assert out.shape == (14, 18)
+    k2 = np.outer(k, k)
+    for r, c in [(0, 0), (2, 5), (6, 1), (13, 17), (4, 6)]:
+        win = score[r : r + 7, c : c + 7].astype(np.float64)
+        ok = np.isfinite(win)
+        want = np.exp((k2 * np.where(ok, np.log(np.where(ok, win, 1)), 0)).sum() / k2[ok].sum())
+        assert out[r, c] == pytest.approx(want, rel=1e-5)
+    assert np.isnan(out[5 - 3, 7 - 3]) and np.isnan(out[10 - 3, 3 - 3])
+    assert np.isfinite(out).sum() == 14 * 18 - 5  # (5, 7) and the 2x2 block in the core
+    const = np.full((10, 10), 2.5, np.float32)
+    assert np.allclose(smooth_log_score(const, k), 2.5)
+
+
+def test_without_smoothing_or_refinement_score_is_the_raw_residual(fitted: Any) -> None:
+    """smooth_sigma 0: the score is the raw residual magnitude; smoothing changes only the map,
+    not the Kittler-Illingworth cut (chosen on the raw log score)."""
+    model, src, truth = fitted
+    raw = create_model("encoder", {**FAST, "smooth_sigma": 0})
+    raw.fit(src)
+    assert isinstance(raw, EncoderModel) and raw.extra == 0 and model.extra == 3
+    assert raw.threshold_score == pytest.approx(model.threshold_score, rel=1e-6)
+    raw.drop_cache()
+    blk = next(iter(src.blocks()))
+    s0 = raw.score(blk)
+    rb, ra, valid = raw._residuals(blk)
+    assert np.allclose(s0, raw._raw_score(rb, ra, valid), equal_nan=True)
+    # smoothing makes the map less noisy outside the changed square
+    model.drop_cache()
+    s1 = model.score(blk)
+    outside = ~truth & np.isfinite(s0)
+    assert np.std(np.log(s1[outside])) < np.std(np.log(s0[outside]))
+
+
+def test_refinement_leaves_the_changed_pixels_out_of_training(fitted: Any) -> None:
+    """The reweighted epochs drop the pixels above the first fit's cut: few, mostly changed."""
+    model, _, _ = fitted
+    assert model.options.refine_epochs is None  # default: 2 in pair mode
+    assert len(model.train_loss) == FAST["epochs"] + 2
+    # the changed square is 900 of 14 400 px (6 %); patches cover part of the raster
+    assert 0.0 < model.refine_excluded < 0.2

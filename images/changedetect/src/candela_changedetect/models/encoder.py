@@ -66,9 +66,19 @@ class EncoderOptions(ModelOptions):
     features: int = Field(16, ge=4, le=256, description="channels of the convolutions")
     depth: int = Field(3, ge=1, le=8, description="number of 3x3 convolutions")
     epochs: int = Field(4, ge=0, le=1000, description="training epochs on the pair")
+    refine_epochs: int | None = Field(
+        None,
+        ge=0,
+        le=1000,
+        description="reweighted epochs, likely changes left out of the loss (default: 2 in "
+        "pair mode, 0 when fine-tuning pretrained weights)",
+    )
     patches: int = Field(1024, ge=16, le=1_000_000, description="training patches per epoch")
     patch_size: int = Field(32, ge=8, le=512, description="training patch side (pixels)")
     learning_rate: float = Field(2e-3, gt=0, lt=1)
+    smooth_sigma: float = Field(
+        1.0, ge=0, le=8, description="Gaussian smoothing of the log score (pixels; 0: none)"
+    )
     seed: int = Field(0, description="random seed (deterministic results on CPU)")
     tile_size: int = Field(512, ge=16, le=8192, description="inference tile side (core pixels)")
     batch_size: int | None = Field(None, ge=1, description="tiles per batch (default: memory)")
@@ -77,6 +87,37 @@ class EncoderOptions(ModelOptions):
     log_range: float = Field(
         5.0, gt=0.5, description="log-score histogram range: ln(RMS score) ± log_range"
     )
+
+
+def _gaussian_kernel(sigma: float, radius: int) -> np.ndarray:
+    if radius == 0:
+        return np.ones(1)
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    k = np.exp(-0.5 * (x / sigma) ** 2)
+    return k / k.sum()
+
+
+def smooth_log_score(score: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """Normalised separable convolution of ``ln score`` over its finite pixels.
+
+    ``score`` is (rows + 2r, cols + 2r) with r = len(kernel) // 2; returns the (rows, cols)
+    core, ``exp`` of the weighted mean log score of the valid neighbours, NaN where the centre
+    pixel is not valid.
+    """
+    r = len(kernel) // 2
+    ok = np.isfinite(score)
+    ls = np.where(ok, np.log(np.maximum(np.where(ok, score, 1.0), 1e-12)), 0.0)
+    w = ok.astype(np.float64)
+
+    def conv(a: np.ndarray) -> np.ndarray:
+        n0, n1 = a.shape[0] - 2 * r, a.shape[1] - 2 * r
+        t = sum(kernel[k] * a[k : k + n0] for k in range(len(kernel)))
+        return np.asarray(sum(kernel[k] * t[:, k : k + n1] for k in range(len(kernel))))
+
+    num, den = conv(ls), conv(w)
+    out = np.exp(num / np.maximum(den, 1e-12)).astype(np.float32)
+    out[~ok[r : score.shape[0] - r, r : score.shape[1] - r]] = np.nan
+    return out
 
 
 class MemoryExhausted(Exception):
@@ -145,6 +186,9 @@ class EncoderModel:
         self.source: BlockSource | None = None
         self.net: Any = None
         self.halo = self.options.depth
+        sigma = self.options.smooth_sigma
+        self.extra = math.ceil(3 * sigma) if sigma > 0 else 0
+        self.kernel = _gaussian_kernel(sigma, self.extra)
         self.mean_before: np.ndarray | None = None
         self.std_before: np.ndarray | None = None
         self.mean_after: np.ndarray | None = None
@@ -160,6 +204,7 @@ class EncoderModel:
         self.precision = "float32"
         self.train_seconds = 0.0
         self.train_loss: list[float] = []
+        self.refine_excluded = math.nan
         self.registered: dict[str, Any] | None = None  # registry record when run by name
         self._infer: Any = None
         self._cache: np.ndarray | None = None
@@ -297,7 +342,7 @@ class EncoderModel:
         self.residual_std = np.sqrt(np.maximum(sq / cnt, 1e-12))
         total = 0.0
         for blk in sample:
-            v = self.score(blk)
+            v = self._scores(blk)[0]
             total += float(np.nansum(v.astype(np.float64) ** 2))
         self.rms = math.sqrt(max(total / cnt, 1e-12))
         # Kittler-Illingworth on the log score: the no-change residuals are log-normal-like
@@ -308,9 +353,11 @@ class EncoderModel:
         hist = np.zeros(self.options.bins, dtype=np.int64)
         self._open_cache(source)
         for blk in source.blocks():
-            sc = self.score(blk)
+            raw, sc = self._scores(blk)
             self._store(blk, sc)
-            v = np.log(np.maximum(sc[np.isfinite(sc)].astype(np.float64), 1e-12))
+            # the cut is chosen on the raw (unsmoothed) log score and applied to the smoothed
+            # one: isolated high residuals fall below it, coherent changed areas stay above
+            v = np.log(np.maximum(raw[np.isfinite(raw)].astype(np.float64), 1e-12))
             hist += np.histogram(np.clip(v, lo, hi - 1e-9), bins=edges)[0]
         t = kittler_illingworth_threshold(hist, edges)
         centers = 0.5 * (edges[:-1] + edges[1:])
@@ -407,15 +454,23 @@ class EncoderModel:
         t0 = time.perf_counter()
         bs = 32
         n = len(xb_arr)
-        for epoch in range(o.epochs):
-            order = rng.permutation(n)
-            losses = []
-            for i in range(0, n, bs):
-                idx = np.sort(order[i : i + bs])
-                loss = step(xb_arr[idx], xa_arr[idx], yb[idx], ya[idx], wv_arr[idx])
-                losses.append(float(loss))
-            self.train_loss.append(float(np.mean(losses)))
-            log.debug("encoder epoch %d loss %.4f", epoch + 1, self.train_loss[-1])
+
+        def run_epochs(count: int, weights: np.ndarray) -> None:
+            for _ in range(count):
+                order = rng.permutation(n)
+                losses = []
+                for i in range(0, n, bs):
+                    idx = np.sort(order[i : i + bs])
+                    loss = step(xb_arr[idx], xa_arr[idx], yb[idx], ya[idx], weights[idx])
+                    losses.append(float(loss))
+                self.train_loss.append(float(np.mean(losses)))
+                log.debug("encoder epoch %d loss %.4f", len(self.train_loss), self.train_loss[-1])
+
+        run_epochs(o.epochs, wv_arr)
+        refine = o.refine_epochs if o.refine_epochs is not None else 2 * (o.mode == "pair")
+        if refine > 0:
+            # reweighting (as IR-MAD does): pixels the first fit flags as change leave the loss
+            run_epochs(refine, wv_arr * self._nochange_weights(xb_arr, xa_arr, yb, ya, wv_arr))
         self.train_seconds = time.perf_counter() - t0
         log.info(
             "encoder: trained %d epochs on %d patches of %d px in %.1f s (loss %.4f)",
@@ -426,12 +481,38 @@ class EncoderModel:
             self.train_loss[-1] if self.train_loss else math.nan,
         )
 
+    def _nochange_weights(
+        self, xb: np.ndarray, xa: np.ndarray, yb: np.ndarray, ya: np.ndarray, wv: np.ndarray
+    ) -> np.ndarray:
+        """1 where a training pixel looks unchanged after the first epochs, 0 where its
+        translation residual is above the Kittler-Illingworth cut of the log score."""
+        pa, pb = self.net.predict([xb, xa], batch_size=64, verbose=0)
+        ra = ya - np.asarray(pa, np.float32)
+        rb = yb - np.asarray(pb, np.float32)
+        m = wv[..., 0] > 0
+        sda = np.sqrt(np.maximum((ra[m] ** 2).mean(axis=0), 1e-12))
+        sdb = np.sqrt(np.maximum((rb[m] ** 2).mean(axis=0), 1e-12))
+        s = np.sqrt(0.5 * (np.mean((ra / sda) ** 2, -1) + np.mean((rb / sdb) ** 2, -1)))
+        ls = np.log(np.maximum(s[m].astype(np.float64), 1e-12))
+        edges = np.linspace(ls.min(), ls.max() + 1e-9, self.options.bins + 1)
+        t = kittler_illingworth_threshold(np.histogram(ls, edges)[0], edges)
+        keep = (np.log(np.maximum(s, 1e-12)) < t).astype(np.float32)[..., None]
+        self.refine_excluded = float(1 - keep[..., 0][m].mean())
+        log.info(
+            "encoder: refinement leaves out %.1f %% of training pixels", 100 * self.refine_excluded
+        )
+        return keep
+
     # --- tiled inference -------------------------------------------------------------------
 
-    def _padded_rows(self, blk: Block) -> tuple[np.ndarray, np.ndarray, int]:
-        """Standardised rows of ``blk`` with an ``h``-row halo (reflect-padded at the edges)."""
+    def _padded_rows(
+        self, blk: Block, extra: int = 0
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        """Standardised rows of ``blk`` with an ``h + extra`` halo on every side (read from the
+        neighbouring rows, reflect-padded at the raster's edges) and the validity on that
+        frame: inputs of the network for the block grown by ``extra`` pixels."""
         assert self.source is not None
-        h = self.halo
+        h = self.halo + extra
         r0 = max(0, blk.window.row_off - h)
         r1 = min(self.source.height, blk.window.row_off + blk.window.height + h)
         ext = self.source.read_rows(r0, r1 - r0) if h else blk
@@ -442,7 +523,8 @@ class EncoderModel:
         mode: Literal["reflect", "edge"] = (
             "reflect" if min(zb.shape[0], zb.shape[1]) > h else "edge"
         )
-        return np.pad(zb, pad, mode=mode), np.pad(za, pad, mode=mode), h
+        valid = np.pad(ext.valid, pad[:2], mode=mode)
+        return np.pad(zb, pad, mode=mode), np.pad(za, pad, mode=mode), valid, self.halo
 
     def _auto_batch(self, tile_px: int, bands: int) -> int:
         per_tile = tile_px * (2 * bands + 4 * self.options.features) * 4 * 4
@@ -458,10 +540,11 @@ class EncoderModel:
         except (tf.errors.ResourceExhaustedError, MemoryError) as exc:
             raise MemoryExhausted(str(exc).splitlines()[0] if str(exc) else "OOM") from None
 
-    def _residuals(self, blk: Block) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Standardised-space residuals (bands, rows, cols): before − ĝ(after), after − f̂(before)."""
-        zb, za, h = self._padded_rows(blk)
-        rows, cols = blk.window.height, blk.window.width
+    def _residuals(self, blk: Block, extra: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Standardised-space residuals (bands, rows, cols): before − ĝ(after), after − f̂(before),
+        and the validity, on the block grown by ``extra`` pixels on every side."""
+        zb, za, valid, h = self._padded_rows(blk, extra)
+        rows, cols = blk.window.height + 2 * extra, blk.window.width + 2 * extra
         t = self.options.tile_size
         tiles = [(c, min(t, cols - c)) for c in range(0, cols, t)]
         pa_full = np.zeros((rows, cols, zb.shape[-1]), np.float32)
@@ -500,7 +583,7 @@ class EncoderModel:
         za_core = za[h : h + rows, h : h + cols]
         ra = np.moveaxis(za_core - pa_full, -1, 0)
         rb = np.moveaxis(zb_core - pb_full, -1, 0)
-        return rb, ra, blk.valid
+        return rb, ra, valid[h : h + rows, h : h + cols]
 
     # --- scoring ---------------------------------------------------------------------------
 
@@ -533,16 +616,30 @@ class EncoderModel:
             self._cache_file.close()
             self._cache_file = None
 
-    def score(self, block: Block) -> np.ndarray:
+    def _raw_score(self, rb: np.ndarray, ra: np.ndarray, valid: np.ndarray) -> np.ndarray:
         assert self.residual_std is not None
-        if self._cache is not None and (block.window.row_off, block.window.height) in self._cached:
-            return np.array(self._cache[block.window.rows])
-        rb, ra, valid = self._residuals(block)
         sa = ra / self.residual_std[0].astype(np.float32)[:, None, None]
         sb = rb / self.residual_std[1].astype(np.float32)[:, None, None]
         s = np.sqrt(0.5 * (np.mean(sa * sa, axis=0) + np.mean(sb * sb, axis=0))).astype(np.float32)
         s[~valid] = np.nan
         return s
+
+    def _scores(self, block: Block) -> tuple[np.ndarray, np.ndarray]:
+        """(raw, smoothed) scores of a block; equal when ``smooth_sigma`` is 0."""
+        e = self.extra
+        rb, ra, valid = self._residuals(block, e)
+        raw = self._raw_score(rb, ra, valid)
+        if e == 0:
+            return raw, raw
+        rows, cols = block.window.height, block.window.width
+        return raw[e : e + rows, e : e + cols], smooth_log_score(raw, self.kernel)
+
+    def score(self, block: Block) -> np.ndarray:
+        """The change score: the translation residual's magnitude, its logarithm smoothed by a
+        Gaussian of ``smooth_sigma`` pixels over the valid pixels (NaN where not valid)."""
+        if self._cache is not None and (block.window.row_off, block.window.height) in self._cached:
+            return np.array(self._cache[block.window.rows])
+        return self._scores(block)[1]
 
     def probability(self, score: np.ndarray) -> np.ndarray:
         ls = np.log(np.maximum(score.astype(np.float64), 1e-12))
@@ -575,6 +672,7 @@ class EncoderModel:
             "batch_size": self.batch_size,
             "train_seconds": self.train_seconds,
             "train_loss": self.train_loss,
+            "refine_excluded": None if math.isnan(self.refine_excluded) else self.refine_excluded,
             "rms_score": self.rms,
             "score_threshold": self.threshold_score,
             "nochange_mean_score": self.nochange_mean,
