@@ -58,6 +58,7 @@ class Platform:
         self.home = home
         self.port = port
         self.base = f"http://localhost:{port}"
+        self.up_output = ""  # what `candela up` printed
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "CANDELA_"))}
@@ -96,6 +97,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     p = Platform(tmp_path_factory.mktemp("candela-review") / "home", free_port())
     r = p.candela("up", "--port", str(p.port))
     assert r.returncode == 0, r.stdout + r.stderr
+    p.up_output = r.stdout
     try:
         r = p.candela("catalog", "add", str(REPO / "data" / "oscd" / "bordeaux"))
         assert r.returncode == 0, r.stdout + r.stderr
@@ -309,3 +311,143 @@ def test_unknown_run_is_404(watched: Watched, platform: Platform) -> None:
     resp = watched.page.goto(platform.review_url("no_such_run"))
     assert resp is not None and resp.status == 404
     assert "No such run" in watched.page.content()
+
+
+# --- the Airflow UI entry point: login form, DAG trigger form, schema refusals -------------------
+
+
+def _set_json_param(page: Any, dialog: Any, name: str, text: str) -> None:
+    """Replace the content of a JSON (Monaco) editor of the trigger form."""
+    editor = dialog.locator("[role=group]").filter(has=page.locator("label", has_text=name))
+    editor.locator(".monaco-editor").first.click()
+    page.keyboard.press("ControlOrMeta+a")
+    page.keyboard.insert_text(text)
+    # Monaco auto-closes the bracket typed first: drop whatever is left after the cursor
+    page.keyboard.press("Shift+ControlOrMeta+End")
+    page.keyboard.press("Delete")
+
+
+def _submit(page: Any, dialog: Any) -> tuple[int, dict[str, Any]]:
+    """Click Trigger; the status of Airflow's answer and the conf the form sent."""
+    with page.expect_response(
+        lambda r: r.request.method == "POST" and r.url.endswith(f"/dags/{DAG}/dagRuns"),
+        timeout=30_000,
+    ) as answer:
+        dialog.get_by_test_id("trigger-dag-submit").click()
+    sent = json.loads(answer.value.request.post_data or "{}")
+    return answer.value.status, dict(sent.get("conf") or {})
+
+
+def test_trigger_from_the_airflow_ui(browser: Any, platform: Platform, artefacts: Path) -> None:
+    from candela.airflow_api import AirflowClient
+
+    # the login `candela up` printed is the one in the passwords file
+    m = re.search(r"login: (\S+) / (\S+)", platform.up_output)
+    assert m, platform.up_output
+    user, password = m.groups()
+    stored = json.loads((platform.home / "airflow" / "passwords.json").read_text())
+    assert user == "admin" and stored[user] == password
+
+    context = browser.new_context(viewport={"width": 1440, "height": 1000})
+    try:
+        page = context.new_page()
+        page.goto(f"{platform.base}/dags/{DAG}")
+        page.wait_for_url("**/auth/login**", timeout=30_000)  # not logged in: the login form
+
+        # a wrong password is refused: still on the login page, with an error
+        page.get_by_label("Username").fill(user)
+        page.get_by_label("Password").fill(password + "x")
+        page.get_by_role("button", name="Sign in").click()
+        page.get_by_text("Invalid credentials").wait_for(timeout=30_000)
+        assert "/auth/login" in page.url
+        page.screenshot(path=str(artefacts / "ui-login-refused.png"))
+
+        page.get_by_label("Password").fill(password)
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(f"**/dags/{DAG}", timeout=30_000)
+
+        # the Trigger dialog shows our params, with their descriptions
+        page.get_by_role("button", name="Trigger").first.click()
+        dialog = page.get_by_role("dialog")
+        dialog.get_by_text("Run Parameters").wait_for(timeout=30_000)
+        with AirflowClient(platform.base, user, password) as c:
+            r = c.request("GET", f"/api/v2/dags/{DAG}/details")
+            r.raise_for_status()
+            params = r.json()["params"]
+        for name in ("collection", "bbox", "tile", "tile_size_km", "model", "zones", "threshold"):
+            field = dialog.locator("[role=group]").filter(
+                has=page.locator("label", has_text=re.compile(rf"^{name}\W*$"))
+            )
+            assert field.count() == 1, name
+            assert params[name]["description"] in field.inner_text(), name
+        page.screenshot(path=str(artefacts / "ui-trigger-form.png"))
+
+        # max_cloud is bounded by the schema: the number field clamps 150 to its maximum
+        max_cloud = dialog.get_by_label("max_cloud")
+        max_cloud.fill("150")
+        max_cloud.blur()
+        assert max_cloud.input_value() == "100"
+
+        # values that fail the schema are refused by Airflow; the dialog names the field
+        _set_json_param(page, dialog, "bbox", "[-0.68, 44.83, -0.56]")
+        status, conf = _submit(page, dialog)
+        assert status == 400 and conf["bbox"] == [-0.68, 44.83, -0.56]
+        error = dialog.get_by_text("Invalid input for param bbox")
+        error.wait_for(timeout=10_000)
+        assert "too short" in error.inner_text()
+
+        _set_json_param(page, dialog, "bbox", json.dumps(BORDEAUX["bbox"]))
+        dialog.locator("#element_tile").fill("T30TX")
+        status, conf = _submit(page, dialog)
+        assert status == 400 and conf["tile"] == "T30TX"
+        error = dialog.get_by_text("Invalid input for param tile")
+        error.wait_for(timeout=10_000)
+        assert "does not match" in error.inner_text()
+        error.scroll_into_view_if_needed()
+        page.screenshot(path=str(artefacts / "ui-trigger-refused.png"))
+
+        # the Bordeaux sample, recognisable by its threshold
+        dialog.get_by_role("combobox").first.click()
+        page.get_by_role("option", name="sentinel-2-l2a").click()
+        dialog.get_by_role("combobox").first.click()
+        page.get_by_role("option", name=BORDEAUX["collection"]).click()
+        _set_json_param(page, dialog, "bbox", json.dumps(BORDEAUX["bbox"]))
+        dialog.locator("#element_start").fill(BORDEAUX["start"])
+        dialog.locator("#element_end").fill(BORDEAUX["end"])
+        dialog.locator("#element_tile").fill(BORDEAUX["tile"])
+        dialog.locator("#element_model").fill(BORDEAUX["model"])
+        dialog.locator("#element_threshold").fill("0.55")
+        status, conf = _submit(page, dialog)
+        assert status == 200, conf
+        for key in ("collection", "bbox", "start", "end", "tile", "model"):
+            assert conf[key] == BORDEAUX[key], key
+        page.wait_for_url(f"**/dags/{DAG}/runs/**", timeout=30_000)
+        page.get_by_text("Dag Run Triggered").wait_for(timeout=10_000)
+        page.screenshot(path=str(artefacts / "ui-triggered.png"))
+
+        # the run, found through the REST API by its conf, runs to success
+        with AirflowClient(platform.base, user, password) as c:
+            r = c.request("GET", f"/api/v2/dags/{DAG}/dagRuns", params={"limit": 100})
+            r.raise_for_status()
+            runs = r.json()["dag_runs"]
+            ours = [x for x in runs if (x.get("conf") or {}).get("threshold") == 0.55]
+            assert len(ours) == 1, [x["conf"] for x in runs]
+            (run,) = ours
+            assert run["run_type"] == "manual" and run.get("triggering_user_name") == user, run
+            assert {k: run["conf"][k] for k in BORDEAUX} == BORDEAUX
+            # the refused forms created no run
+            assert not [
+                x for x in runs if (x.get("conf") or {}).get("tile") == "T30TX"
+                or len((x.get("conf") or {}).get("bbox") or [0] * 4) != 4
+            ]  # fmt: skip
+            started = time.monotonic()
+            final = c.follow(DAG, run["dag_run_id"], lambda st: None, timeout=600)
+            print(f"UI-triggered run {run['dag_run_id']}: {final.state} "
+                  f"in {time.monotonic() - started:.0f} s")  # fmt: skip
+            assert final.state == "success", final.tasks
+
+        page.reload()
+        page.get_by_text("Success").first.wait_for(timeout=30_000)
+        page.screenshot(path=str(artefacts / "ui-run-success.png"))
+    finally:
+        context.close()
