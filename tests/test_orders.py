@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,8 +15,7 @@ from typer.testing import CliRunner
 from candela import cli_orders as orders
 from candela_sdk.errors import InputError
 from candela_search import catalog, ingest
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.platform_helpers import REPO, Platform, free_port
 
 
 @pytest.fixture
@@ -99,51 +95,25 @@ def test_overall_status() -> None:
     assert orders.overall(["failed"]) == "failed"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def platform_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    home = tmp_path / "home"
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "CANDELA_"))}
-    env["CANDELA_HOME"] = str(home)
-    cmd = [sys.executable, "-m", "candela.cli"]
-    r = subprocess.run(
-        [*cmd, "up", "--port", str(port)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-        timeout=600,
-    )
+    p = Platform(tmp_path / "home", free_port())
+    r = p.up()
     assert r.returncode == 0, r.stdout + r.stderr
     try:
-        r = subprocess.run(
-            [*cmd, "catalog", "add", str(REPO / "data/oscd/bordeaux")],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=REPO,
-            timeout=300,
-        )
+        r = p.candela("catalog", "add", str(REPO / "data/oscd/bordeaux"), timeout=300)
         assert r.returncode == 0, r.stdout + r.stderr
         for k in [k for k in os.environ if k.startswith("CANDELA_")]:
             monkeypatch.delenv(k)
-        monkeypatch.setenv("CANDELA_HOME", str(home))
+        monkeypatch.setenv("CANDELA_HOME", str(p.home))
         from candela import embedded
-        from candela.settings import Settings
 
-        settings = Settings(home=home, port=port)
         deadline = time.monotonic() + 120  # a loaded machine answers slowly at first
-        while embedded.health(settings, timeout=10) is None and time.monotonic() < deadline:
+        while embedded.health(p.settings(), timeout=10) is None and time.monotonic() < deadline:
             time.sleep(1)
-        yield home
+        yield p.home
     finally:
-        subprocess.run([*cmd, "down"], capture_output=True, env=env, cwd=REPO, timeout=300)
+        p.candela("down", timeout=300)
 
 
 @pytest.mark.slow

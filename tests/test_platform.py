@@ -7,8 +7,6 @@ free loopback port, and stopped at the end; the last test checks that nothing is
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,59 +15,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.platform_helpers import BORDEAUX, REPO, Platform, free_port
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-REPO = Path(__file__).resolve().parents[1]
-CANDELA = [sys.executable, "-m", "candela.cli"]
-BORDEAUX = {
-    "collection": "sentinel-2-l1c",
-    "bbox": [-0.68, 44.83, -0.56, 44.93],
-    "start": "2016-01-01",
-    "end": "2017-12-31",
-    "tile": "T30TXQ",
-    "model": "cva",
-}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Platform:
-    def __init__(self, home: Path, port: int) -> None:
-        self.home = home
-        self.port = port
-
-    def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "CANDELA_"))}
-        env["CANDELA_HOME"] = str(self.home)
-        return env
-
-    def candela(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*CANDELA, *args],
-            capture_output=True,
-            text=True,
-            env=self.env(),
-            cwd=REPO,
-            timeout=timeout,
-        )
-
-    def client(self):
-        from candela import embedded
-        from candela.airflow_api import AirflowClient
-        from candela.settings import Settings
-
-        s = Settings(home=self.home, port=self.port)
-        return AirflowClient(s.api_url, "admin", embedded.admin_password(s))
 
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     p = Platform(tmp_path_factory.mktemp("candela") / "home", free_port())
-    r = p.candela("up", "--port", str(p.port))
+    r = p.up()
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"http://localhost:{p.port}" in r.stdout
     assert "login: admin / " in r.stdout

@@ -12,9 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,10 +20,10 @@ from urllib.parse import quote
 
 import pytest
 
+from tests.platform_helpers import BORDEAUX, DAG, REPO, Platform, free_port
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[1]
-CANDELA = [sys.executable, "-m", "candela.cli"]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
     "--headless",
@@ -36,68 +33,13 @@ CHROMIUM_FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-DAG = "s2_change_detection"
-BORDEAUX: dict[str, Any] = {
-    "collection": "sentinel-2-l1c",
-    "bbox": [-0.68, 44.83, -0.56, 44.93],
-    "start": "2016-01-01",
-    "end": "2017-12-31",
-    "tile": "T30TXQ",
-    "model": "cva",
-}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Platform:
-    def __init__(self, home: Path, port: int) -> None:
-        self.home = home
-        self.port = port
-        self.base = f"http://localhost:{port}"
-        self.up_output = ""  # what `candela up` printed
-
-    def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "CANDELA_"))}
-        env["CANDELA_HOME"] = str(self.home)
-        return env
-
-    def candela(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*CANDELA, *args], capture_output=True, text=True, env=self.env(), cwd=REPO,
-            timeout=timeout,
-        )  # fmt: skip
-
-    def run(self, conf: dict[str, Any]) -> tuple[str, subprocess.CompletedProcess[str]]:
-        r = self.candela("run", DAG, "--conf", json.dumps(conf))
-        m = re.search(rf"triggered {DAG} run (\S+)", r.stdout)
-        assert m, r.stdout + r.stderr
-        return m.group(1), r
-
-    def token(self) -> str:
-        import httpx
-
-        from candela import embedded
-        from candela.settings import Settings
-
-        pw = embedded.admin_password(Settings(home=self.home, port=self.port))
-        r = httpx.post(f"{self.base}/auth/token", json={"username": "admin", "password": pw})
-        r.raise_for_status()
-        return str(r.json()["access_token"])
-
-    def review_url(self, run_id: str) -> str:
-        return f"{self.base}/candela/runs/{DAG}/{quote(run_id, safe='')}"
 
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     p = Platform(tmp_path_factory.mktemp("candela-review") / "home", free_port())
-    r = p.candela("up", "--port", str(p.port))
+    r = p.up()
     assert r.returncode == 0, r.stdout + r.stderr
-    p.up_output = r.stdout
     try:
         r = p.candela("catalog", "add", str(REPO / "data" / "oscd" / "bordeaux"))
         assert r.returncode == 0, r.stdout + r.stderr

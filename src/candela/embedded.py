@@ -104,7 +104,7 @@ def _pg_pid(settings: Settings) -> int | None:
         pid = int(pid_file.read_text().splitlines()[0])
     except (ValueError, IndexError):
         return None
-    return pid if _alive(pid) else None
+    return pid if pid_alive(pid) else None
 
 
 def start_postgres(settings: Settings) -> str:
@@ -239,7 +239,8 @@ def component_env(settings: Settings) -> dict[str, str]:
 # --- processes ------------------------------------------------------------------------------
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie does not count)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -265,7 +266,7 @@ def component_pid(settings: Settings, name: str) -> int | None:
         pid = int(f.read_text().strip())
     except ValueError:
         return None
-    return pid if _alive(pid) else None
+    return pid if pid_alive(pid) else None
 
 
 def start_component(settings: Settings, name: str) -> int:

@@ -29,6 +29,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from candela.embedded import pid_alive, port_in_use
+
 log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
@@ -148,30 +150,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _port_in_use(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((HOST, port))
-        except OSError:
-            return True
-    return False
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    with contextlib.suppress(Exception):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-    return True
-
-
 def _paths(home: Path) -> dict[str, Path]:
     home = Path(home).absolute()
     return {
@@ -199,7 +177,7 @@ def _pid(home: Path) -> int | None:
         pid = int(f.read_text().strip())
     except ValueError:
         return None
-    return pid if _alive(pid) else None
+    return pid if pid_alive(pid) else None
 
 
 def running(home: Path) -> S3Server | None:
@@ -253,7 +231,7 @@ def start(
     if current is not None:
         current.ensure_buckets(buckets)
         return current
-    if _port_in_use(port):
+    if port_in_use(port):
         raise S3ServerError(f"port {port} is already in use: choose another S3 port")
     paths = _paths(home)
     for key in ("data",):
@@ -375,7 +353,7 @@ def stop(home: Path, timeout: float = 10.0) -> bool:
     while time.monotonic() < deadline:
         with contextlib.suppress(ChildProcessError, OSError):
             os.waitpid(pid, os.WNOHANG)
-        if not _alive(pid):
+        if not pid_alive(pid):
             return True
         time.sleep(0.1)
     with contextlib.suppress(ProcessLookupError):
@@ -403,7 +381,7 @@ def up(home: Path, port: int | None = None, *, export: bool = True) -> S3Server:
             state = _paths(home)["state"]
             recorded = json.loads(state.read_text())["port"] if state.exists() else None
             candidates = [p for p in (recorded, 8333) if p]
-            port = next((p for p in candidates if not _port_in_use(p)), None) or free_port()
+            port = next((p for p in candidates if not port_in_use(p)), None) or free_port()
         server = start(home, port)
     if export:
         os.environ.update(server.env())

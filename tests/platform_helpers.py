@@ -1,0 +1,91 @@
+"""A real embedded platform for integration tests: `candela up` on a free loopback port under a
+temporary CANDELA_HOME, driven through the CLI and the REST API as a user would."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+REPO = Path(__file__).resolve().parents[1]
+CANDELA = [sys.executable, "-m", "candela.cli"]
+DAG = "s2_change_detection"
+BORDEAUX: dict[str, Any] = {
+    "collection": "sentinel-2-l1c",
+    "bbox": [-0.68, 44.83, -0.56, 44.93],
+    "start": "2016-01-01",
+    "end": "2017-12-31",
+    "tile": "T30TXQ",
+    "model": "cva",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Platform:
+    def __init__(self, home: Path, port: int) -> None:
+        self.home = home
+        self.port = port
+        self.base = f"http://localhost:{port}"
+        self.up_output = ""  # what `candela up` printed
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "CANDELA_"))}
+        env["CANDELA_HOME"] = str(self.home)
+        return env
+
+    def candela(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*CANDELA, *args],
+            capture_output=True,
+            text=True,
+            env=self.env(),
+            cwd=REPO,
+            timeout=timeout,
+        )
+
+    def up(self) -> subprocess.CompletedProcess[str]:
+        r = self.candela("up", "--port", str(self.port))
+        self.up_output = r.stdout
+        return r
+
+    def run(self, conf: dict[str, Any]) -> tuple[str, subprocess.CompletedProcess[str]]:
+        r = self.candela("run", DAG, "--conf", json.dumps(conf))
+        m = re.search(rf"triggered {DAG} run (\S+)", r.stdout)
+        assert m, r.stdout + r.stderr
+        return m.group(1), r
+
+    def settings(self) -> Any:
+        from candela.settings import Settings
+
+        return Settings(home=self.home, port=self.port)
+
+    def client(self) -> Any:
+        from candela import embedded
+        from candela.airflow_api import AirflowClient
+
+        s = self.settings()
+        return AirflowClient(s.api_url, "admin", embedded.admin_password(s))
+
+    def token(self) -> str:
+        import httpx
+
+        from candela import embedded
+
+        pw = embedded.admin_password(self.settings())
+        r = httpx.post(f"{self.base}/auth/token", json={"username": "admin", "password": pw})
+        r.raise_for_status()
+        return str(r.json()["access_token"])
+
+    def review_url(self, run_id: str) -> str:
+        return f"{self.base}/candela/runs/{DAG}/{quote(run_id, safe='')}"
