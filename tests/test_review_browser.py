@@ -364,7 +364,7 @@ def test_trigger_from_the_airflow_ui(browser: Any, platform: Platform, artefacts
         for key in ("collection", "bbox", "start", "end", "tile", "model"):
             assert conf[key] == BORDEAUX[key], key
         page.wait_for_url(f"**/dags/{DAG}/runs/**", timeout=30_000)
-        page.get_by_text("Dag Run Triggered").wait_for(timeout=10_000)
+        page.get_by_text("Dag Run Triggered").first.wait_for(timeout=10_000)
         page.screenshot(path=str(artefacts / "ui-triggered.png"))
 
         # the run, found through the REST API by its conf, runs to success
