@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -11,7 +13,10 @@ from pathlib import Path
 import pytest
 
 # Airflow reads its home at import: tests get a throwaway one, never the user's.
-os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="candela-test-airflow-"))
+if "AIRFLOW_HOME" not in os.environ:
+    _airflow_home = tempfile.mkdtemp(prefix="candela-test-airflow-")
+    os.environ["AIRFLOW_HOME"] = _airflow_home
+    atexit.register(shutil.rmtree, _airflow_home, ignore_errors=True)
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
 REPO = Path(__file__).resolve().parent
