@@ -386,6 +386,11 @@ def status(settings: Settings) -> list[ComponentState]:
                 st = h[keys[name]].get("status")
                 detail = f"heartbeat {st}" if st else "running"
         states.append(ComponentState(name, pid, running, detail))
+    from candela import s3server
+
+    s3 = s3server.running(settings.home_abs)
+    if s3 is not None:  # only listed when `candela up --s3` started one
+        states.append(ComponentState("seaweedfs-s3", s3.pid, True, s3.endpoint_url))
     return states
 
 
