@@ -60,27 +60,57 @@ def best_f1(prob_path: Path, labels: Path) -> tuple[float, float]:
     return float(f1[i]), float(pr[order][i])
 
 
+def _same_grid(city_dir: Path) -> bool:
+    grids = []
+    for date in (1, 2):
+        with rasterio.open(next((city_dir / f"imgs_{date}").glob("*_B02.tif"))) as src:
+            grids.append((src.shape, src.crs, src.transform))
+    return grids[0] == grids[1]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default="../shared/data/oscd")
     ap.add_argument("--report", default="bordeaux,rennes")
     ap.add_argument("--tuning", default="nantes,paris")
     ap.add_argument("--output", default="docs/benchmarks/changedetect_oscd.json")
+    ap.add_argument("--models", default=",".join(MODELS), help="models to run (comma list)")
+    ap.add_argument(
+        "--encoder-options", default=None, help="JSON --model-options for the encoder (experiments)"
+    )
+    ap.add_argument("--stacks", default=None, help="folder to keep the built stacks in (reuse)")
     args = ap.parse_args()
-    report, tuning = args.report.split(","), args.tuning.split(",")
+    report = [c for c in args.report.split(",") if c]
+    tuning = [c for c in args.tuning.split(",") if c]
+    models = args.models.split(",")
+    aligned: dict[str, str] = {}
     rows: list[dict[str, Any]] = []
     for city in report + tuning:
         d = Path(args.data) / city
         labels = next((d / "cm").glob("*-cm.tif"))
         with tempfile.TemporaryDirectory() as tmp:
             t = Path(tmp)
-            before = conftest.build_oscd_stack(d, 1, t / "before.tif")
-            after = conftest.build_oscd_stack(d, 2, t / "after.tif")
-            for model in MODELS:
+            keep = Path(args.stacks) / city if args.stacks else t
+            keep.mkdir(parents=True, exist_ok=True)
+            before, after = keep / "before.tif", keep / "after.tif"
+            grid_date = None
+            if not _same_grid(d):
+                # the dates are on different grids (saclay_e): align date 2 onto date 1, whose
+                # grid the labels use — what `candela-preprocess --grid-like` does
+                grid_date = 1
+                aligned[city] = "date 2 resampled (bilinear) onto the B02 grid of date 1"
+            if not before.exists():
+                conftest.build_oscd_stack(d, 1, before)
+            if not after.exists():
+                conftest.build_oscd_stack(d, 2, after, grid_date=grid_date)
+            for model in models:
                 out = t / model
+                extra = []
+                if model == "encoder" and args.encoder_options:
+                    extra = ["--model-options", args.encoder_options]
                 code, res = _run(
                     ["detect", "--before", str(before), "--after", str(after), "--model", model,
-                     "--output", str(out)]
+                     "--output", str(out), *extra]
                 )  # fmt: skip
                 if code:
                     rows.append({"city": city, "model": model, "error": res.get("error")})
@@ -106,21 +136,25 @@ def main() -> None:
     means: dict[str, Any] = {}
     for group, cities in (("report", report), ("all", report + tuning)):
         means[group] = {}
-        for model in MODELS:
+        for model in models:
             sel = [r for r in rows if r["model"] == model and r["city"] in cities and "f1" in r]
             means[group][model] = {
                 k: float(np.mean([r[k] for r in sel])) for k in (*KEYS, "best_f1", "flagged")
             }
-        cva = means[group]["cva"]["f1"]
-        means[group]["encoder_over_cva"] = means[group]["encoder"]["f1"] / cva if cva else None
+        if "cva" in models and "encoder" in models:
+            cva = means[group]["cva"]["f1"]
+            means[group]["encoder_over_cva"] = means[group]["encoder"]["f1"] / cva if cva else None
     doc = {
         "benchmark": "changedetect OSCD accuracy (threshold auto; best_f1 over all thresholds)",
         "date": dt.date.today().isoformat(),
         "data": "OSCD, 10 bands B02 B03 B04 B08 B05 B06 B07 B8A B11 B12 resampled onto B02",
         "report_cities": report,
         "tuning_cities": tuning,
-        "excluded": {"saclay_e": "the two dates are on different grids (639x688 vs 631x679)"},
-        "models": {m: "default options" for m in MODELS},
+        "aligned": aligned,
+        "models": {
+            m: (args.encoder_options if m == "encoder" and args.encoder_options else "defaults")
+            for m in models
+        },
         "machine": f"{platform.processor() or platform.machine()}, CPU only (no GPU)",
         "rows": rows,
         "means": means,
@@ -137,7 +171,7 @@ def main() -> None:
                 f"{r['kappa']:.3f} | {r['flagged']:.3f} |"
             )
     for group in means:
-        for model in MODELS:
+        for model in models:
             m = means[group][model]
             print(
                 f"| mean ({group}) | | {model} | {m['precision']:.3f} | {m['recall']:.3f} | "

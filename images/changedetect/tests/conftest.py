@@ -12,11 +12,18 @@ import pytest
 BANDS = ("B02", "B03", "B04", "B08", "B05", "B06", "B07", "B8A", "B11", "B12")
 
 
-def build_oscd_stack(city_dir: Path, date: int, out: Path, bands: Sequence[str] = BANDS) -> Path:
+def build_oscd_stack(
+    city_dir: Path,
+    date: int,
+    out: Path,
+    bands: Sequence[str] = BANDS,
+    grid_date: int | None = None,
+) -> Path:
     """A multi-band GeoTIFF for one OSCD date: every band resampled (bilinear) onto B02's grid.
 
     A stand-in for the preprocessing service's COG: band descriptions = band names, nodata 0,
-    uint16.
+    uint16. ``grid_date``: use the B02 grid of that date instead (as ``preprocess --grid-like``
+    does; OSCD saclay_e's two dates are on different grids and its labels on date 1's).
     """
     import rasterio
     from rasterio.warp import Resampling, reproject
@@ -29,7 +36,11 @@ def build_oscd_stack(city_dir: Path, date: int, out: Path, bands: Sequence[str] 
             raise FileNotFoundError(f"{name} missing in {folder}")
         return hits[0]
 
-    with rasterio.open(band_file("B02")) as ref:
+    ref_folder = city_dir / f"imgs_{grid_date or date}"
+    ref_b02 = sorted(ref_folder.glob("*_B02.tif"))
+    if not ref_b02:
+        raise FileNotFoundError(f"B02 missing in {ref_folder}")
+    with rasterio.open(ref_b02[0]) as ref:
         profile = ref.profile
         height, width, crs, transform = ref.height, ref.width, ref.crs, ref.transform
     stack = np.zeros((len(bands), height, width), dtype=np.uint16)
@@ -115,8 +126,8 @@ def synthetic_pair(
     size: int = 120, square: tuple[int, int, int, int] = (40, 70, 40, 70), seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Two 10-band uint16 stacks: the same textured scene (after = gain × before + offset +
-    noise, like a radiometric difference between dates) with one square whose spectrum changes
-    from vegetation-like to bare-soil-like. Returns (before, after, truth)."""
+    noise, like a radiometric difference between dates) with one square of it that becomes
+    bare soil. Returns (before, after, truth)."""
     rng = np.random.default_rng(seed)
     nb = len(BANDS)
     veg = np.array([500, 800, 500, 3500, 1200, 2800, 3200, 3500, 1800, 900], dtype=float)
@@ -131,7 +142,8 @@ def synthetic_pair(
     r0, r1, c0, c1 = square
     truth = np.zeros((size, size), dtype=bool)
     truth[r0:r1, c0:c1] = True
-    before[:, truth] = veg[:, None] * rng.normal(1.0, 0.03, size=(nb, truth.sum()))
+    # the square keeps the scene's land cover at the first date (as real change does: a
+    # spectrum found everywhere else) and becomes bare soil at the second
     after[:, truth] = soil[:, None] * rng.normal(1.0, 0.03, size=(nb, truth.sum()))
     return (
         np.clip(before, 1, 65535).astype(np.uint16),

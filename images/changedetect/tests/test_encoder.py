@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from candela_sdk.errors import InputError, ServiceFailure
 
 BANDS = ("B02", "B03", "B04", "B08", "B05", "B06", "B07", "B8A", "B11", "B12")
 #: tiny network and training so the tests stay fast on 2 CPU cores
-FAST: dict[str, Any] = {"epochs": 3, "patches": 128, "patch_size": 16, "features": 8, "depth": 2}
+FAST: dict[str, Any] = {"epochs": 4, "patches": 256, "patch_size": 16, "depth": 2}
 #: stated CPU tolerance of the encoder's probabilities (tiling, repeated runs)
 TOL = 1e-4
 
@@ -159,7 +160,10 @@ def test_encoder_cli_with_nans(tmp_path: Path, capsys: Any, make_pair: Any, writ
     with rasterio.open(out / "change_mask.tif") as ds:
         mask = ds.read(1)
     assert np.all(mask[5:9, 10:20] == 255) and set(np.unique(mask)) <= {0, 1, 255}
-    assert (mask[30:60, 30:60] == 1).mean() > 0.8
+    # a tiny net on a 96-px image (detection quality: test_encoder_detects_the_changed_square
+    # and the OSCD evaluation); here: the square stands out, few false alarms outside it
+    assert (mask[30:60, 30:60] == 1).mean() > 0.6
+    assert (mask[~truth & (mask != 255)] == 1).mean() < 0.02
     item = json.loads((out / "item.json").read_text())
     assert item["properties"]["candela:model"] == "encoder"
     assert item["properties"]["candela:model_fit"]["halo"] == 2
@@ -214,12 +218,15 @@ def test_smooth_log_score_is_a_normalised_gaussian_of_the_log() -> None:
 
 def test_without_smoothing_or_refinement_score_is_the_raw_residual(fitted: Any) -> None:
     """smooth_sigma 0: the score is the raw residual magnitude; smoothing changes only the map,
-    not the Kittler-Illingworth cut (chosen on the raw log score)."""
+    and with threshold_rule kittler not the cut (chosen on the raw log score)."""
     model, src, truth = fitted
-    raw = create_model("encoder", {**FAST, "smooth_sigma": 0})
+    raw = create_model("encoder", {**FAST, "smooth_sigma": 0, "threshold_rule": "kittler"})
     raw.fit(src)
-    assert isinstance(raw, EncoderModel) and raw.extra == 0 and model.extra == 3
-    assert raw.threshold_score == pytest.approx(model.threshold_score, rel=1e-6)
+    smooth = create_model("encoder", {**FAST, "threshold_rule": "kittler"})
+    smooth.fit(src)
+    assert isinstance(raw, EncoderModel) and isinstance(smooth, EncoderModel)
+    assert raw.extra == 0 and smooth.extra == 3
+    assert raw.threshold_score == pytest.approx(smooth.threshold_score, rel=1e-6)
     raw.drop_cache()
     blk = next(iter(src.blocks()))
     s0 = raw.score(blk)
@@ -230,6 +237,43 @@ def test_without_smoothing_or_refinement_score_is_the_raw_residual(fitted: Any) 
     s1 = model.score(blk)
     outside = ~truth & np.isfinite(s0)
     assert np.std(np.log(s1[outside])) < np.std(np.log(s0[outside]))
+
+
+def test_robust_z_cut_is_median_plus_z_mad_of_the_smoothed_log_score(fitted: Any) -> None:
+    """Default rule: threshold = median + z x 1.4826 MAD of ln(score) over the valid pixels
+    (computed here directly from the scores, the model reads it off its histogram)."""
+    model, src, truth = fitted
+    assert model.options.threshold_rule == "robust_z" and model.options.z == 4.0
+    model.drop_cache()
+    ls = np.concatenate([np.log(model.score(b)[np.isfinite(model.score(b))]) for b in src.blocks()])
+    med = float(np.median(ls))
+    mad = 1.4826 * float(np.median(np.abs(ls - med)))
+    binw = 2 * model.options.log_range / model.options.bins
+    assert math.log(model.threshold_score) == pytest.approx(med + 4.0 * mad, abs=10 * binw)
+    assert math.log(model.nochange_mean) == pytest.approx(med, abs=2 * binw)
+    # p = 0.5 at the cut, 0.01 at the median
+    assert model.probability(np.array([model.threshold_score]))[0] == pytest.approx(0.5)
+    assert model.probability(np.array([model.nochange_mean]))[0] == pytest.approx(0.01, rel=1e-3)
+
+
+def test_min_combination_needs_both_directions_to_fail(fitted: Any) -> None:
+    """combine=min: the score is the smaller of the two directions' residual magnitudes, so a
+    pixel that only one translation misses does not score high; mean: RMS of both."""
+    model, src, _ = fitted
+    assert model.options.combine == "min"
+    blk = next(iter(src.blocks()))
+    rb, ra, valid = model._residuals(blk)
+    assert model.residual_std is not None
+    ma = np.mean((ra / model.residual_std[0][:, None, None]) ** 2, axis=0)
+    mb = np.mean((rb / model.residual_std[1][:, None, None]) ** 2, axis=0)
+    s = model._raw_score(rb, ra, valid)
+    assert np.allclose(s[valid], np.sqrt(np.minimum(ma, mb))[valid], rtol=1e-5)
+    mean_model = create_model("encoder", {**FAST, "combine": "mean"})
+    assert isinstance(mean_model, EncoderModel)
+    mean_model.residual_std = model.residual_std
+    s_mean = mean_model._raw_score(rb, ra, valid)
+    assert np.allclose(s_mean[valid], np.sqrt(0.5 * (ma + mb))[valid], rtol=1e-5)
+    assert np.all(s[valid] <= s_mean[valid] * (1 + 1e-6))
 
 
 def test_refinement_leaves_the_changed_pixels_out_of_training(fitted: Any) -> None:

@@ -63,6 +63,35 @@ def kittler_illingworth_threshold(
     return float(edges[i + 1])
 
 
+def histogram_median_mad(hist: np.ndarray, edges: np.ndarray) -> tuple[float, float]:
+    """Median and normalised MAD (1.4826 × median absolute deviation) of binned data.
+
+    Linear interpolation inside the bins; the MAD comes from the same histogram (the
+    distribution of |x − median| is read off the cumulative counts on both sides), so both
+    come from one streaming pass over a raster.
+    """
+    counts = hist.astype(np.float64)
+    n = counts.sum()
+    if n <= 0:
+        raise ValueError("empty histogram")
+    cum = np.concatenate([[0.0], np.cumsum(counts)])
+    med = float(np.interp(n / 2, cum, edges))
+
+    def share_within(d: float) -> float:
+        lo, hi = np.interp([med - d, med + d], edges, cum)
+        return float(hi - lo)
+
+    width = float(edges[-1] - edges[0])
+    lo_d, hi_d = 0.0, width
+    for _ in range(60):  # bisection on d: half of the data within med ± d
+        mid = 0.5 * (lo_d + hi_d)
+        if share_within(mid) < n / 2:
+            lo_d = mid
+        else:
+            hi_d = mid
+    return med, 1.4826 * 0.5 * (lo_d + hi_d)
+
+
 def _gamma_series(a: float, x: np.ndarray, iterations: int = 500) -> np.ndarray:
     """Regularised lower incomplete gamma P(a, x) by its series (good for x < a + 1)."""
     term = np.full_like(x, 1.0 / a)
