@@ -6,7 +6,7 @@
 Trains the cross-date translators of :mod:`candela_changedetect.models.encoder` on each city in
 turn (weights carried over), saves ``model.keras`` and, with ``--register``, puts it in the
 model registry (``CANDELA_MODEL_REGISTRY``). Cities used here must not be reported as test
-results (the README's evaluation reports bordeaux and rennes).
+results (the README's evaluation reports bordeaux, rennes and saclay_e).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Evaluation table: every model side by side on OSCD cities (``docs/benchmarks/changedetect_oscd.json``).
 
     .venv/bin/python images/changedetect/bench/evaluate_oscd.py --data ../shared/data/oscd \
-        --report bordeaux,rennes --tuning nantes,paris --output docs/benchmarks/changedetect_oscd.json
+        --report bordeaux,rennes,saclay_e --tuning nantes,paris --output docs/benchmarks/changedetect_oscd.json
 
 For each city and model: ``candela-changedetect detect --threshold auto`` then
 ``candela-changedetect evaluate`` (precision, recall, F1, IoU, kappa at the automatic
@@ -71,7 +71,7 @@ def _same_grid(city_dir: Path) -> bool:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default="../shared/data/oscd")
-    ap.add_argument("--report", default="bordeaux,rennes")
+    ap.add_argument("--report", default="bordeaux,rennes,saclay_e")
     ap.add_argument("--tuning", default="nantes,paris")
     ap.add_argument("--output", default="docs/benchmarks/changedetect_oscd.json")
     ap.add_argument("--models", default=",".join(MODELS), help="models to run (comma list)")
