@@ -19,58 +19,10 @@ def build_oscd_stack(
     bands: Sequence[str] = BANDS,
     grid_date: int | None = None,
 ) -> Path:
-    """A multi-band GeoTIFF for one OSCD date: every band resampled (bilinear) onto B02's grid.
+    """A stand-in for the preprocessing service's COG: :func:`candela_changedetect.oscd.build_stack`."""
+    from candela_changedetect.oscd import build_stack
 
-    A stand-in for the preprocessing service's COG: band descriptions = band names, nodata 0,
-    uint16. ``grid_date``: use the B02 grid of that date instead (as ``preprocess --grid-like``
-    does; OSCD saclay_e's two dates are on different grids and its labels on date 1's).
-    """
-    import rasterio
-    from rasterio.warp import Resampling, reproject
-
-    folder = city_dir / f"imgs_{date}"
-
-    def band_file(name: str) -> Path:
-        hits = sorted(folder.glob(f"*_{name}.tif"))
-        if not hits:
-            raise FileNotFoundError(f"{name} missing in {folder}")
-        return hits[0]
-
-    ref_folder = city_dir / f"imgs_{grid_date or date}"
-    ref_b02 = sorted(ref_folder.glob("*_B02.tif"))
-    if not ref_b02:
-        raise FileNotFoundError(f"B02 missing in {ref_folder}")
-    with rasterio.open(ref_b02[0]) as ref:
-        profile = ref.profile
-        height, width, crs, transform = ref.height, ref.width, ref.crs, ref.transform
-    stack = np.zeros((len(bands), height, width), dtype=np.uint16)
-    for i, name in enumerate(bands):
-        with rasterio.open(band_file(name)) as src:
-            if (src.height, src.width) == (height, width) and src.transform == transform:
-                stack[i] = src.read(1)
-            else:
-                reproject(
-                    source=rasterio.band(src, 1),
-                    destination=stack[i],
-                    dst_transform=transform,
-                    dst_crs=crs,
-                    resampling=Resampling.bilinear,
-                )
-    profile.update(
-        driver="GTiff",
-        count=len(bands),
-        dtype="uint16",
-        nodata=0,
-        tiled=True,
-        blockxsize=256,
-        blockysize=256,
-        compress="deflate",
-    )
-    with rasterio.open(out, "w", **profile) as dst:
-        dst.write(stack)
-        for i, name in enumerate(bands, start=1):
-            dst.set_band_description(i, name)
-    return out
+    return build_stack(city_dir, date, out, bands, grid_date)
 
 
 def write_stack(

@@ -21,6 +21,20 @@ THRESHOLD_HELP = (
 _MODEL_ENUM: list[Any] = list(available_models())
 
 
+def parse_threshold(v: str) -> str:
+    """'auto' or a probability strictly between 0 and 1 (as text)."""
+    text = str(v).strip().lower()
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{v!r} is not 'auto' or a number") from None
+    if not 0.0 < value < 1.0:
+        raise ValueError(f"{v!r} is not a probability strictly between 0 and 1")
+    return repr(value)
+
+
 class DetectParams(ServiceParams):
     """Parameters of ``candela-changedetect detect``."""
 
@@ -67,28 +81,48 @@ class DetectParams(ServiceParams):
     @field_validator("threshold")
     @classmethod
     def _threshold(cls, v: str) -> str:
-        text = str(v).strip().lower()
-        if text == "auto":
-            return text
-        try:
-            value = float(text)
-        except ValueError:
-            raise ValueError(f"{v!r} is not 'auto' or a number") from None
-        if not 0.0 < value < 1.0:
-            raise ValueError(f"{v!r} is not a probability strictly between 0 and 1")
-        return repr(value)
+        return parse_threshold(v)
 
 
 class EvaluateParams(ServiceParams):
-    """Parameters of ``candela-changedetect evaluate``."""
+    """Parameters of ``candela-changedetect evaluate``.
 
-    prediction: str = Field(
-        description="URI of a change_mask.tif (1 change, 0 no change, 255 nodata)"
+    Two modes: ``--prediction MASK --labels LABELS.tif`` scores one change mask;
+    ``--labels DIR`` (a labelled dataset in the OSCD layout) runs every ``--models`` on every
+    city and writes the metrics per city and averaged, side by side.
+    """
+
+    labels: str = Field(
+        description="URI of a label raster on the prediction's grid (or same shape), or a "
+        "local dataset folder in the OSCD layout (<city>/imgs_1, imgs_2, cm/<city>-cm.tif)"
     )
-    labels: str = Field(description="URI of a label raster on the same grid (or same shape)")
+    prediction: str | None = Field(
+        None, description="URI of a change_mask.tif (1 change, 0 no change, 255 nodata)"
+    )
     label_change_value: int = Field(2, description="label value meaning change")
     label_nochange_value: int = Field(1, description="label value meaning no change")
     output: str | None = Field(None, description="URI of a metrics JSON file to write")
+    cities: str | None = Field(
+        None, description="dataset mode: comma-separated cities (default: every labelled city)"
+    )
+    tuning: str | None = Field(
+        None,
+        description="dataset mode: cities used to tune models, shown but left out of the "
+        "reported mean",
+    )
+    models: str = Field(
+        "cva,irmad,encoder", description="dataset mode: comma-separated models to compare"
+    )
+    model_options: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description='dataset mode: options per model as JSON, e.g. {"encoder": {"seed": 1}}',
+    )
+    threshold: str = Field("auto", description="dataset mode: " + THRESHOLD_HELP)
+
+    @field_validator("threshold")
+    @classmethod
+    def _threshold(cls, v: str) -> str:
+        return parse_threshold(v)
 
 
 def _run_detect(params: DetectParams) -> dict[str, Any]:
@@ -133,6 +167,8 @@ EVALUATE = Service(
     resources=Resources(cpu="1", memory="1Gi", gpu=0),
     description=(
         "Precision, recall, F1, IoU, overall accuracy, Cohen's kappa and the confusion matrix of "
-        "a change mask against labels (OSCD: 1 = no change, 2 = change)."
+        "a change mask against labels (OSCD: 1 = no change, 2 = change); with a dataset folder "
+        "as --labels, every model on every city side by side, per city and averaged, with the "
+        "F1 at the best threshold."
     ),
 )
