@@ -12,7 +12,6 @@ results (the README's evaluation reports bordeaux, rennes and saclay_e).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import logging
 import tempfile
@@ -22,17 +21,10 @@ import rasterio
 
 from candela_changedetect.blocks import RasterPair
 from candela_changedetect.models.encoder import EncoderModel, EncoderOptions
+from candela_changedetect.oscd import build_stack
 
 HERE = Path(__file__).resolve().parent
 BANDS = ["B02", "B03", "B04", "B08", "B05", "B06", "B07", "B8A", "B11", "B12"]
-
-
-def _conftest():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("cd_conftest", HERE / "tests" / "conftest.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def main() -> None:
@@ -45,14 +37,13 @@ def main() -> None:
     ap.add_argument("--register", action="store_true")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    conftest = _conftest()
     cities = args.cities.split(",")
     weights: str | None = None
     with tempfile.TemporaryDirectory() as tmp:
         for city in cities:
             d = Path(args.data) / city
-            b = conftest.build_oscd_stack(d, 1, Path(tmp) / f"{city}_1.tif")
-            a = conftest.build_oscd_stack(d, 2, Path(tmp) / f"{city}_2.tif")
+            b = build_stack(d, 1, Path(tmp) / f"{city}_1.tif")
+            a = build_stack(d, 2, Path(tmp) / f"{city}_2.tif")
             opts = EncoderOptions(
                 epochs=args.epochs,
                 mode="pretrained" if weights else "pair",

@@ -10,7 +10,6 @@ prints one row per run: precision, recall, F1, IoU, kappa and the flagged share 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import json
 import sys
@@ -18,12 +17,7 @@ import tempfile
 from pathlib import Path
 
 from candela_changedetect.cli import dispatch
-
-HERE = Path(__file__).resolve().parent
-spec = importlib.util.spec_from_file_location("cd_conftest", HERE.parent / "tests" / "conftest.py")
-assert spec and spec.loader
-conftest = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(conftest)
+from candela_changedetect.oscd import build_stack
 
 RUNS = [
     ("cva", {}),
@@ -49,8 +43,8 @@ def main(cities: list[str]) -> None:
         labels = next((city / "cm").glob("*-cm.tif"))
         with tempfile.TemporaryDirectory() as tmp:
             t = Path(tmp)
-            before = conftest.build_oscd_stack(city, 1, t / "before.tif")
-            after = conftest.build_oscd_stack(city, 2, t / "after.tif")
+            before = build_stack(city, 1, t / "before.tif")
+            after = build_stack(city, 2, t / "after.tif")
             for i, (model, options) in enumerate(RUNS):
                 out = t / f"run{i}"
                 code, res = _run(

@@ -8,21 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from candela_changedetect.oscd import build_stack as build_oscd_stack
+
 #: The 10 bands of the preprocessing service's stack, in its order.
 BANDS = ("B02", "B03", "B04", "B08", "B05", "B06", "B07", "B8A", "B11", "B12")
-
-
-def build_oscd_stack(
-    city_dir: Path,
-    date: int,
-    out: Path,
-    bands: Sequence[str] = BANDS,
-    grid_date: int | None = None,
-) -> Path:
-    """A stand-in for the preprocessing service's COG: :func:`candela_changedetect.oscd.build_stack`."""
-    from candela_changedetect.oscd import build_stack
-
-    return build_stack(city_dir, date, out, bands, grid_date)
 
 
 def write_stack(
