@@ -89,7 +89,7 @@ IO_STEP = {
             description="a larger AOI is cut into pieces of at most this size, processed in parallel",
         ),
         "model": Param(
-            "cva",
+            "encoder",
             type="string",
             pattern="^[A-Za-z0-9_.-]+$",
             examples=["cva", "irmad", "encoder"],

@@ -127,6 +127,9 @@ def test_catalogue_event_starts_change_detection(platform: Platform) -> None:
         st = c.follow("s2_change_detection", triggered["dag_run_id"], lambda s: None, timeout=600)
         assert st.state == "success", st.tasks
         assert st.tasks["publish"] == "success"
+    # no model in the event's conf: the DAG's default, the TensorFlow encoder, ran in the pipeline
+    (result,) = _summary_of(platform, triggered["dag_run_id"])["results"]
+    assert result["model"] == "encoder"
     again = platform.candela("catalog", "add", str(REPO / "data" / "oscd" / "bordeaux"))
     assert "0 added, 2 updated" in again.stdout and "announced" not in again.stdout
 
@@ -221,6 +224,7 @@ def test_bordeaux_pipeline_end_to_end(platform: Platform) -> None:
     derived = [link["href"] for link in item["links"] if link["rel"] == "derived_from"]
     assert len(derived) == 2
     assert item["properties"]["processing:software"]
+    assert item["properties"]["candela:model"] == "cva"
 
     # the run is visible through the REST API (and so in the UI), and recorded as a result
     with platform.client() as c:

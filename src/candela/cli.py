@@ -45,7 +45,7 @@ DEMO_CONF: dict[str, Any] = {
     "start": "2016-01-01",
     "end": "2017-12-31",
     "tile": "T30TXQ",
-    "model": "cva",
+    "model": "encoder",
     "threshold": "auto",
     "zones": str(REPO / "data" / "context" / "admin" / "communes-33-gironde.geojson"),
 }
@@ -284,7 +284,7 @@ def watch_add(
     since: Annotated[str, typer.Option(help="first acquisition day (YYYY-MM-DD)")] = "",
     collection: Annotated[str, typer.Option()] = "sentinel-2-l2a",
     tile: Annotated[str | None, typer.Option(help="MGRS tile, e.g. T30TYQ")] = None,
-    model: Annotated[str, typer.Option()] = "cva",
+    model: Annotated[str, typer.Option(help="change model (candela models list)")] = "encoder",
     max_cloud: Annotated[float, typer.Option(min=0, max=100)] = 100,
 ) -> None:
     """Save (or update) a watch; the s2_watches DAG starts its runs."""
