@@ -9,6 +9,8 @@ import re
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -89,3 +91,17 @@ class Platform:
 
     def review_url(self, run_id: str) -> str:
         return f"{self.base}/candela/runs/{DAG}/{quote(run_id, safe='')}"
+
+
+@contextmanager
+def platform_with_bordeaux(home: Path) -> Iterator[Platform]:
+    """A platform up under ``home`` with the Bordeaux sample in its catalogue; down at exit."""
+    p = Platform(home, free_port())
+    r = p.up()
+    assert r.returncode == 0, r.stdout + r.stderr
+    try:
+        r = p.candela("catalog", "add", str(REPO / "data" / "oscd" / "bordeaux"))
+        assert r.returncode == 0, r.stdout + r.stderr
+        yield p
+    finally:
+        p.candela("down")

@@ -81,3 +81,21 @@ def test_services_catalogue(tmp_path: Path) -> None:
     assert cat["changedetect"]["resources"]["gpu"] >= 1
     human = candela("services", home=tmp_path / "home")
     assert "--product" in human.stdout and "--before" in human.stdout
+
+
+def test_read_json_arg_inline_file_and_errors(tmp_path: Path) -> None:
+    """The one JSON-or-@file parser behind --conf, --products, --training, --metrics, --options."""
+    from candela.jsonarg import read_json_arg
+    from candela_sdk.errors import InputError
+
+    f = tmp_path / "p.json"
+    f.write_text('[{"id": "x"}]')
+    assert read_json_arg(f"@{f}", "--products") == [{"id": "x"}]
+    assert read_json_arg('{"a": 1}', "--conf", obj=True) == {"a": 1}
+    for value, obj, message in [
+        ("[1]", True, "--x must be a JSON object"),
+        ("{bad", False, "--x is not valid JSON: Expecting property name"),
+        (f"@{tmp_path}/missing.json", False, "--x file not found"),
+    ]:
+        with pytest.raises(InputError, match=message):
+            read_json_arg(value, "--x", obj=obj)

@@ -23,34 +23,19 @@ from ogc_api_processes_client.models import (
 )
 from ogc_api_processes_client.models import Exception as OgcException
 
-from tests.platform_helpers import REPO, Platform, free_port
+from tests.platform_helpers import BORDEAUX, Platform, platform_with_bordeaux
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 CONF = "http://www.opengis.net/spec/ogcapi-processes-1/1.0/conf"
 EXC = "http://www.opengis.net/def/exceptions/ogcapi-processes-1/1.0"
 REL = "http://www.opengis.net/def/rel/ogc/1.0"
-BORDEAUX = {
-    "collection": "sentinel-2-l1c",
-    "bbox": [-0.68, 44.83, -0.56, 44.93],
-    "start": "2016-01-01",
-    "end": "2017-12-31",
-    "tile": "T30TXQ",
-    "model": "cva",
-}
 
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    p = Platform(tmp_path_factory.mktemp("candela-ogc") / "home", free_port())
-    r = p.candela("up", "--port", str(p.port))
-    assert r.returncode == 0, r.stdout + r.stderr
-    try:
-        r = p.candela("catalog", "add", str(REPO / "data" / "oscd" / "bordeaux"))
-        assert r.returncode == 0, r.stdout + r.stderr
+    with platform_with_bordeaux(tmp_path_factory.mktemp("candela-ogc") / "home") as p:
         yield p
-    finally:
-        p.candela("down")
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.platform_helpers import BORDEAUX, DAG, REPO, Platform, free_port
+from tests.platform_helpers import BORDEAUX, DAG, Platform, platform_with_bordeaux
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -37,15 +37,8 @@ CHROMIUM_FLAGS = [
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    p = Platform(tmp_path_factory.mktemp("candela-review") / "home", free_port())
-    r = p.up()
-    assert r.returncode == 0, r.stdout + r.stderr
-    try:
-        r = p.candela("catalog", "add", str(REPO / "data" / "oscd" / "bordeaux"))
-        assert r.returncode == 0, r.stdout + r.stderr
+    with platform_with_bordeaux(tmp_path_factory.mktemp("candela-review") / "home") as p:
         yield p
-    finally:
-        p.candela("down")
 
 
 @pytest.fixture(scope="module")

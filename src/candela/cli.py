@@ -354,23 +354,15 @@ def watch_remove(name: str) -> None:
 
 
 def parse_conf(conf: str | None) -> dict[str, Any]:
+    from candela.jsonarg import read_json_arg
+    from candela_sdk.errors import InputError
+
     if not conf:
         return {}
-    text = conf
-    if conf.startswith("@"):
-        path = Path(conf[1:])
-        if not path.is_file():
-            raise fail(f"--conf file not found: {path}")
-        text = path.read_text()
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise fail(
-            f"--conf is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from None
-    if not isinstance(value, dict):
-        raise fail('--conf must be a JSON object, e.g. \'{"model": "cva"}\'')
-    return value
+        return dict(read_json_arg(conf, "--conf", obj=True))
+    except InputError as exc:
+        raise fail(str(exc)) from None
 
 
 def _client(s: Settings) -> Any:

@@ -110,13 +110,13 @@ def get_model(dsn: str, name: str) -> dict[str, Any] | None:
 def _json_option(text: str | None, flag: str) -> dict[str, Any]:
     if not text:
         return {}
+    from candela.jsonarg import read_json_arg
+    from candela_sdk.errors import InputError
+
     try:
-        value = json.loads(Path(text[1:]).read_text() if text.startswith("@") else text)
-    except (OSError, json.JSONDecodeError) as exc:
-        raise _fail(f"{flag}: not JSON (or @file.json): {exc}", 2) from None
-    if not isinstance(value, dict):
-        raise _fail(f"{flag}: a JSON object is required", 2)
-    return value
+        return dict(read_json_arg(text, flag, obj=True))
+    except InputError as exc:
+        raise _fail(str(exc), 2) from None
 
 
 @app.command("register")

@@ -25,11 +25,11 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from candela.jsonarg import read_json_arg
 from candela_sdk.errors import CandelaError, InputError
 
 log = logging.getLogger(__name__)
@@ -329,19 +329,6 @@ def follow(
 # --- commands ------------------------------------------------------------------------------
 
 
-def _read_json_arg(value: str, flag: str) -> Any:
-    text = value
-    if value.startswith("@"):
-        path = Path(value[1:])
-        if not path.is_file():
-            raise InputError(f"{flag} file not found: {path}")
-        text = path.read_text()
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{flag} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
-
-
 def _print(order: dict[str, Any]) -> None:
     typer.echo(
         f"order {order['id']} ({order['workflow']}, {len(order['products'])} product(s)): "
@@ -377,10 +364,8 @@ def create_cmd(
     from candela.cli_storage import current_user
 
     try:
-        extra = _read_json_arg(conf, "--conf") if conf else {}
-        if not isinstance(extra, dict):
-            raise InputError('--conf must be a JSON object, e.g. \'{"model": "cva"}\'')
-        spec = _read_json_arg(products, "--products")
+        extra = read_json_arg(conf, "--conf", obj=True) if conf else {}
+        spec = read_json_arg(products, "--products")
         dsn, client = _context()
         try:
             plist = load_products(spec, dsn)

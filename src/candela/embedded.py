@@ -258,15 +258,19 @@ def _pid_file(settings: Settings, name: str) -> Path:
     return settings.run_dir / f"{name}.pid"
 
 
-def component_pid(settings: Settings, name: str) -> int | None:
-    f = _pid_file(settings, name)
-    if not f.exists():
+def live_pid(pid_file: Path) -> int | None:
+    """The process id recorded in ``pid_file`` if that process is alive, else ``None``."""
+    if not pid_file.exists():
         return None
     try:
-        pid = int(f.read_text().strip())
+        pid = int(pid_file.read_text().strip())
     except ValueError:
         return None
     return pid if pid_alive(pid) else None
+
+
+def component_pid(settings: Settings, name: str) -> int | None:
+    return live_pid(_pid_file(settings, name))
 
 
 def start_component(settings: Settings, name: str) -> int:

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from candela.embedded import pid_alive, port_in_use
+from candela.embedded import live_pid, pid_alive, port_in_use
 
 log = logging.getLogger(__name__)
 
@@ -170,14 +170,7 @@ def _write_private(path: Path, text: str) -> None:
 
 
 def _pid(home: Path) -> int | None:
-    f = _paths(home)["pid"]
-    if not f.exists():
-        return None
-    try:
-        pid = int(f.read_text().strip())
-    except ValueError:
-        return None
-    return pid if pid_alive(pid) else None
+    return live_pid(_paths(home)["pid"])
 
 
 def running(home: Path) -> S3Server | None:
