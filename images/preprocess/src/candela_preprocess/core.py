@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from candela_preprocess import code_version
-from candela_preprocess.bands import REFERENCE_BAND, S2_BANDS
 from candela_preprocess.gridmath import (
     PixelWindow,
     block_windows,
@@ -38,9 +37,10 @@ from candela_preprocess.layouts import Product, open_product
 from candela_preprocess.quality import PixelSample, QualityGateError, sample_step
 from candela_sdk import storage
 from candela_sdk.errors import InputError, NoDataError, OutputError
+from candela_sdk.sentinel2 import BANDS, REFERENCE_BAND
 
 if TYPE_CHECKING:
-    from candela_preprocess.service import PreprocessParams
+    from candela_preprocess.params import PreprocessParams
 
 log = logging.getLogger(__name__)
 
@@ -348,9 +348,9 @@ def resolve_grid(params: PreprocessParams, product: Product, ref: Any) -> Target
 
     aoi = None
     if params.aoi:
-        from candela_preprocess.aoi import load_aoi
+        from candela_sdk.aoi import load_aoi
 
-        aoi = load_aoi(params.aoi)
+        aoi = load_aoi(params.aoi).geometry
 
     if params.grid_like:
         from affine import Affine
@@ -366,7 +366,7 @@ def resolve_grid(params: PreprocessParams, product: Product, ref: Any) -> Target
                 f"product {product.uri} does not overlap the grid of {params.grid_like}"
             )
         if aoi is not None:
-            from candela_preprocess.aoi import to_crs
+            from candela_sdk.aoi import to_crs
 
             if not to_crs(aoi, grid.crs).intersects(product_fp.intersection(grid_fp)):
                 raise NoDataError(
@@ -378,7 +378,7 @@ def resolve_grid(params: PreprocessParams, product: Product, ref: Any) -> Target
     grid = _grid_of(ref)
     if aoi is None:
         return grid
-    from candela_preprocess.aoi import to_crs
+    from candela_sdk.aoi import to_crs
 
     geom = to_crs(aoi, grid.crs)
     footprint = _box(grid.bounds)
@@ -498,8 +498,8 @@ def preprocess(params: PreprocessParams) -> dict[str, Any]:
             band_tags=[
                 {
                     "BAND_NAME": b,
-                    "NATIVE_RESOLUTION_M": str(S2_BANDS[b].resolution),
-                    "CENTER_WAVELENGTH_UM": str(S2_BANDS[b].center_wavelength),
+                    "NATIVE_RESOLUTION_M": str(BANDS[b].resolution),
+                    "CENTER_WAVELENGTH_UM": str(BANDS[b].center_wavelength),
                 }
                 for b in bands
             ],
@@ -781,7 +781,7 @@ def build_item(
     eo_bands = []
     raster_bands = []
     for i, b in enumerate(bands):
-        info = S2_BANDS[b]
+        info = BANDS[b]
         eo: dict[str, Any] = {
             "name": b,
             "center_wavelength": info.center_wavelength,

@@ -33,6 +33,20 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from candela_sdk.sentinel2 import (
+    BAND_NAMES,
+    BIGEARTHNET_S1,
+    BIGEARTHNET_S2,
+    MTD_NAMES,
+    MetadataError,
+    SafeMetadata,
+    band_files,
+    bigearthnet_time,
+    finest_images,
+    parse_mtd,
+    parse_oscd_dates,
+    resolution,
+)
 from candela_search import items as stac
 from candela_search.records import (
     COLLECTIONS,
@@ -47,28 +61,10 @@ from candela_search.records import (
     tile_from_name,
     utc,
 )
-from candela_search.safe import MTD_NAMES, MetadataError, band_assets, parse_mtd
 
 log = logging.getLogger(__name__)
 
 MAX_DEPTH = 6
-
-S2_GSD = {
-    "B01": 60,
-    "B02": 10,
-    "B03": 10,
-    "B04": 10,
-    "B05": 20,
-    "B06": 20,
-    "B07": 20,
-    "B08": 10,
-    "B8A": 20,
-    "B09": 60,
-    "B10": 60,
-    "B11": 20,
-    "B12": 20,
-}
-_BAND_FILE = re.compile(r"_(B\d{2}|B8A)\.tiff?$", re.IGNORECASE)
 
 
 class Refused(Exception):
@@ -184,25 +180,23 @@ def _walk(
 # --- OSCD ----------------------------------------------------------------------------------
 
 
-def _oscd_dates(text: str) -> dict[str, dt.date]:
-    dates = {}
-    for line in text.splitlines():
-        m = re.match(r"^\s*(date_\d)\s*:\s*(\d{8})\s*$", line)
-        if m:
-            try:
-                dates[m.group(1)] = dt.datetime.strptime(m.group(2), "%Y%m%d").date()
-            except ValueError:
-                raise Refused(f"dates.txt has an impossible date {m.group(2)!r}") from None
-    return dates
-
-
 def _band_files(folder: Path) -> dict[str, Path]:
-    bands = {}
-    for f in sorted(folder.iterdir()):
-        m = _BAND_FILE.search(f.name)
-        if m and f.is_file():
-            bands[m.group(1).upper()] = f
-    return bands
+    names = [f.name for f in folder.iterdir() if f.is_file()]
+    return {band: folder / name for band, name in band_files(names).items()}
+
+
+def _band_assets(files: dict[str, Path]) -> dict[str, dict[str, Any]]:
+    """Assets of per-band GeoTIFFs (OSCD, BigEarthNet)."""
+    return {
+        band: {
+            "href": _uri(f),
+            "type": stac.GEOTIFF,
+            "title": f"{band} ({resolution(band) or '?'} m)",
+            "roles": ["data"],
+            "gsd": float(resolution(band) or 0) or None,
+        }
+        for band, f in files.items()
+    }
 
 
 def detect_oscd(path: Path, skipped: list[Skipped]) -> list[ProductRecord] | None:
@@ -214,7 +208,10 @@ def detect_oscd(path: Path, skipped: list[Skipped]) -> list[ProductRecord] | Non
     ):
         return None
     city = path.name
-    dates = _oscd_dates((path / "dates.txt").read_text(errors="replace"))
+    try:
+        dates = parse_oscd_dates((path / "dates.txt").read_text(errors="replace"))
+    except MetadataError as exc:
+        raise Refused(str(exc)) from None
     outline = path / f"{city}.geojson"
     for n in (1, 2):
         if f"date_{n}" not in dates:
@@ -247,16 +244,7 @@ def detect_oscd(path: Path, skipped: list[Skipped]) -> list[ProductRecord] | Non
         tile = tile_from_name(b02)
         platform = platform_from_name(b02)
         orbit = re.search(r"_A(\d{6})_", b02)
-        assets: dict[str, dict[str, Any]] = {
-            band: {
-                "href": _uri(f),
-                "type": stac.GEOTIFF,
-                "title": f"{band} ({S2_GSD.get(band, '?')} m)",
-                "roles": ["data"],
-                "gsd": float(S2_GSD[band]) if band in S2_GSD else None,
-            }
-            for band, f in bands.items()
-        }
+        assets = _band_assets(bands)
         if outline.is_file():
             assets["outline"] = {
                 "href": _uri(outline),
@@ -343,6 +331,8 @@ def detect_safe(path: Path, skipped: list[Skipped]) -> list[ProductRecord] | Non
     from shapely.geometry.polygon import orient
     from shapely.validation import make_valid
 
+    if not md.footprint:
+        raise Refused("the footprint (Global_Footprint/EXT_POS_LIST) is missing")
     poly = Polygon(md.footprint)
     if not poly.is_valid:
         poly = make_valid(poly)
@@ -428,20 +418,44 @@ def detect_safe(path: Path, skipped: list[Skipped]) -> list[ProductRecord] | Non
     ]
 
 
-# --- BigEarthNet ---------------------------------------------------------------------------
+def band_assets(
+    md: SafeMetadata, base_href: str | None
+) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Assets for the band files of a SAFE folder (finest resolution per band) + band names.
 
-_BEN_S2 = re.compile(r"^(S2[A-D])_MSIL2A_(\d{8}T\d{5,6})_(\d+)_(\d+)$")
-_BEN_S1 = re.compile(r"^(S1[A-D])_IW_GRDH_1SDV_(\d{8}T\d{6})_(\d{2}[A-Z]{3})_(\d+)_(\d+)$")
+    ``base_href`` is the folder's ``file://`` URI; ``None`` (a zip) gives no band assets.
+    """
+    best = finest_images(md.image_files)
+    bands = sorted(best)
+    if base_href is None:
+        return {}, bands
+    assets: dict[str, dict[str, Any]] = {}
+    q = md.quantification_value
+    for band in bands:
+        res, path = best[band]
+        spec: dict[str, Any] = {
+            "href": f"{base_href.rstrip('/')}/{path}.jp2",
+            "type": "image/jp2",
+            "title": f"{band}" + (f" ({res} m)" if res else ""),
+            "roles": ["data"] if band not in ("TCI",) else ["visual"],
+        }
+        if res:
+            spec["gsd"] = float(res)
+        if q and band in BAND_NAMES:
+            spec["raster:scale"] = 1.0 / q
+            spec["raster:offset"] = md.add_offsets.get(band, 0.0) / q
+        assets[band] = spec
+    return assets, bands
+
+
+# --- BigEarthNet ---------------------------------------------------------------------------
 
 
 def _ben_time(meta: dict[str, Any], *keys: str) -> dt.datetime:
-    for key in keys:
-        if meta.get(key):
-            try:
-                return utc(dt.datetime.fromisoformat(str(meta[key]).replace(" ", "T")))
-            except ValueError:
-                raise Refused(f"BigEarthNet {key} {meta[key]!r} is not a date") from None
-    raise Refused(f"BigEarthNet metadata has no {' or '.join(keys)}")
+    try:
+        return bigearthnet_time(meta, *keys)
+    except MetadataError as exc:
+        raise Refused(str(exc)) from None
 
 
 def detect_bigearthnet(path: Path, skipped: list[Skipped]) -> list[ProductRecord] | None:
@@ -458,8 +472,8 @@ def detect_bigearthnet(path: Path, skipped: list[Skipped]) -> list[ProductRecord
         raise Refused(f"{meta_file.name} is not a JSON object")
     name = path.name
     labels = meta.get("labels") if isinstance(meta.get("labels"), list) else None
-    s2 = _BEN_S2.match(name)
-    s1 = _BEN_S1.match(name)
+    s2 = BIGEARTHNET_S2.match(name)
+    s1 = BIGEARTHNET_S1.match(name)
     if s2:
         collection = "sentinel-2-l2a"
         when = _ben_time(meta, "acquisition_date")
@@ -469,16 +483,7 @@ def detect_bigearthnet(path: Path, skipped: list[Skipped]) -> list[ProductRecord
         rel = re.search(r"_R(\d{3})_", source)
         files = _band_files(path)
         main = "B02"
-        assets: dict[str, dict[str, Any]] = {
-            band: {
-                "href": _uri(f),
-                "type": stac.GEOTIFF,
-                "title": f"{band} ({S2_GSD.get(band, '?')} m)",
-                "roles": ["data"],
-                "gsd": float(S2_GSD[band]) if band in S2_GSD else None,
-            }
-            for band, f in files.items()
-        }
+        assets = _band_assets(files)
         props: dict[str, Any] = {
             "constellation": "sentinel-2",
             "instruments": ["msi"],
