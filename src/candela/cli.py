@@ -158,7 +158,7 @@ def _print_status(s: Settings) -> list[Any]:
 @app.command()
 def services(as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
     """The catalogue of processing services, with their parameters."""
-    from candela.services import catalogue
+    from candela_sdk.services import catalogue
 
     cat = catalogue()
     if as_json:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from candela.settings import Settings
+from candela_sdk.platform import embedded_dsn, pid_alive, postgres_pid, postgres_socket_dir
 
 log = logging.getLogger(__name__)
 
@@ -89,22 +90,11 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def _pg_socket_dir(settings: Settings) -> Path | None:
-    pid_file = settings.pgdata / "postmaster.pid"
-    if not pid_file.exists():
-        return None
-    lines = pid_file.read_text().splitlines()
-    return Path(lines[4]) if len(lines) > 4 and lines[4] else None
+    return postgres_socket_dir(settings.pgdata)
 
 
 def _pg_pid(settings: Settings) -> int | None:
-    pid_file = settings.pgdata / "postmaster.pid"
-    if not pid_file.exists():
-        return None
-    try:
-        pid = int(pid_file.read_text().splitlines()[0])
-    except (ValueError, IndexError):
-        return None
-    return pid if pid_alive(pid) else None
+    return postgres_pid(settings.pgdata)
 
 
 def start_postgres(settings: Settings) -> str:
@@ -148,10 +138,10 @@ def platform_dsn(settings: Settings) -> str:
     """DSN of the platform tables: configured, or the embedded server's ``candela`` database."""
     if settings.database_url:
         return settings.database_url
-    sock = _pg_socket_dir(settings)
-    if sock is None or _pg_pid(settings) is None:
+    dsn = embedded_dsn(settings.home_abs)
+    if dsn is None:
         raise PlatformError("the embedded database is not running: start it with `candela up`")
-    return f"postgresql://postgres@/candela?host={sock}"
+    return dsn
 
 
 # --- Airflow configuration ------------------------------------------------------------------
@@ -237,21 +227,6 @@ def component_env(settings: Settings) -> dict[str, str]:
 
 
 # --- processes ------------------------------------------------------------------------------
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie does not count)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    with contextlib.suppress(Exception):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-    return True
 
 
 def _pid_file(settings: Settings, name: str) -> Path:

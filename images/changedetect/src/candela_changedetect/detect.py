@@ -131,7 +131,7 @@ def run_detect(params: DetectParams) -> dict[str, Any]:
     zones_text = None
     if params.zones:
         _require(params.zones, "--zones")
-        zones_text = storage.read_text(params.zones)
+        zones_text = storage.read_bytes(params.zones)
     model = create_model(params.model, params.model_options)
 
     with storage.rasterio_env():
@@ -195,22 +195,22 @@ def _write_outputs(
     threshold: float,
     auto: bool,
     times: tuple[dt.datetime | None, dt.datetime | None],
-    zones_text: str | None,
+    zones_text: bytes | None,
 ) -> dict[str, Any]:
     import rasterio
 
-    from candela_changedetect.geo import (
-        ground_pixel_size_m,
+    from candela_changedetect.geo import ground_pixel_size_m
+    from candela_changedetect.quicklook import QuicklookAccumulator, render
+    from candela_sdk import storage
+    from candela_sdk.cog import CogSpec, cog_writer
+    from candela_sdk.errors import NoDataError
+    from candela_sdk.zones import (
         load_zones,
         row_pixel_areas_m2,
         zone_statistics,
         zones_csv,
         zones_geojson,
     )
-    from candela_changedetect.quicklook import QuicklookAccumulator, render
-    from candela_sdk import storage
-    from candela_sdk.cog import CogSpec, cog_writer
-    from candela_sdk.errors import NoDataError
 
     crs, transform, width, height = grid["crs"], grid["transform"], grid["width"], grid["height"]
     score_threshold = model.score_at(threshold)

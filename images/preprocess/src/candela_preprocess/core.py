@@ -137,35 +137,14 @@ def _preflight_output(uri: str) -> None:
     os.unlink(probe)
 
 
-def _remove_folder(uri: str) -> None:
-    loc = storage.parse(uri)
-    try:
-        if loc.scheme == "file":
-            shutil.rmtree(loc.path, ignore_errors=True)
-        else:
-            client = storage.s3_client()
-            pages = client.get_paginator("list_objects_v2").paginate(
-                Bucket=loc.bucket, Prefix=loc.path.rstrip("/") + "/"
-            )
-            for page in pages:
-                for obj in page.get("Contents", []):
-                    client.delete_object(Bucket=loc.bucket, Key=obj["Key"])
-    except Exception as exc:  # noqa: BLE001 - best effort cleanup, the original error matters
-        log.warning("could not remove %s after a failure: %s", uri, exc)
-
-
 def _publish_folder(local: Path, uri: str) -> None:
     with storage.writing_folder(uri) as stage:
         shutil.copytree(local, stage, dirs_exist_ok=True)
 
 
-def _remove(uri: str) -> None:
-    loc = storage.parse(uri)
+def _remove(uri: str, recursive: bool = False) -> None:
     try:
-        if loc.scheme == "file":
-            Path(loc.path).unlink(missing_ok=True)
-        else:
-            storage.s3_client().delete_object(Bucket=loc.bucket, Key=loc.path)
+        storage.delete(uri, recursive=recursive)
     except Exception as exc:  # noqa: BLE001 - best effort cleanup, the original error matters
         log.warning("could not remove %s after a failure: %s", uri, exc)
 
@@ -599,7 +578,7 @@ def preprocess(params: PreprocessParams) -> dict[str, Any]:
             for uri in published:
                 _remove(uri)
             if report_published:
-                _remove_folder(outs.report)
+                _remove(outs.report, recursive=True)
             raise
     return {
         "output": outs.stack,

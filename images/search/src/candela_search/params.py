@@ -71,7 +71,8 @@ class SearchParams(ServiceParams):
     )
     dsn: str | None = Field(
         None,
-        description="catalogue database (PostgreSQL URI); default $CANDELA_DATABASE_URL",
+        description="catalogue database (PostgreSQL URI); default $CANDELA_DATABASE_URL, else "
+        "the embedded platform running at $CANDELA_HOME",
     )
 
     @field_validator("bbox", mode="before")
