@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from candela_sdk import stac
 from candela_sdk.sentinel2 import (
     BAND_NAMES,
     BIGEARTHNET_S1,
@@ -47,7 +48,6 @@ from candela_sdk.sentinel2 import (
     parse_oscd_dates,
     resolution,
 )
-from candela_search import items as stac
 from candela_search.records import (
     COLLECTIONS,
     ProductRecord,
@@ -65,6 +65,7 @@ from candela_search.records import (
 log = logging.getLogger(__name__)
 
 MAX_DEPTH = 6
+SOFTWARE = stac.package_software("candela-search")
 
 
 class Refused(Exception):
@@ -265,6 +266,7 @@ def detect_oscd(path: Path, skipped: list[Skipped]) -> list[ProductRecord] | Non
             "candela:source": f"OSCD {city} imgs_{n}",
         }
         item = stac.build_item(
+            software=SOFTWARE,
             item_id=item_id,
             collection="sentinel-2-l1c",
             datetime=when,
@@ -391,6 +393,7 @@ def detect_safe(path: Path, skipped: list[Skipped]) -> list[ProductRecord] | Non
     }
     bbox = bbox_of(geometry)
     item = stac.build_item(
+        software=SOFTWARE,
         item_id=item_id,
         collection=md.collection,
         datetime=md.start_time,
@@ -554,6 +557,7 @@ def detect_bigearthnet(path: Path, skipped: list[Skipped]) -> list[ProductRecord
         }
     )
     item = stac.build_item(
+        software=SOFTWARE,
         item_id=name,
         collection=collection,
         datetime=when,
@@ -832,6 +836,7 @@ def detect_geotiff(path: Path, skipped: list[Skipped]) -> list[ProductRecord] | 
         "candela:source": "GeoTIFF",
     }
     item = stac.build_item(
+        software=SOFTWARE,
         item_id=item_id,
         collection=collection,
         datetime=when,

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from candela_sdk.sentinel2 import baseline_from_name as baseline_from_name
+from candela_sdk.stac import isoformat as isoformat
 
 COLLECTIONS = ("sentinel-2-l2a", "sentinel-2-l1c", "sentinel-1-grd")
 
@@ -79,10 +80,6 @@ class Scan:
 
 
 # --- helpers -------------------------------------------------------------------------------
-
-
-def isoformat(value: dt.datetime) -> str:
-    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 def utc(value: dt.datetime) -> dt.datetime:
