@@ -79,6 +79,40 @@ def _uri(path: Path) -> str:
     return path.resolve().as_uri()
 
 
+def _record(
+    item_id: str,
+    collection: str,
+    when: dt.datetime,
+    geometry: dict[str, Any],
+    bbox: tuple[float, float, float, float],
+    href: str,
+    properties: dict[str, Any],
+    assets: dict[str, dict[str, Any]],
+    **fields: Any,
+) -> ProductRecord:
+    """A catalogue record and its STAC item, both from the same fields."""
+    item = stac.build_item(
+        item_id=item_id,
+        collection=collection,
+        datetime=when,
+        geometry=geometry,
+        bbox=bbox,
+        properties=properties,
+        assets=assets,
+        software=SOFTWARE,
+    )
+    return ProductRecord(
+        id=item_id,
+        collection=collection,
+        datetime=when,
+        geometry=geometry,
+        bbox=bbox,
+        href=href,
+        item=item,
+        **fields,
+    )
+
+
 # --- public API ----------------------------------------------------------------------------
 
 
@@ -265,25 +299,16 @@ def detect_oscd(path: Path, skipped: list[Skipped]) -> list[ProductRecord] | Non
             "processing:level": "L1C",
             "candela:source": f"OSCD {city} imgs_{n}",
         }
-        item = stac.build_item(
-            software=SOFTWARE,
-            item_id=item_id,
-            collection="sentinel-2-l1c",
-            datetime=when,
-            geometry=fp["geometry"],
-            bbox=fp["bbox"],
-            properties=props,
-            assets=assets,
-        )
         records.append(
-            ProductRecord(
-                id=item_id,
-                collection="sentinel-2-l1c",
-                datetime=when,
-                geometry=fp["geometry"],
-                bbox=fp["bbox"],
-                href=_uri(folder),
-                item=item,
+            _record(
+                item_id,
+                "sentinel-2-l1c",
+                when,
+                fp["geometry"],
+                fp["bbox"],
+                _uri(folder),
+                props,
+                assets,
                 platform=platform,
                 tile=tile,
                 source="oscd",
@@ -392,25 +417,16 @@ def detect_safe(path: Path, skipped: list[Skipped]) -> list[ProductRecord] | Non
         "candela:bands": bands or None,
     }
     bbox = bbox_of(geometry)
-    item = stac.build_item(
-        software=SOFTWARE,
-        item_id=item_id,
-        collection=md.collection,
-        datetime=md.start_time,
-        geometry=geometry,
-        bbox=bbox,
-        properties=props,
-        assets=assets,
-    )
     return [
-        ProductRecord(
-            id=item_id,
-            collection=md.collection,
-            datetime=md.start_time,
-            geometry=geometry,
-            bbox=bbox,
-            href=_uri(path),
-            item=item,
+        _record(
+            item_id,
+            md.collection,
+            md.start_time,
+            geometry,
+            bbox,
+            _uri(path),
+            props,
+            assets,
             platform=platform,
             tile=tile,
             cloud_cover=md.cloud_cover,
@@ -556,25 +572,16 @@ def detect_bigearthnet(path: Path, skipped: list[Skipped]) -> list[ProductRecord
             "candela:source": "BigEarthNet",
         }
     )
-    item = stac.build_item(
-        software=SOFTWARE,
-        item_id=name,
-        collection=collection,
-        datetime=when,
-        geometry=fp["geometry"],
-        bbox=fp["bbox"],
-        properties=props,
-        assets=assets,
-    )
     return [
-        ProductRecord(
-            id=name,
-            collection=collection,
-            datetime=when,
-            geometry=fp["geometry"],
-            bbox=fp["bbox"],
-            href=_uri(path),
-            item=item,
+        _record(
+            name,
+            collection,
+            when,
+            fp["geometry"],
+            fp["bbox"],
+            _uri(path),
+            props,
+            assets,
             platform=platform,
             tile=tile,
             processing_baseline=baseline,
@@ -835,32 +842,23 @@ def detect_geotiff(path: Path, skipped: list[Skipped]) -> list[ProductRecord] | 
         "processing:version": baseline,
         "candela:source": "GeoTIFF",
     }
-    item = stac.build_item(
-        software=SOFTWARE,
-        item_id=item_id,
-        collection=collection,
-        datetime=when,
-        geometry=fp["geometry"],
-        bbox=fp["bbox"],
-        properties=props,
-        assets={
-            "data": {
-                "href": _uri(path),
-                "type": stac.COG if cog else stac.GEOTIFF,
-                "title": name,
-                "roles": ["data"],
-            }
-        },
-    )
     return [
-        ProductRecord(
-            id=item_id,
-            collection=collection,
-            datetime=when,
-            geometry=fp["geometry"],
-            bbox=fp["bbox"],
-            href=_uri(path),
-            item=item,
+        _record(
+            item_id,
+            collection,
+            when,
+            fp["geometry"],
+            fp["bbox"],
+            _uri(path),
+            props,
+            {
+                "data": {
+                    "href": _uri(path),
+                    "type": stac.COG if cog else stac.GEOTIFF,
+                    "title": name,
+                    "roles": ["data"],
+                }
+            },
             platform=platform,
             tile=tile,
             cloud_cover=cloud,
