@@ -8,7 +8,7 @@ Recognised (tried in this order on every path):
   the band files use the compact naming ``T30TXQ_20171026T110131_B02.tif`` and that date agrees,
   its sensing time is used too. Footprint from the B02 raster, href the band folder.
 * **Sentinel-2 SAFE** folder or ``.zip`` with ``MTD_MSIL1C.xml`` / ``MTD_MSIL2A.xml``
-  (see :mod:`candela_search.safe`).
+  (see :mod:`candela_sdk.sentinel2`).
 * **BigEarthNet patch** folder with ``<patch>_labels_metadata.json`` (Sentinel-2 L2A patches
   ``S2A_MSIL2A_…_<row>_<col>`` and Sentinel-1 GRD patches ``S1A_IW_GRDH_1SDV_…_<tile>_<r>_<c>``).
 * **STAC item** JSON file (a Feature, or a FeatureCollection of items).
