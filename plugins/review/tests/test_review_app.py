@@ -1,4 +1,4 @@
-"""The review app (plugins/candela_review) on a run produced by the real services.
+"""The review app (candela_review) on a run produced by the real services.
 
 A module fixture runs preprocess (both Bordeaux dates) and changedetect through their CLI
 contract (``candela_sdk.contract.main``), publishes the run with ``candela.pipeline.publish``
@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import json
 import socket
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -22,8 +21,7 @@ from urllib.parse import quote
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "plugins"))
+REPO = Path(__file__).resolve().parents[3]
 
 DAG = "s2_change_detection"
 RUN = "manual__2026-01-01T00:00:00+00:00"
@@ -117,8 +115,9 @@ def world(tmp_path_factory: pytest.TempPathFactory, pg_server: str) -> dict[str,
 
 @pytest.fixture(scope="module")
 def client(world: dict[str, Any]) -> Iterator[Any]:
-    from candela_review.app import create_app
     from fastapi.testclient import TestClient
+
+    from candela_review.app import create_app
 
     app = create_app(world["settings"], world["dsn"], auth=allow_all)
     with TestClient(mounted(app)) as c:
@@ -275,8 +274,9 @@ def _free_port() -> int:
 
 def test_pystac_client_opens_the_api(world: dict[str, Any]) -> None:
     import uvicorn
-    from candela_review.app import create_app
     from pystac_client import Client
+
+    from candela_review.app import create_app
 
     port = _free_port()
     app = mounted(create_app(world["settings"], world["dsn"], auth=allow_all))
@@ -408,8 +408,9 @@ def test_downloads_cannot_escape(client: Any, path: str) -> None:
 
 def test_missing_output_object(world: dict[str, Any]) -> None:
     """The probability COG of the run disappears: tiles and downloads say 404, the page says so."""
-    from candela_review.app import create_app
     from fastapi.testclient import TestClient
+
+    from candela_review.app import create_app
 
     prob = Path(
         world["summary"]["results"][0]["outputs"]["change_probability"].removeprefix("file://")
@@ -486,9 +487,8 @@ def test_status_page_no_data_and_failed(world: dict[str, Any], client: Any) -> N
 
 
 def test_failed_run_reason_from_task_log(tmp_path: Path) -> None:
-    from candela_review.runs import AirflowState, task_messages
-
     from candela.settings import Settings
+    from candela_review.runs import AirflowState, task_messages
 
     s = Settings(home=tmp_path)
     log_dir = s.log_dir / "airflow" / f"dag_id={DAG}" / "run_id=r1"
@@ -524,8 +524,9 @@ def test_compare_two_runs(world: dict[str, Any], client: Any) -> None:
 
 
 def test_airflow_auth_is_required(world: dict[str, Any]) -> None:
-    from candela_review.app import create_app
     from fastapi.testclient import TestClient
+
+    from candela_review.app import create_app
 
     with TestClient(mounted(create_app(world["settings"], world["dsn"]))) as c:
         r = c.get("/candela/stac/")
