@@ -323,7 +323,9 @@ def _write_outputs(
             if zones_text is not None and params.zones:
                 features, zones_crs = load_zones(zones_text, params.zones)
                 zstats = zone_statistics(features, zones_crs, mds, params.block_rows)
-                zones_source = f"zones given to the run ({params.zones.rstrip('/').rsplit('/', 1)[-1]})"
+                zones_source = (
+                    f"zones given to the run ({params.zones.rstrip('/').rsplit('/', 1)[-1]})"
+                )
             elif crs is not None:
                 cells, zones_crs = grid_zones(crs, mds.bounds)
                 kept = [
