@@ -543,3 +543,30 @@ def test_review_url_pattern() -> None:
         review_url("http://localhost:8080/", DAG, RUN)
         == "http://localhost:8080/candela/runs/s2_change_detection/manual__2026-01-01T00%3A00%3A00%2B00%3A00"
     )
+
+
+def test_result_stored_without_zones_or_histogram_shows_none_with_a_note() -> None:
+    """A result published before the pipeline stored zone statistics and histograms: the app
+    says so instead of computing them."""
+    from candela.web_errors import NotFound
+    from candela_review import runs
+
+    old = runs.Result(0, "p", {"change_mask": "file:///nowhere/change_mask.tif"}, {}, {}, None)
+    z = runs.zones_for(old)
+    assert z["zones"] == [] and "no zone statistics were stored" in z["source"]
+    with pytest.raises(NotFound, match="no histogram was stored"):
+        runs.histogram_for(old)
+
+
+def test_the_web_app_imports_no_processing_service() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, candela_review.plugin, candela_ogc.plugin\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in {'candela_changedetect',"
+        " 'candela_search', 'candela_preprocess', 'candela_mosaic', 'tensorflow'})\n"
+        "assert not bad, bad\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
