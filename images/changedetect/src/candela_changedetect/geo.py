@@ -240,3 +240,51 @@ def _cell(v: Any) -> Any:
     if isinstance(v, float):
         return f"{v:.6g}"
     return v
+
+
+# --- the default zones: a grid ------------------------------------------------------------
+
+GRID_M = 1000.0
+
+
+def metric_crs(crs: Any, bounds: tuple[float, float, float, float]) -> str:
+    """The raster's CRS when projected, else the UTM zone of its centre."""
+    from rasterio.warp import transform_bounds
+
+    if crs.is_projected:
+        return str(crs.to_string())
+    w, s, e, n = transform_bounds(crs, "EPSG:4326", *bounds)
+    lon, lat = (w + e) / 2, (s + n) / 2
+    zone = int((lon + 180) // 6) + 1
+    return f"EPSG:{(32600 if lat >= 0 else 32700) + zone}"
+
+
+def grid_zones(
+    crs: Any, bounds: tuple[float, float, float, float], cell_m: float = GRID_M
+) -> tuple[list[dict[str, Any]], str]:
+    """Square cells of ``cell_m`` covering ``bounds`` (in ``crs``), aligned on multiples of
+    ``cell_m`` in a metric CRS, as zones: the features and their CRS. Cell ids name the lower
+    left corner in kilometres (``E<x> N<y>``)."""
+    from rasterio.warp import transform_bounds
+
+    grid_crs = metric_crs(crs, bounds)
+    left, bottom, right, top = transform_bounds(crs, grid_crs, *bounds)
+    km = cell_m / 1000
+    features = []
+    y = cell_m * (bottom // cell_m)
+    while y < top:
+        x = cell_m * (left // cell_m)
+        while x < right:
+            ring = [[x, y], [x + cell_m, y], [x + cell_m, y + cell_m], [x, y + cell_m], [x, y]]
+            name = f"E{int(x // cell_m)} N{int(y // cell_m)}"
+            features.append(
+                {
+                    "type": "Feature",
+                    "id": name,
+                    "properties": {"name": f"{km:g} km cell {name}"},
+                    "geometry": {"type": "Polygon", "coordinates": [ring]},
+                }
+            )
+            x += cell_m
+        y += cell_m
+    return features, grid_crs
