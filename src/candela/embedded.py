@@ -34,7 +34,6 @@ log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[2]
 DAGS_FOLDER = REPO / "dags"
-PLUGINS_FOLDER = REPO / "plugins"
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 
 
@@ -167,6 +166,7 @@ def admin_password(settings: Settings) -> str:
 def write_airflow_config(settings: Settings, airflow_dsn: str) -> Path:
     ah = settings.airflow_home
     ah.mkdir(parents=True, exist_ok=True)
+    (ah / "plugins").mkdir(exist_ok=True)
     pw_file = ah / "passwords.json"
     if not pw_file.exists():
         pw_file.write_text(json.dumps({settings.airflow_username: secrets.token_urlsafe(12)}))
@@ -177,7 +177,9 @@ def write_airflow_config(settings: Settings, airflow_dsn: str) -> Path:
         "core": {
             "executor": "LocalExecutor",
             "dags_folder": str(DAGS_FOLDER),
-            "plugins_folder": str(PLUGINS_FOLDER),
+            # Candela's plugins are installed packages (entry point ``airflow.plugins``); the
+            # folder is only for a user's own plugin files, so nothing is loaded twice.
+            "plugins_folder": str(ah / "plugins"),
             "load_examples": "False",
             "dags_are_paused_at_creation": "False",
             "parallelism": "8",

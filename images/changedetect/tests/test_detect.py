@@ -60,6 +60,8 @@ def test_synthetic_end_to_end(pair: dict[str, Any], tmp_path: Path, capsys: Any)
         "quicklook.png",
         "statistics.json",
         "item.json",
+        "zones.geojson",  # no --zones: the 1 km grid cells
+        "zones.csv",
     }
     assert names == {p.name for p in out.iterdir()}
     for tif in ("change_probability.tif", "change_mask.tif"):
@@ -80,6 +82,19 @@ def test_synthetic_end_to_end(pair: dict[str, Any], tmp_path: Path, capsys: Any)
     assert stats["changed_area_ha"] == pytest.approx(9.0, rel=0.1)
     assert stats["changed_fraction"] == pytest.approx(900 / 120**2, rel=0.1)
     assert result["changed_area_ha"] == stats["changed_area_ha"]
+    # the histogram of change probability is stored: exact, over every valid pixel
+    hist = stats["histogram"]
+    valid_prob = prob[prob != -1]
+    assert hist["pixels"] == stats["valid_pixels"] == valid_prob.size == sum(hist["counts"])
+    assert hist["counts"] == np.histogram(valid_prob, bins=20, range=(0.0, 1.0))[0].tolist()
+    # no --zones: 1 km grid cells that tile the raster, so their changed areas add up
+    assert "1 km grid" in stats["zones_source"]
+    cells = json.loads((out / "zones.geojson").read_text())["features"]
+    assert len(cells) == stats["zones"] >= 2
+    assert all(c["properties"]["name"].startswith("1 km cell E") for c in cells)
+    assert sum(c["properties"]["change_changed_area_ha"] for c in cells) == pytest.approx(
+        stats["changed_area_ha"]
+    )
     item = json.loads((out / "item.json").read_text())
     links = {ln["href"] for ln in item["links"] if ln["rel"] == "derived_from"}
     assert links == {pair["before"].as_uri(), pair["after"].as_uri()}

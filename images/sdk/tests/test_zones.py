@@ -14,8 +14,8 @@ from rasterio.transform import from_origin
 from shapely import to_wkb
 from shapely.geometry import box
 
-from candela_sdk.errors import InputError, NoDataError
-from candela_sdk.zones import load_zones, read_zones, zone_statistics, zone_table
+from candela_sdk.errors import InputError
+from candela_sdk.zones import grid_zones, load_zones, read_zones, zone_statistics
 
 # a 10 x 10 pixel mask of 10 m pixels in UTM 30N; the west half changed, row 0 nodata
 ORIGIN = (500000.0, 4970000.0)
@@ -107,10 +107,10 @@ def test_bad_zones_files() -> None:
         load_zones(b"\xff\xfe\x00garbage", "z.bin")
 
 
-def test_zone_table_grid_without_zones(tmp_path: Path) -> None:
-    table = zone_table(str(_mask(tmp_path / "mask.tif")), None, grid_m=50)
-    assert "grid cells in EPSG:32630" in table["source"]
-    assert table["zones"][0]["changed_area_ha"] >= table["zones"][-1]["changed_area_ha"]
-    assert all(-180 <= z["bbox"][0] <= 180 for z in table["zones"])
-    with pytest.raises(NoDataError, match="no CRS"):
-        zone_table(str(_mask(tmp_path / "nocrs.tif", crs=None)), None)
+def test_grid_zones_cover_the_raster(tmp_path: Path) -> None:
+    with rasterio.open(_mask(tmp_path / "mask.tif")) as ds:
+        cells, crs = grid_zones(ds.crs, ds.bounds, cell_m=50)
+        stats = zone_statistics(cells, crs, ds)
+    assert crs == "EPSG:32630" and len(cells) == 4  # 100 m x 100 m in 50 m cells
+    assert sum(s["valid_pixels"] for s in stats) == 90  # every valid pixel counted once
+    assert cells[0]["id"] == "E10000 N99398" and "km cell" in cells[0]["properties"]["name"]

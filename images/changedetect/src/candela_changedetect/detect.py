@@ -14,7 +14,11 @@ appears in the output folder):
 ``quicklook.png``           changes in red over the after image, legend and scale bar
 ``statistics.json``         pixel counts, areas (ha), changed share, thresholds, fitted model
 ``item.json``               STAC item of the outputs with provenance (``derived_from`` the inputs)
-``zones.geojson``/``.csv``  with ``--zones``: changed area and share per zone
+``zones.geojson``/``.csv``  changed area and share per zone: the ``--zones`` given, else the 1 km
+                            grid cells (local UTM zone) that hold valid pixels
+
+``statistics.json`` also holds the histogram of change probability over every valid pixel and
+where the zones come from (``zones_source``): the review app only reads these, it computes none.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import numpy as np
 from candela_changedetect import __version__
 
 if TYPE_CHECKING:
-    from candela_changedetect.params import DetectParams
+    from candela_changedetect.service import DetectParams
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +48,7 @@ SCORE_NAMES = {
     "irmad": "IRMAD chi-square statistic",
     "encoder": "cross-date translation residual of the self-supervised encoder",
 }
+HISTOGRAM_BINS = 20
 SHORT_SCORE_NAMES = {"cva": "magnitude", "irmad": "chi-square", "encoder": "residual"}
 DATETIME_TAGS = ("datetime", "DATETIME", "start_datetime", "ACQUISITION_DATETIME", "acquired")
 
@@ -205,6 +210,7 @@ def _write_outputs(
     from candela_sdk.cog import CogSpec, cog_writer
     from candela_sdk.errors import NoDataError
     from candela_sdk.zones import (
+        grid_zones,
         load_zones,
         row_pixel_areas_m2,
         zone_statistics,
@@ -234,6 +240,8 @@ def _write_outputs(
     ql = QuicklookAccumulator(height, width, render_idx)
     counts = {"valid": 0, "changed": 0}
     areas = {"valid": 0.0, "changed": 0.0}
+    hist_edges = np.linspace(0.0, 1.0, HISTOGRAM_BINS + 1)
+    hist = np.zeros(HISTOGRAM_BINS, dtype=np.int64)
     has_area = crs is not None
     out_loc = storage.parse(params.output)
 
@@ -251,6 +259,7 @@ def _write_outputs(
                 wm.write(np.where(valid, change, MASK_NODATA).astype(np.uint8)[None], window=win)
                 counts["valid"] += int(valid.sum())
                 counts["changed"] += int(change.sum())
+                hist += np.histogram(prob[valid], bins=hist_edges)[0]
                 row_areas = row_pixel_areas_m2(
                     transform, crs, blk.window.row_off, blk.window.height
                 )
@@ -296,6 +305,12 @@ def _write_outputs(
                 "zones": storage.to_uri(params.zones) if params.zones else None,
             },
             "model_fit": model.describe(),
+            "histogram": {
+                "edges": [round(float(e), 6) for e in hist_edges],
+                "counts": [int(c) for c in hist],
+                "pixels": int(hist.sum()),
+                "of": "change probability of every valid pixel",
+            },
         }
         names_out = [
             "change_probability.tif",
@@ -304,13 +319,33 @@ def _write_outputs(
             "statistics.json",
         ]
 
-        if zones_text is not None and params.zones:
-            features, zones_crs = load_zones(zones_text, params.zones)
-            with rasterio.open(mask_path) as mds:
+        with rasterio.open(mask_path) as mds:
+            if zones_text is not None and params.zones:
+                features, zones_crs = load_zones(zones_text, params.zones)
                 zstats = zone_statistics(features, zones_crs, mds, params.block_rows)
+                zones_source = (
+                    f"zones given to the run ({params.zones.rstrip('/').rsplit('/', 1)[-1]})"
+                )
+            elif crs is not None:
+                cells, zones_crs = grid_zones(crs, mds.bounds)
+                kept = [
+                    (f, z)
+                    for f, z in zip(
+                        cells,
+                        zone_statistics(cells, zones_crs, mds, params.block_rows),
+                        strict=True,
+                    )
+                    if z["valid_pixels"]
+                ]
+                features, zstats = [f for f, _ in kept], [z for _, z in kept]
+                zones_source = f"1 km grid cells in {zones_crs} (the run was given no zones)"
+            else:
+                features, zstats = [], []
+        if features:
             (stage / "zones.geojson").write_text(zones_geojson(features, zstats, zones_crs))
             (stage / "zones.csv").write_text(zones_csv(features, zstats))
             statistics["zones"] = len(zstats)
+            statistics["zones_source"] = zones_source
             names_out += ["zones.geojson", "zones.csv"]
 
         area_text = (

@@ -5,7 +5,7 @@ or geometry (RFC 7946 WGS 84, or a legacy ``crs`` member), or as a GeoPackage (i
 table, any CRS). :func:`load_zones` gives its features (GeoJSON dicts) and their CRS;
 :func:`zone_statistics` counts, per zone, the changed and valid pixels and hectares of a change
 mask (1 change, 0 no change, 255 nodata); :func:`zones_geojson` / :func:`zones_csv` write the
-result; :func:`zone_table` is the table a results page shows (the run's zones, or a 1 km grid).
+result; :func:`grid_zones` makes the default zones (1 km cells) when a run is given none.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from candela_sdk.errors import InputError, NoDataError
+from candela_sdk.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -321,111 +321,49 @@ def _cell(v: Any) -> Any:
     return v
 
 
-# --- the per-zone table of a result ---------------------------------------------------------
+# --- the default zones: a grid ------------------------------------------------------------
 
 GRID_M = 1000.0
 
 
-def zone_table(mask_uri: str, zones_uri: str | None, grid_m: float = GRID_M) -> dict[str, Any]:
-    """The rows a results page lists, largest changed area first, geometries in WGS 84.
-
-    With ``zones_uri`` (the run's ``zones.geojson``, statistics already in its properties) its
-    zones; without, the change mask counted on a grid of ``grid_m`` cells in the raster's CRS (or
-    the UTM zone of its centre), cells without a valid pixel left out. :class:`NoDataError` when
-    there are no zones and the raster has no CRS.
-    """
-    import rasterio
-    from rasterio.warp import transform_bounds, transform_geom
-
-    from candela_sdk import storage
-
-    with storage.rasterio_env(), rasterio.open(storage.gdal_path(mask_uri)) as ds:
-        rows: list[dict[str, Any]] = []
-        if zones_uri:
-            feats, crs = read_zones(zones_uri)
-            for i, f in enumerate(feats):
-                p = f.get("properties") or {}
-                geom = f.get("geometry")
-                g84 = transform_geom(crs, "EPSG:4326", geom) if crs != "EPSG:4326" else geom
-                rows.append(
-                    {
-                        "id": str(f.get("id", p.get("zone_id", i))),
-                        "name": str(p.get("name") or p.get("nom") or p.get("label") or ""),
-                        "valid_area_ha": p.get("change_valid_area_ha"),
-                        "changed_area_ha": p.get("change_changed_area_ha"),
-                        "changed_fraction": p.get("change_changed_fraction"),
-                        "geometry": g84,
-                    }
-                )
-            source = "zones given to the run (zones.geojson)"
-        else:
-            if ds.crs is None:
-                raise NoDataError("no zones and the raster has no CRS: no grid to count on")
-            grid_crs = _metric_crs(ds)
-            feats = _grid_cells(transform_bounds(ds.crs, grid_crs, *ds.bounds), grid_m)
-            stats = zone_statistics(feats, grid_crs, ds)
-            for f, s in zip(feats, stats, strict=True):
-                if not s["valid_pixels"]:
-                    continue
-                rows.append(
-                    {
-                        "id": s["zone_id"],
-                        "name": f"{grid_m / 1000:g} km cell {s['zone_id']}",
-                        "valid_area_ha": s["valid_area_ha"],
-                        "changed_area_ha": s["changed_area_ha"],
-                        "changed_fraction": s["changed_fraction"],
-                        "geometry": transform_geom(grid_crs, "EPSG:4326", f["geometry"]),
-                    }
-                )
-            source = f"{grid_m / 1000:g} km grid cells in {grid_crs} (the run was given no zones)"
-        for r in rows:
-            pts = [tuple(c) for ring in _rings(r["geometry"]) for c in ring]
-            if pts:
-                xs, ys = zip(*[(p[0], p[1]) for p in pts], strict=True)
-                r["bbox"] = [min(xs), min(ys), max(xs), max(ys)]
-            else:
-                r["bbox"] = list(transform_bounds(ds.crs, "EPSG:4326", *ds.bounds))
-    rows.sort(key=lambda r: -(r["changed_area_ha"] or 0.0))
-    return {"source": source, "zones": rows}
-
-
-def _grid_cells(bounds: tuple[float, float, float, float], size: float) -> list[dict[str, Any]]:
-    left, bottom, right, top = bounds
-    feats = []
-    x0 = size * (left // size)
-    y = size * (bottom // size)
-    while y < top:
-        x = x0
-        while x < right:
-            ring = [[x, y], [x + size, y], [x + size, y + size], [x, y + size]]
-            cell = {"type": "Polygon", "coordinates": [[*ring, ring[0]]]}
-            name = f"E{int(x // size)} N{int(y // size)}"
-            feats.append({"type": "Feature", "id": name, "properties": {}, "geometry": cell})
-            x += size
-        y += size
-    return feats
-
-
-def _metric_crs(ds: Any) -> str:
+def metric_crs(crs: Any, bounds: tuple[float, float, float, float]) -> str:
     """The raster's CRS when projected, else the UTM zone of its centre."""
     from rasterio.warp import transform_bounds
 
-    if ds.crs.is_projected:
-        return str(ds.crs.to_string())
-    w, s, e, n = transform_bounds(ds.crs, "EPSG:4326", *ds.bounds)
+    if crs.is_projected:
+        return str(crs.to_string())
+    w, s, e, n = transform_bounds(crs, "EPSG:4326", *bounds)
     lon, lat = (w + e) / 2, (s + n) / 2
     zone = int((lon + 180) // 6) + 1
     return f"EPSG:{(32600 if lat >= 0 else 32700) + zone}"
 
 
-def _rings(geom: dict[str, Any] | None) -> list[list[Any]]:
-    if not geom:
-        return []
-    t = geom.get("type")
-    if t == "Polygon":
-        return list(geom["coordinates"])
-    if t == "MultiPolygon":
-        return [ring for poly in geom["coordinates"] for ring in poly]
-    if t == "GeometryCollection":
-        return [r for g in geom.get("geometries", []) for r in _rings(g)]
-    return []
+def grid_zones(
+    crs: Any, bounds: tuple[float, float, float, float], cell_m: float = GRID_M
+) -> tuple[list[dict[str, Any]], str]:
+    """Square cells of ``cell_m`` covering ``bounds`` (in ``crs``), aligned on multiples of
+    ``cell_m`` in a metric CRS, as zones: the features and their CRS. Cell ids name the lower
+    left corner in kilometres (``E<x> N<y>``)."""
+    from rasterio.warp import transform_bounds
+
+    grid_crs = metric_crs(crs, bounds)
+    left, bottom, right, top = transform_bounds(crs, grid_crs, *bounds)
+    km = cell_m / 1000
+    features = []
+    y = cell_m * (bottom // cell_m)
+    while y < top:
+        x = cell_m * (left // cell_m)
+        while x < right:
+            ring = [[x, y], [x + cell_m, y], [x + cell_m, y + cell_m], [x, y + cell_m], [x, y]]
+            name = f"E{int(x // cell_m)} N{int(y // cell_m)}"
+            features.append(
+                {
+                    "type": "Feature",
+                    "id": name,
+                    "properties": {"name": f"{km:g} km cell {name}"},
+                    "geometry": {"type": "Polygon", "coordinates": [ring]},
+                }
+            )
+            x += cell_m
+        y += cell_m
+    return features, grid_crs

@@ -15,6 +15,8 @@ import mimetypes
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from candela.web_errors import WebError
+
 SPEC = "http://www.opengis.net/spec/ogcapi-processes-1/1.0/conf"
 CONFORMANCE = [
     f"{SPEC}/core",
@@ -51,12 +53,11 @@ FINISHED_TASK_STATES = {"success", "skipped", "failed", "upstream_failed", "remo
 JSON = "application/json"
 
 
-class OgcError(Exception):
+class OgcError(WebError):
     """An OGC exception (RFC 7807 problem details); the app turns it into the response."""
 
     def __init__(self, status: int, type_: str, title: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
+        super().__init__(detail, status)
         self.type = type_
         self.title = title
         self.detail = detail

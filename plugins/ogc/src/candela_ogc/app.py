@@ -18,6 +18,8 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from candela import web_errors
+from candela.web_errors import WebError
 from candela_ogc import ogc
 from candela_ogc.airflow_rest import AirflowRest
 from candela_ogc.ogc import OgcError
@@ -44,10 +46,19 @@ async def _ogc_error(request: Request, exc: OgcError) -> JSONResponse:
     return JSONResponse(exc.body(), status_code=exc.status)
 
 
+@app.exception_handler(WebError)
+async def _web_error(request: Request, exc: WebError) -> JSONResponse:
+    # raised by shared platform code: the kind of failure, status from the one table
+    title = web_errors.TITLES.get(exc.status, "Error")
+    type_ = ogc.INVALID_INPUT if exc.status == 400 else ogc.UPSTREAM
+    body = {"type": type_, "title": title, "status": exc.status, "detail": str(exc)}
+    return JSONResponse(body, status_code=exc.status)
+
+
 @app.exception_handler(HTTPException)
 async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
     # 401/403 from Airflow's auth dependency, 404 for an unknown path, 405 …
-    title = {401: "Unauthorized", 403: "Forbidden", 404: "Not found"}.get(exc.status_code, "Error")
+    title = web_errors.TITLES.get(exc.status_code, "Error")
     type_ = ogc.UNAUTHORIZED if exc.status_code in (401, 403) else ogc.UPSTREAM
     body = {"type": type_, "title": title, "status": exc.status_code, "detail": str(exc.detail)}
     headers = dict(exc.headers or {})

@@ -1,4 +1,4 @@
-"""The review app (plugins/candela_review) on a run produced by the real services.
+"""The review app (candela_review) on a run produced by the real services.
 
 A module fixture runs preprocess (both Bordeaux dates) and changedetect through their CLI
 contract (``candela_sdk.contract.main``), publishes the run with ``candela.pipeline.publish``
@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import json
 import socket
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -22,8 +21,7 @@ from urllib.parse import quote
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "plugins"))
+REPO = Path(__file__).resolve().parents[3]
 
 DAG = "s2_change_detection"
 RUN = "manual__2026-01-01T00:00:00+00:00"
@@ -117,8 +115,9 @@ def world(tmp_path_factory: pytest.TempPathFactory, pg_server: str) -> dict[str,
 
 @pytest.fixture(scope="module")
 def client(world: dict[str, Any]) -> Iterator[Any]:
-    from candela_review.app import create_app
     from fastapi.testclient import TestClient
+
+    from candela_review.app import create_app
 
     app = create_app(world["settings"], world["dsn"], auth=allow_all)
     with TestClient(mounted(app)) as c:
@@ -275,8 +274,9 @@ def _free_port() -> int:
 
 def test_pystac_client_opens_the_api(world: dict[str, Any]) -> None:
     import uvicorn
-    from candela_review.app import create_app
     from pystac_client import Client
+
+    from candela_review.app import create_app
 
     port = _free_port()
     app = mounted(create_app(world["settings"], world["dsn"], auth=allow_all))
@@ -408,8 +408,9 @@ def test_downloads_cannot_escape(client: Any, path: str) -> None:
 
 def test_missing_output_object(world: dict[str, Any]) -> None:
     """The probability COG of the run disappears: tiles and downloads say 404, the page says so."""
-    from candela_review.app import create_app
     from fastapi.testclient import TestClient
+
+    from candela_review.app import create_app
 
     prob = Path(
         world["summary"]["results"][0]["outputs"]["change_probability"].removeprefix("file://")
@@ -486,9 +487,8 @@ def test_status_page_no_data_and_failed(world: dict[str, Any], client: Any) -> N
 
 
 def test_failed_run_reason_from_task_log(tmp_path: Path) -> None:
-    from candela_review.runs import AirflowState, task_messages
-
     from candela.settings import Settings
+    from candela_review.runs import AirflowState, task_messages
 
     s = Settings(home=tmp_path)
     log_dir = s.log_dir / "airflow" / f"dag_id={DAG}" / "run_id=r1"
@@ -524,8 +524,9 @@ def test_compare_two_runs(world: dict[str, Any], client: Any) -> None:
 
 
 def test_airflow_auth_is_required(world: dict[str, Any]) -> None:
-    from candela_review.app import create_app
     from fastapi.testclient import TestClient
+
+    from candela_review.app import create_app
 
     with TestClient(mounted(create_app(world["settings"], world["dsn"]))) as c:
         r = c.get("/candela/stac/")
@@ -542,3 +543,30 @@ def test_review_url_pattern() -> None:
         review_url("http://localhost:8080/", DAG, RUN)
         == "http://localhost:8080/candela/runs/s2_change_detection/manual__2026-01-01T00%3A00%3A00%2B00%3A00"
     )
+
+
+def test_result_stored_without_zones_or_histogram_shows_none_with_a_note() -> None:
+    """A result published before the pipeline stored zone statistics and histograms: the app
+    says so instead of computing them."""
+    from candela.web_errors import NotFound
+    from candela_review import runs
+
+    old = runs.Result(0, "p", {"change_mask": "file:///nowhere/change_mask.tif"}, {}, {}, None)
+    z = runs.zones_for(old)
+    assert z["zones"] == [] and "no zone statistics were stored" in z["source"]
+    with pytest.raises(NotFound, match="no histogram was stored"):
+        runs.histogram_for(old)
+
+
+def test_the_web_app_imports_no_processing_service() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, candela_review.plugin, candela_ogc.plugin\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in {'candela_changedetect',"
+        " 'candela_search', 'candela_preprocess', 'candela_mosaic', 'tensorflow'})\n"
+        "assert not bad, bad\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from candela_review.runs import ReviewError
+from candela.web_errors import BadRequest, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def _split(value: Any, what: str) -> list[str] | None:
         return [v.strip() for v in value.split(",") if v.strip()]
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return list(value)
-    raise ReviewError(f"{what} must be a list of strings or a comma-separated string")
+    raise BadRequest(f"{what} must be a list of strings or a comma-separated string")
 
 
 def parse_bbox(value: Any) -> list[float] | None:
@@ -62,14 +62,14 @@ def parse_bbox(value: Any) -> list[float] | None:
     try:
         nums = [float(v) for v in parts]
     except (TypeError, ValueError):
-        raise ReviewError(f"bbox must be 4 numbers minx,miny,maxx,maxy; got {value!r}") from None
+        raise BadRequest(f"bbox must be 4 numbers minx,miny,maxx,maxy; got {value!r}") from None
     if len(nums) == 6:  # 3D: drop the heights
         nums = [nums[0], nums[1], nums[3], nums[4]]
     if len(nums) != 4 or not all(math.isfinite(n) for n in nums):
-        raise ReviewError(f"bbox must be 4 numbers minx,miny,maxx,maxy; got {value!r}")
+        raise BadRequest(f"bbox must be 4 numbers minx,miny,maxx,maxy; got {value!r}")
     w, s, e, n = nums
     if not (-180 <= w <= 180 and -180 <= e <= 180 and -90 <= s <= n <= 90):
-        raise ReviewError(f"bbox {nums} is outside WGS 84 or has miny > maxy")
+        raise BadRequest(f"bbox {nums} is outside WGS 84 or has miny > maxy")
     return nums
 
 
@@ -79,9 +79,7 @@ def _parse_instant(text: str) -> dt.datetime | None:
     try:
         value = dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
-        raise ReviewError(
-            f"datetime {text!r} is not RFC 3339 (e.g. 2017-10-26T00:00:00Z)"
-        ) from None
+        raise BadRequest(f"datetime {text!r} is not RFC 3339 (e.g. 2017-10-26T00:00:00Z)") from None
     if value.tzinfo is None:
         value = value.replace(tzinfo=dt.UTC)
     return value
@@ -91,18 +89,18 @@ def parse_datetime(value: Any) -> tuple[dt.datetime | None, dt.datetime | None]:
     if value is None or value == "":
         return None, None
     if not isinstance(value, str):
-        raise ReviewError("datetime must be a string: an instant or an interval start/end")
+        raise BadRequest("datetime must be a string: an instant or an interval start/end")
     if "/" in value:
         a, _, b = value.partition("/")
         start, end = _parse_instant(a), _parse_instant(b)
         if start is None and end is None:
-            raise ReviewError("datetime interval '../..' is open at both ends")
+            raise BadRequest("datetime interval '../..' is open at both ends")
         if start and end and start > end:
-            raise ReviewError(f"datetime interval {value!r} ends before it starts")
+            raise BadRequest(f"datetime interval {value!r} ends before it starts")
         return start, end
     t = _parse_instant(value)
     if t is None:
-        raise ReviewError(f"datetime {value!r} is not RFC 3339")
+        raise BadRequest(f"datetime {value!r} is not RFC 3339")
     return t, t
 
 
@@ -112,9 +110,9 @@ def parse_limit(value: Any) -> int:
     try:
         n = int(value)
     except (TypeError, ValueError):
-        raise ReviewError(f"limit must be an integer; got {value!r}") from None
+        raise BadRequest(f"limit must be an integer; got {value!r}") from None
     if not 1 <= n <= MAX_LIMIT:
-        raise ReviewError(f"limit must be between 1 and {MAX_LIMIT}; got {n}")
+        raise BadRequest(f"limit must be between 1 and {MAX_LIMIT}; got {n}")
     return n
 
 
@@ -123,7 +121,7 @@ def parse_token(value: Any) -> int:
         return 0
     text = str(value).removeprefix("next:")
     if not text.isdigit():
-        raise ReviewError(f"token {value!r} is not a paging token of this API")
+        raise BadRequest(f"token {value!r} is not a paging token of this API")
     return int(text)
 
 
@@ -131,9 +129,9 @@ def parse_query(params: dict[str, Any]) -> Query:
     known = {"collections", "ids", "bbox", "datetime", "limit", "token", "intersects", "fields"}
     unknown = sorted(set(params) - known)
     if unknown:
-        raise ReviewError(f"unsupported search parameter(s): {', '.join(unknown)}")
+        raise BadRequest(f"unsupported search parameter(s): {', '.join(unknown)}")
     if params.get("intersects") not in (None, ""):
-        raise ReviewError("intersects is not supported by this API; use bbox")
+        raise BadRequest("intersects is not supported by this API; use bbox")
     start, end = parse_datetime(params.get("datetime"))
     return Query(
         collections=_split(params.get("collections"), "collections"),
@@ -158,7 +156,7 @@ class ResultsCatalog:
         try:
             return psycopg.connect(self.dsn, connect_timeout=5)
         except psycopg.OperationalError as exc:
-            raise ReviewError(f"the results database is not reachable: {exc}", 503) from None
+            raise Unavailable(f"the results database is not reachable: {exc}") from None
 
     def collections(self) -> list[dict[str, Any]]:
         with self._conn() as conn:

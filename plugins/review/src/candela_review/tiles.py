@@ -20,7 +20,7 @@ import numpy as np
 from rio_tiler.errors import TileOutsideBounds
 from rio_tiler.io import Reader
 
-from candela_review.runs import ReviewError
+from candela.web_errors import BadRequest, Unprocessable
 
 log = logging.getLogger(__name__)
 
@@ -91,10 +91,10 @@ def empty_tile() -> bytes:
 
 def check_tile(z: int, x: int, y: int) -> None:
     if not 0 <= z <= 24:
-        raise ReviewError(f"zoom {z} out of range 0-24")
+        raise BadRequest(f"zoom {z} out of range 0-24")
     n = 1 << z
     if not (0 <= x < n and 0 <= y < n):
-        raise ReviewError(f"tile {z}/{x}/{y} does not exist (x and y must be in 0-{n - 1})")
+        raise BadRequest(f"tile {z}/{x}/{y} does not exist (x and y must be in 0-{n - 1})")
 
 
 def rgb_indexes(descriptions: tuple[str | None, ...]) -> tuple[int, int, int]:
@@ -102,8 +102,8 @@ def rgb_indexes(descriptions: tuple[str | None, ...]) -> tuple[int, int, int]:
     try:
         return tuple(names.index(b) + 1 for b in RGB_BANDS)  # type: ignore[return-value]
     except ValueError:
-        raise ReviewError(
-            f"the stack has no {'/'.join(RGB_BANDS)} bands (bands: {', '.join(names)})", 422
+        raise Unprocessable(
+            f"the stack has no {'/'.join(RGB_BANDS)} bands (bands: {', '.join(names)})"
         ) from None
 
 

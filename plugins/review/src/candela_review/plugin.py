@@ -1,9 +1,13 @@
 """Airflow plugin: Candela's review app (STAC API of results, map tiles, review pages, reports)
-mounted at ``/candela`` in the api-server, and a "Review" tab on every DAG run in the UI."""
+mounted at ``/candela`` in the api-server, and a "Review" tab on every DAG run in the UI.
+
+Registered through the ``airflow.plugins`` entry point (``plugins/review/pyproject.toml``): Airflow
+finds it wherever the package is installed, not through its plugins folder."""
 
 from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
+
 from candela_review.app import PREFIX, create_app
 
 

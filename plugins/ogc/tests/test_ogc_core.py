@@ -1,21 +1,16 @@
-"""The OGC API – Processes documents (``plugins/candela_ogc/ogc.py``) without a platform: job
+"""The OGC API – Processes documents (``candela_ogc.ogc``) without a platform: job
 ids, schemas, input validation, status and results, checked against the models generated from
 the standard's published OpenAPI document (``ogc-api-processes-client``)."""
 
 from __future__ import annotations
-
-import sys
-from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from ogc_api_processes_client.models import Process, StatusInfo
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
-
-from candela_ogc import ogc  # noqa: E402
-from candela_ogc.openapi import openapi_document  # noqa: E402
+from candela_ogc import ogc
+from candela_ogc.openapi import openapi_document
 
 BASE = "http://localhost:8080/ogc"
 DAG_ID = st.from_regex(r"[A-Za-z0-9_.-]{1,40}", fullmatch=True)

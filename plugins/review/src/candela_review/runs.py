@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from candela.settings import Settings
+from candela.web_errors import NotFound, WebError, error_for_status
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +31,9 @@ ASSET_KEYS = (
 )
 
 
-class ReviewError(Exception):
-    """A request the review app cannot serve; ``status`` is the HTTP code."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
+def ReviewError(message: str, status: int = 400) -> WebError:  # noqa: N802 - kept for callers
+    """Deprecated: raise the kind of failure from :mod:`candela.web_errors` instead."""
+    return error_for_status(status)(message)
 
 
 @dataclass
@@ -102,8 +100,8 @@ class Run:
 
     def result(self, index: int) -> Result:
         if not 0 <= index < len(self.results):
-            raise ReviewError(
-                f"run {self.run_id} has {len(self.results)} result(s); no result {index}", 404
+            raise NotFound(
+                f"run {self.run_id} has {len(self.results)} result(s); no result {index}"
             )
         return self.results[index]
 
@@ -303,57 +301,93 @@ def _reason(path: Path, state: str) -> str | None:
     return found
 
 
-@lru_cache(maxsize=64)
-def _cached_zones(mask_uri: str, zones_uri: str | None, stamp: str) -> dict[str, Any]:
-    return compute_zones(mask_uri, zones_uri)
-
-
 def zones_for(result: Result) -> dict[str, Any]:
-    """The per-zone table of a result: the run's own zones (``zones.geojson``) or, when the run
-    was given none, a 1 km grid over the raster, counted on the change mask."""
-    mask = result.outputs.get("change_mask")
-    if not mask or "change_mask" in result.missing:
-        raise ReviewError("the change mask of this result is missing", 404)
-    zones = result.outputs.get("zones_geojson")
-    if zones and "zones_geojson" in result.missing:
-        zones = None
-    return _cached_zones(mask, zones, result.summary.get("item") or "")
+    """The per-zone table the pipeline stored with a result (``zones.geojson``: the zones given to
+    the run, or the 1 km grid cells), geometries in WGS 84; none, with a note, for a result
+    stored without one. Nothing is counted here."""
+    uri = result.outputs.get("zones_geojson")
+    if not uri:
+        return {"source": NO_STORED_ZONES, "zones": []}
+    if "zones_geojson" in result.missing:
+        raise NotFound("the zone statistics of this result are missing from storage")
+    source = (result.statistics or {}).get("zones_source") or "zones given to the run"
+    return _stored_zones(uri, source, _stamp(uri))
 
 
-def compute_zones(mask_uri: str, zones_uri: str | None) -> dict[str, Any]:
-    """The per-zone table (see :func:`candela_sdk.zones.zone_table`)."""
-    from candela_sdk.errors import NoDataError
-    from candela_sdk.zones import zone_table
-
-    try:
-        return zone_table(mask_uri, zones_uri)
-    except NoDataError as exc:
-        raise ReviewError(str(exc), 404) from None
+NO_STORED_ZONES = (
+    "no zone statistics were stored with this result (it predates them): run it again to get them"
+)
 
 
-def histogram(prob_uri: str, bins: int = 20) -> dict[str, Any]:
-    """Histogram of change probability over the valid pixels (read at up to 1024 px a side)."""
-    return _cached_histogram(prob_uri, bins)
+def histogram_for(result: Result) -> dict[str, Any]:
+    """The histogram of change probability the pipeline stored in the result's statistics."""
+    if "change_probability" in result.missing:
+        raise NotFound("the change probability of this result is missing")
+    hist = (result.statistics or {}).get("histogram")
+    if not isinstance(hist, dict) or not hist.get("counts"):
+        raise NotFound("no histogram was stored with this result (it predates them)")
+    return hist
 
 
-@lru_cache(maxsize=64)
-def _cached_histogram(prob_uri: str, bins: int) -> dict[str, Any]:
-    import numpy as np
-    import rasterio
-    from rasterio.enums import Resampling
-
+def _stamp(uri: str) -> float:
     from candela_sdk import storage
 
-    with storage.rasterio_env(), rasterio.open(storage.gdal_path(prob_uri)) as ds:
-        scale = max(1.0, max(ds.width, ds.height) / 1024)
-        shape = (max(1, int(ds.height / scale)), max(1, int(ds.width / scale)))
-        data = ds.read(1, out_shape=shape, resampling=Resampling.nearest, masked=True)
-    values = data.compressed()
-    values = values[np.isfinite(values)]
-    counts, edges = np.histogram(values, bins=bins, range=(0.0, 1.0))
-    return {
-        "edges": [round(float(e), 6) for e in edges],
-        "counts": [int(c) for c in counts],
-        "pixels": int(values.size),
-        "sampled_every": round(scale, 3),
-    }
+    loc = storage.parse(uri)
+    if loc.scheme == "file":
+        try:
+            return Path(loc.path).stat().st_mtime
+        except OSError:
+            return 0.0
+    return 0.0
+
+
+@lru_cache(maxsize=64)
+def _stored_zones(uri: str, source: str, stamp: float) -> dict[str, Any]:
+    from rasterio.warp import transform_geom
+
+    from candela_sdk.errors import CandelaError
+    from candela_sdk.zones import read_zones
+
+    try:
+        features, crs = read_zones(uri)
+    except (CandelaError, OSError):
+        raise NotFound("the zone statistics of this result are not readable") from None
+    rows: list[dict[str, Any]] = []
+    for i, f in enumerate(features):
+        p = f.get("properties") or {}
+        geom = f.get("geometry")
+        g84 = transform_geom(crs, "EPSG:4326", geom) if geom and crs != "EPSG:4326" else geom
+        pts = [c for ring in _rings(g84) for c in ring]
+        rows.append(
+            {
+                "id": str(f.get("id", p.get("zone_id", i))),
+                "name": str(p.get("name") or p.get("nom") or p.get("label") or ""),
+                "valid_area_ha": p.get("change_valid_area_ha"),
+                "changed_area_ha": p.get("change_changed_area_ha"),
+                "changed_fraction": p.get("change_changed_fraction"),
+                "geometry": g84,
+                "bbox": [
+                    min(c[0] for c in pts),
+                    min(c[1] for c in pts),
+                    max(c[0] for c in pts),
+                    max(c[1] for c in pts),
+                ]
+                if pts
+                else None,
+            }
+        )
+    rows.sort(key=lambda r: -(r["changed_area_ha"] or 0.0))
+    return {"source": source, "zones": rows}
+
+
+def _rings(geom: dict[str, Any] | None) -> list[list[Any]]:
+    if not geom:
+        return []
+    t = geom.get("type")
+    if t == "Polygon":
+        return list(geom["coordinates"])
+    if t == "MultiPolygon":
+        return [ring for poly in geom["coordinates"] for ring in poly]
+    if t == "GeometryCollection":
+        return [r for g in geom.get("geometries", []) for r in _rings(g)]
+    return []

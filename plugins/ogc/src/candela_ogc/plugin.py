@@ -1,8 +1,11 @@
-"""Airflow plugin: OGC API – Processes at ``/ogc`` on the API server (see ``candela_ogc``)."""
+"""Airflow plugin: OGC API – Processes at ``/ogc`` on the API server (see ``candela_ogc``).
+
+Registered through the ``airflow.plugins`` entry point (``plugins/ogc/pyproject.toml``)."""
 
 from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
+
 from candela_ogc.app import app
 
 

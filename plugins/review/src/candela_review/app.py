@@ -1,0 +1,88 @@
+"""The review app (FastAPI), mounted by the Airflow plugin at ``/candela`` in the api-server.
+
+Routes (all behind Airflow's own authentication: ``Authorization: Bearer <JWT>`` or the UI's
+``_token`` cookie, validated by Airflow's auth manager), one router each (``routers/``):
+
+- ``stac``: ``/stac/…``, read-only STAC API of results (documents from ``stac_api``)
+- ``tiles``: ``/tiles/{dag_id}/{run_id}/{result}/{layer}/{z}/{x}/{y}.png``: XYZ tiles
+  (rendered by ``tiles``); ``/legend/{layer}`` (JSON) and ``/legend/{layer}.png``
+- ``downloads``: ``/runs/{dag_id}/{run_id}/download/{item_id}/{asset}``, ``…/stacks/{n}``,
+  ``…/run.json``
+- ``pages``: ``/runs/{dag_id}/{run_id}``: review page; ``…/report``: printable report;
+  ``…/zones``, ``…/histogram``: data of the page, as the pipeline stored them;
+  ``/compare?a={dag_id}/{run_id}&b={dag_id}/{run_id}``: two runs side by side;
+  ``/``: the runs with published results
+
+Errors: the :mod:`candela.web_errors` family, its status from the one table shared with the OGC
+app; answered as ``{"code", "description"}`` JSON, or as a page to a browser.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from candela.settings import Settings
+from candela.web_errors import WebError
+from candela_review.routers import downloads, pages, stac, tiles
+from candela_review.web import HERE, Context, base_url, templates, wants_html
+
+PREFIX = "/candela"
+
+__all__ = ["PREFIX", "Context", "create_app", "review_url"]
+
+
+def airflow_user_dependency() -> Callable[..., Any]:
+    """Airflow's own ``get_user`` dependency (bearer token or ``_token`` cookie)."""
+    from airflow.api_fastapi.core_api.security import get_user
+
+    return get_user
+
+
+def review_url(base_url: str, dag_id: str, run_id: str) -> str:
+    """The review page of a run, e.g. for ``candela run`` to print."""
+    return f"{base_url.rstrip('/')}{PREFIX}/runs/{quote(dag_id, safe='')}/{quote(run_id, safe='')}"
+
+
+def create_app(
+    settings: Settings | None = None,
+    dsn: str | None = None,
+    auth: Callable[..., Any] | None = None,
+) -> FastAPI:
+    ctx = Context(settings, dsn)
+    user_dep = auth or airflow_user_dependency()
+    app = FastAPI(
+        title="Candela review",
+        description="Results catalogue (STAC API), map tiles, review pages and reports.",
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+    )
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    env = templates()
+
+    @app.exception_handler(WebError)
+    async def _web_error(request: Request, exc: WebError) -> Response:
+        if wants_html(request):
+            html = env.get_template("error.html").render(
+                base=base_url(request), message=str(exc), status=exc.status
+            )
+            return HTMLResponse(html, status_code=exc.status)
+        return JSONResponse({"code": exc.status, "description": str(exc)}, status_code=exc.status)
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException) -> Response:
+        if exc.status_code == 401 and wants_html(request):
+            return RedirectResponse(f"/auth/login/?next={quote(str(request.url), safe='')}")
+        return JSONResponse({"code": exc.status_code, "description": exc.detail}, exc.status_code)
+
+    auth_required = [Depends(user_dep)]
+    app.include_router(stac.router(ctx), dependencies=auth_required)
+    app.include_router(tiles.router(ctx), dependencies=auth_required)
+    app.include_router(downloads.router(ctx), dependencies=auth_required)
+    app.include_router(pages.router(ctx, env), dependencies=auth_required)
+    return app

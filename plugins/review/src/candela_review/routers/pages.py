@@ -1,0 +1,160 @@
+"""The pages: the runs with results (``/``), a run's review page and printable report, two runs
+compared, and the data a review page loads (``…/zones``, ``…/histogram``: read from what the
+pipeline stored with the result, never computed here)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+
+from candela.web_errors import BadRequest, NotFound, WebError
+from candela_review import runs as runs_mod
+from candela_review import tiles
+from candela_review.web import Context, base_url
+
+
+def page_data(request: Request, run: runs_mod.Run) -> dict[str, Any]:
+    base = base_url(request)
+    rb = f"{base}/runs/{quote(run.dag_id, safe='')}/{quote(run.run_id, safe='')}"
+    results = []
+    for res in run.results:
+        item = res.item or {}
+        props = item.get("properties", {})
+        rid = item.get("id") or str(res.index)
+        results.append(
+            {
+                "index": res.index,
+                "pair": res.pair,
+                "item_id": rid,
+                "bbox": res.bbox,
+                "start": props.get("start_datetime") or props.get("datetime"),
+                "end": props.get("end_datetime") or props.get("datetime"),
+                "statistics": res.statistics or {},
+                "summary": res.summary,
+                "missing": res.missing,
+                "software": props.get("processing:software"),
+                "model_fit": props.get("candela:model_fit"),
+                "parameters": props.get("candela:parameters"),
+                "before": res.before,
+                "after": res.after,
+                "tiles": f"{base}/tiles/{quote(run.dag_id, safe='')}/"
+                f"{quote(run.run_id, safe='')}/{res.index}/{{layer}}/{{z}}/{{x}}/{{y}}.png",
+                "downloads": [
+                    {
+                        "key": k,
+                        "name": v.rstrip("/").rsplit("/", 1)[-1],
+                        "href": f"{rb}/download/{quote(rid, safe='')}/{k}",
+                        "missing": k in res.missing,
+                    }
+                    for k, v in res.outputs.items()
+                    if k in runs_mod.ASSET_KEYS
+                ],
+                "zones_url": f"{rb}/zones?result={res.index}",
+                "histogram_url": f"{rb}/histogram?result={res.index}",
+            }
+        )
+    return {
+        "base": base,
+        "run_base": rb,
+        "dag_id": run.dag_id,
+        "run_id": run.run_id,
+        "status": run.status,
+        "params": run.params,
+        "summary": run.summary or {},
+        "stacks": [
+            {"name": s.rstrip("/").rsplit("/", 1)[-1], "uri": s, "href": f"{rb}/stacks/{i}"}
+            for i, s in enumerate(run.stacks())
+        ],
+        "results": results,
+        "airflow": run.airflow.__dict__ if run.airflow else None,
+        "legends": tiles.LEGENDS,
+        "ui_url": f"/dags/{quote(run.dag_id, safe='')}/runs/{quote(run.run_id, safe='')}",
+    }
+
+
+def router(ctx: Context, templates: Any) -> APIRouter:
+    api = APIRouter(tags=["pages"])
+
+    @api.get("/runs/{dag_id}/{run_id}/zones")
+    def zones(dag_id: str, run_id: str, result: int = 0) -> dict[str, Any]:
+        return runs_mod.zones_for(ctx.published(dag_id, run_id).result(result))
+
+    @api.get("/runs/{dag_id}/{run_id}/histogram")
+    def histogram(dag_id: str, run_id: str, result: int = 0) -> dict[str, Any]:
+        return runs_mod.histogram_for(ctx.published(dag_id, run_id).result(result))
+
+    def _status_page(request: Request, run: runs_mod.Run) -> HTMLResponse:
+        reasons: list[str] = []
+        if run.airflow:
+            reasons = runs_mod.task_messages(ctx.settings, run.dag_id, run.run_id, run.airflow)
+        if run.summary is not None and not run.results:
+            reasons.append("the run finished but found nothing to compare (no result published)")
+        status = run.status
+        if status == "unknown" and (run.airflow is None or run.airflow.state is None):
+            code = 404
+        else:
+            code = 200
+        html = templates.get_template("status.html").render(
+            d=page_data(request, run), reasons=reasons, status=status
+        )
+        return HTMLResponse(html, status_code=code)
+
+    @api.get("/runs/{dag_id}/{run_id}", response_class=HTMLResponse)
+    def review_page(request: Request, dag_id: str, run_id: str) -> HTMLResponse:
+        run = ctx.run(dag_id, run_id, fresh=True)
+        if run.status != "ok":
+            return _status_page(request, run)
+        d = page_data(request, run)
+        return HTMLResponse(templates.get_template("review.html").render(d=d))
+
+    @api.get("/runs/{dag_id}/{run_id}/report", response_class=HTMLResponse)
+    def report(request: Request, dag_id: str, run_id: str) -> HTMLResponse:
+        run = ctx.run(dag_id, run_id, fresh=True)
+        if run.status != "ok":
+            return _status_page(request, run)
+        d = page_data(request, run)
+        zones_tables = []
+        for res in run.results:
+            try:
+                zones_tables.append(runs_mod.zones_for(res))
+            except WebError as exc:
+                zones_tables.append({"source": str(exc), "zones": []})
+        generated = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+        html = templates.get_template("report.html").render(
+            d=d, zones=zones_tables, generated=generated
+        )
+        return HTMLResponse(html)
+
+    @api.get("/compare", response_class=HTMLResponse)
+    def compare(request: Request, a: str, b: str) -> HTMLResponse:
+        pages = []
+        for ref in (a, b):
+            dag_id, sep, run_id = ref.partition("/")
+            if not sep or not dag_id or not run_id:
+                raise BadRequest(f"{ref!r} is not DAG_ID/RUN_ID")
+            run = ctx.run(dag_id, run_id)
+            if run.status != "ok":
+                raise NotFound(f"run {run_id} of {dag_id} has no published result")
+            pages.append(page_data(request, run))
+        return HTMLResponse(templates.get_template("compare.html").render(a=pages[0], b=pages[1]))
+
+    @api.get("/", response_class=HTMLResponse)
+    def index(request: Request) -> HTMLResponse:
+        base = base_url(request)
+        items = [
+            {
+                "dag_id": w,
+                "run_id": r,
+                "at": t,
+                "ref": f"{w}/{r}",
+                "href": f"{base}/runs/{quote(w, safe='')}/{quote(r, safe='')}",
+            }
+            for w, r, t in ctx.catalog().run_ids()
+        ]
+        return HTMLResponse(templates.get_template("index.html").render(base=base, runs=items))
+
+    return api

@@ -1,0 +1,115 @@
+"""What every router of the review app shares: the request context (settings, results DSN, a
+short cache of runs), the app's base URL, the page templates."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+
+from candela.settings import Settings
+from candela.web_errors import NotFound, Unavailable, WebError
+from candela_review import runs as runs_mod
+from candela_review import stac_api
+
+HERE = Path(__file__).resolve().parent
+RUN_CACHE_S = 5.0
+
+
+class Context:
+    """What the routes need: settings, the results DSN (resolved lazily: the embedded database
+    may start after the api-server imported the plugin)."""
+
+    def __init__(self, settings: Settings | None = None, dsn: str | None = None) -> None:
+        self._settings = settings
+        self._dsn = dsn
+        self._runs: dict[tuple[str, str], tuple[float, runs_mod.Run]] = {}
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = Settings()
+        return self._settings
+
+    @property
+    def dsn(self) -> str:
+        if self._dsn:
+            return self._dsn
+        from candela import embedded
+
+        try:
+            return embedded.platform_dsn(self.settings)
+        except embedded.PlatformError as exc:
+            raise Unavailable(str(exc)) from None
+
+    @property
+    def dsn_or_none(self) -> str | None:
+        try:
+            return self.dsn
+        except WebError:
+            return None
+
+    def catalog(self) -> stac_api.ResultsCatalog:
+        return stac_api.ResultsCatalog(self.dsn)
+
+    def run(self, dag_id: str, run_id: str, fresh: bool = False) -> runs_mod.Run:
+        """The run (cached a few seconds: a map asks for dozens of tiles at once)."""
+        key = (dag_id, run_id)
+        now = time.monotonic()
+        hit = self._runs.get(key)
+        if hit and not fresh and now - hit[0] < RUN_CACHE_S:
+            return hit[1]
+        run = runs_mod.load_run(self.settings, dag_id, run_id, self.dsn_or_none)
+        if len(self._runs) > 256:
+            self._runs.clear()
+        self._runs[key] = (now, run)
+        return run
+
+    def published(self, dag_id: str, run_id: str) -> runs_mod.Run:
+        """The run, which must have published outputs."""
+        run = self.run(dag_id, run_id)
+        if run.summary is None:
+            raise NotFound(f"run {run_id} of {dag_id} has no published outputs")
+        return run
+
+
+def base_url(request: Request) -> str:
+    """The app's URL as the client reached it (``…/candela``: the mount is in ``root_path``)."""
+    root = request.scope.get("root_path", "")
+    return f"{request.url.scheme}://{request.url.netloc}{root}".rstrip("/")
+
+
+def wants_html(request: Request) -> bool:
+    return "text/html" in request.headers.get("accept", "")
+
+
+def templates() -> Any:
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+    env = Environment(
+        loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"])
+    )
+    env.filters["tojson_safe"] = _script_json
+    env.filters["num"] = _num
+    return env
+
+
+def _script_json(v: Any) -> Any:
+    """JSON safe to embed in a <script> element (and shown as text in <pre>)."""
+    from markupsafe import Markup
+
+    text = json.dumps(v, default=str, indent=None)
+    for a, b in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
+        text = text.replace(a, b)
+    return Markup(text)
+
+
+def _num(v: Any, digits: int = 2) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:,.{digits}f}"
+    return str(v)
