@@ -192,18 +192,16 @@ def locate(
 def _prefix_from_results(dsn: str, dag_id: str, run_id: str) -> str | None:
     import psycopg
 
+    from candela.db.results import first_item
+
     try:
-        with psycopg.connect(dsn, connect_timeout=5) as conn:
-            row = conn.execute(
-                "SELECT item FROM candela.results WHERE workflow = %s AND run_id = %s LIMIT 1",
-                (dag_id, run_id),
-            ).fetchone()
+        item = first_item(dsn, dag_id, run_id)
     except psycopg.Error as exc:
         log.warning("results table not readable: %s", exc)
         return None
-    if not row:
+    if not item:
         return None
-    href = ((row[0].get("assets") or {}).get("change_probability") or {}).get("href")
+    href = ((item.get("assets") or {}).get("change_probability") or {}).get("href")
     # <prefix>/changes/<pair>/change_probability.tif
     if not href or "/changes/" not in href:
         return None

@@ -20,7 +20,8 @@ def _dsn() -> str | None:
 
 def release_claim(context: Any) -> None:
     """DAG success/failure callback: free the run's output key for the next identical run."""
-    from candela.runs import output_key, release
+    from candela.db.runs import release
+    from candela.runs import output_key
 
     dsn = _dsn()
     dag_run = context.get("dag_run")

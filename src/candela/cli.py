@@ -215,8 +215,7 @@ def _announce_products(s: Settings, ids: list[str]) -> None:
 
 def register_products(dsn: str, paths: list[Path]) -> tuple[int, int, list[Any], list[str]]:
     """Recognise and upsert products; returns (added, updated, skipped, ids of new products)."""
-    import psycopg
-
+    from candela.db.products import known_ids
     from candela_search import catalog, ingest
 
     records: list[Any] = []
@@ -229,11 +228,7 @@ def register_products(dsn: str, paths: list[Path]) -> tuple[int, int, list[Any],
         records += found.records
         skipped += found.skipped
     ids = [r.id for r in records]
-    with psycopg.connect(dsn) as conn:
-        known = {
-            row[0]
-            for row in conn.execute("SELECT id FROM candela.products WHERE id = ANY(%s)", (ids,))
-        }
+    known = known_ids(dsn, ids)
     added, updated = catalog.add(dsn, records) if records else (0, 0)
     return added, updated, skipped, [i for i in ids if i not in known]
 
@@ -241,21 +236,15 @@ def register_products(dsn: str, paths: list[Path]) -> tuple[int, int, list[Any],
 @catalog_app.command("list")
 def catalog_list() -> None:
     """List the products in the local catalogue."""
-    import psycopg
-
     from candela import embedded
+    from candela.db.products import listing
 
     try:
         dsn = embedded.platform_dsn(_settings())
     except embedded.PlatformError as exc:
         raise fail(str(exc)) from None
     t = Table("id", "collection", "datetime", "tile", "cloud %", "href")
-    with psycopg.connect(dsn) as conn:
-        rows = conn.execute(
-            "SELECT id, collection, datetime, tile, cloud_cover, href FROM candela.products "
-            "ORDER BY datetime"
-        ).fetchall()
-    for r in rows:
+    for r in listing(dsn):
         t.add_row(
             r[0],
             r[1],
@@ -291,7 +280,8 @@ def watch_add(
     import datetime as dt
 
     from candela import embedded
-    from candela.runs import Watch, save_watch
+    from candela.db.runs import save_watch
+    from candela.runs import Watch
 
     w, s_, e, n = bbox
     if not (w < e and s_ < n and -90 <= s_ <= 90 and -90 <= n <= 90):
@@ -316,7 +306,7 @@ def watch_add(
 def watch_list() -> None:
     """List the saved watches."""
     from candela import embedded
-    from candela.runs import list_watches
+    from candela.db.runs import list_watches
 
     try:
         dsn = embedded.platform_dsn(_settings())
@@ -339,7 +329,7 @@ def watch_list() -> None:
 def watch_remove(name: str) -> None:
     """Remove a watch."""
     from candela import embedded
-    from candela.runs import remove_watch
+    from candela.db.runs import remove_watch
 
     try:
         dsn = embedded.platform_dsn(_settings())

@@ -24,11 +24,6 @@ app = typer.Typer(help="Change-detection models: the model registry.", no_args_i
 console = Console()
 err = Console(stderr=True)
 
-COLUMNS = (
-    "name, architecture, description, uri, sha256, size_bytes, bands, normalisation, training, "
-    "metrics, options, metadata, registered_at"
-)
-
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
     err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
@@ -54,57 +49,6 @@ def registry_root() -> str:
     if env:
         return storage.to_uri(env)
     return storage.parse(get_settings().storage).join("models").uri
-
-
-def record_model(dsn: str, record: dict[str, Any]) -> None:
-    """Insert or replace the record of a registered model in ``candela.models``."""
-    import psycopg
-    from psycopg.types.json import Jsonb
-
-    with psycopg.connect(dsn) as conn:
-        conn.execute(
-            f"INSERT INTO candela.models ({COLUMNS}) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now()) "
-            "ON CONFLICT (name) DO UPDATE SET architecture = EXCLUDED.architecture, "
-            "description = EXCLUDED.description, uri = EXCLUDED.uri, sha256 = EXCLUDED.sha256, "
-            "size_bytes = EXCLUDED.size_bytes, bands = EXCLUDED.bands, "
-            "normalisation = EXCLUDED.normalisation, training = EXCLUDED.training, "
-            "metrics = EXCLUDED.metrics, options = EXCLUDED.options, "
-            "metadata = EXCLUDED.metadata, registered_at = now()",
-            (
-                record["name"],
-                record["architecture"],
-                record.get("description", ""),
-                record["uri"],
-                record["sha256"],
-                record["size_bytes"],
-                Jsonb(record["bands"]),
-                record["normalisation"],
-                Jsonb(record.get("training", {})),
-                Jsonb(record.get("metrics", {})),
-                Jsonb(record.get("options", {})),
-                Jsonb(record),
-            ),
-        )
-
-
-def list_models(dsn: str) -> list[dict[str, Any]]:
-    import psycopg
-    from psycopg.rows import dict_row
-
-    with psycopg.connect(dsn, row_factory=dict_row) as conn:
-        return list(conn.execute(f"SELECT {COLUMNS} FROM candela.models ORDER BY name"))
-
-
-def get_model(dsn: str, name: str) -> dict[str, Any] | None:
-    import psycopg
-    from psycopg.rows import dict_row
-
-    with psycopg.connect(dsn, row_factory=dict_row) as conn:
-        row = conn.execute(
-            f"SELECT {COLUMNS} FROM candela.models WHERE name = %s", (name,)
-        ).fetchone()
-    return dict(row) if row else None
 
 
 def _json_option(text: str | None, flag: str) -> dict[str, Any]:
@@ -154,6 +98,8 @@ def register(
         )
     except CandelaError as exc:
         raise _fail(str(exc), int(exc.exit_code)) from None
+    from candela.db.models import record_model
+
     record_model(dsn, record)
     console.print(
         f"registered {record['name']} sha256 {record['sha256'][:12]} at {record['uri']}",
@@ -164,6 +110,8 @@ def register(
 @app.command("list")
 def list_cmd() -> None:
     """List the registered models."""
+    from candela.db.models import list_models
+
     rows = list_models(_dsn())
     t = Table("name", "architecture", "bands", "sha256", "size", "registered", "description")
     for r in rows:
@@ -185,6 +133,8 @@ def list_cmd() -> None:
 @app.command("show")
 def show(name: Annotated[str, typer.Argument(help="registered model name")]) -> None:
     """Print a registered model's metadata record (JSON)."""
+    from candela.db.models import get_model
+
     row = get_model(_dsn(), name)
     if row is None:
         raise _fail(f"model {name!r} is not registered", 2)

@@ -153,17 +153,6 @@ def get(root: str, path: str, local: Path) -> Path:
     return dest
 
 
-def register(dsn: str, user: str, root: str) -> None:
-    import psycopg
-
-    with psycopg.connect(dsn) as conn:
-        conn.execute(
-            "INSERT INTO candela.workspaces (username, root) VALUES (%s, %s) "
-            "ON CONFLICT (username) DO NOTHING",
-            (user, root),
-        )
-
-
 # --- commands ------------------------------------------------------------------------------
 
 UserOpt = Annotated[
@@ -180,6 +169,7 @@ def _root(user: str | None) -> tuple[str, str]:
 
 def _register_quietly(name: str, root: str) -> None:
     from candela import embedded
+    from candela.db.workspaces import register
     from candela.settings import get_settings
 
     try:

@@ -135,15 +135,6 @@ def dsn_for(base: str, database: str) -> str:
     return base.replace("/postgres?", f"/{database}?", 1)
 
 
-def ensure_database(base_dsn: str, name: str) -> None:
-    import psycopg
-
-    with psycopg.connect(base_dsn, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
-        if not exists:
-            conn.execute(f'CREATE DATABASE "{name}"')
-
-
 def platform_dsn(settings: Settings) -> str:
     """DSN of the platform tables: configured, or the embedded server's ``candela`` database."""
     if settings.database_url:
@@ -439,10 +430,11 @@ def up(
     (settings.run_dir / "port").write_text(str(settings.port))
     progress("starting PostgreSQL (embedded)")
     base = start_postgres(settings)
+    from candela.db import ensure_database, migrate
+
     for db in ("airflow", "candela"):
         ensure_database(base, db)
     progress("migrating the platform tables")
-    from candela.db import migrate
 
     migrate(settings.database_url or dsn_for(base, "candela"))
     write_airflow_config(settings, settings.airflow_database_url or dsn_for(base, "airflow"))

@@ -1,4 +1,4 @@
-"""The local catalogue: rows of ``candela.products`` (created by the platform's migrations).
+"""The local catalogue: rows of ``candela.products`` (this package's table: ``migrations/``).
 
 :func:`add` is an idempotent upsert: a product whose id is already there is updated in place.
 The database is named by a DSN: an argument, else ``$CANDELA_DATABASE_URL``.
