@@ -21,8 +21,9 @@ import logging
 import mimetypes
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
@@ -33,6 +34,9 @@ from candela.settings import Settings
 from candela_review import runs as runs_mod
 from candela_review import stac_api, tiles
 from candela_review.runs import ReviewError
+
+if TYPE_CHECKING:
+    from candela.airflow_api import AirflowClient
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +57,23 @@ def review_url(base_url: str, dag_id: str, run_id: str) -> str:
     return f"{base_url.rstrip('/')}{PREFIX}/runs/{quote(dag_id, safe='')}/{quote(run_id, safe='')}"
 
 
+# the JWT of the request being served: the review app asks Airflow's REST API as its caller
+_CALLER_TOKEN: ContextVar[str | None] = ContextVar("candela_review_caller_token", default=None)
+
+
+async def _remember_caller(request: Request) -> None:
+    """Dependency of every route (async, so the value reaches the route's worker thread)."""
+    from candela.airflow_api import caller_token
+
+    try:
+        _CALLER_TOKEN.set(caller_token(request) or None)
+    except ImportError:  # no Airflow here (the app runs standalone)
+        _CALLER_TOKEN.set(None)
+
+
 class Context:
     """What the routes need: settings, the results DSN (resolved lazily: the embedded database
-    may start after the api-server imported the plugin)."""
+    may start after the api-server imported the plugin), an Airflow client as the caller."""
 
     def __init__(self, settings: Settings | None = None, dsn: str | None = None) -> None:
         self._settings = settings
@@ -86,6 +104,19 @@ class Context:
         except ReviewError:
             return None
 
+    def airflow(self) -> AirflowClient | None:
+        """A client of Airflow's REST API with the caller's token (``None`` without one)."""
+        from candela.airflow_api import AirflowClient, api_server_url
+
+        token = _CALLER_TOKEN.get()
+        if not token:
+            return None
+        try:
+            url = api_server_url(self.settings.airflow_url)
+        except ImportError:
+            return None
+        return AirflowClient(url, token=token, timeout=10)
+
     def catalog(self) -> stac_api.ResultsCatalog:
         return stac_api.ResultsCatalog(self.dsn)
 
@@ -96,7 +127,12 @@ class Context:
         hit = self._runs.get(key)
         if hit and not fresh and now - hit[0] < RUN_CACHE_S:
             return hit[1]
-        run = runs_mod.load_run(self.settings, dag_id, run_id, self.dsn_or_none)
+        client = self.airflow()
+        try:
+            run = runs_mod.load_run(self.settings, dag_id, run_id, self.dsn_or_none, client)
+        finally:
+            if client is not None:
+                client.close()
         if len(self._runs) > 256:
             self._runs.clear()
         self._runs[key] = (now, run)
@@ -168,7 +204,7 @@ def create_app(
             return RedirectResponse(f"/auth/login/?next={quote(str(request.url), safe='')}")
         return JSONResponse({"code": exc.status_code, "description": exc.detail}, exc.status_code)
 
-    api = APIRouter(dependencies=[Depends(user_dep)])
+    api = APIRouter(dependencies=[Depends(user_dep), Depends(_remember_caller)])
 
     # --- STAC API -------------------------------------------------------------------------
 
@@ -417,7 +453,12 @@ def create_app(
     def _status_page(request: Request, run: runs_mod.Run) -> HTMLResponse:
         reasons: list[str] = []
         if run.airflow:
-            reasons = runs_mod.task_messages(ctx.settings, run.dag_id, run.run_id, run.airflow)
+            client = ctx.airflow()
+            try:
+                reasons = runs_mod.task_messages(client, run.dag_id, run.run_id, run.airflow)
+            finally:
+                if client is not None:
+                    client.close()
         if run.summary is not None and not run.results:
             reasons.append("the run finished but found nothing to compare (no result published)")
         status = run.status
