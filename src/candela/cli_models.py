@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,45 +21,32 @@ log = logging.getLogger(__name__)
 
 app = typer.Typer(help="Change-detection models: the model registry.", no_args_is_help=True)
 console = Console()
-err = Console(stderr=True)
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
 
 
 def _dsn() -> str:
-    from candela import embedded
-    from candela.settings import get_settings
+    from candela.cli import platform_dsn
 
-    try:
-        return embedded.platform_dsn(get_settings())
-    except embedded.PlatformError as exc:
-        raise _fail(str(exc)) from None
+    return platform_dsn()
 
 
 def registry_root() -> str:
     """The registry folder: ``CANDELA_MODEL_REGISTRY`` or ``<storage root>/models``."""
-    from candela.settings import get_settings
-    from candela_sdk import storage
+    from candela_changedetect.registry import registry_root as root
 
-    env = os.environ.get("CANDELA_MODEL_REGISTRY")
-    if env:
-        return storage.to_uri(env)
-    return storage.parse(get_settings().storage).join("models").uri
+    return root()
 
 
 def _json_option(text: str | None, flag: str) -> dict[str, Any]:
     if not text:
         return {}
-    from candela.jsonarg import read_json_arg
+    from candela.cli import fail
     from candela_sdk.errors import InputError
+    from candela_sdk.jsonarg import read_json_arg
 
     try:
         return dict(read_json_arg(text, flag, obj=True))
     except InputError as exc:
-        raise _fail(str(exc), 2) from None
+        raise fail(str(exc), 2) from None
 
 
 @app.command("register")
@@ -80,6 +66,7 @@ def register(
     ] = None,
 ) -> None:
     """Register a trained encoder: copy it into the registry and record it in the database."""
+    from candela.cli import fail
     from candela_changedetect import registry
     from candela_sdk.errors import CandelaError
 
@@ -97,7 +84,7 @@ def register(
             root=registry_root(),
         )
     except CandelaError as exc:
-        raise _fail(str(exc), int(exc.exit_code)) from None
+        raise fail(str(exc), int(exc.exit_code)) from None
     from candela.db.models import record_model
 
     record_model(dsn, record)
@@ -133,11 +120,12 @@ def list_cmd() -> None:
 @app.command("show")
 def show(name: Annotated[str, typer.Argument(help="registered model name")]) -> None:
     """Print a registered model's metadata record (JSON)."""
+    from candela.cli import fail
     from candela.db.models import get_model
 
     row = get_model(_dsn(), name)
     if row is None:
-        raise _fail(f"model {name!r} is not registered", 2)
+        raise fail(f"model {name!r} is not registered", 2)
     out = dict(row["metadata"])
     out["registered_at"] = row["registered_at"].isoformat()
     console.print_json(json.dumps(out))

@@ -28,8 +28,8 @@ from typing import Annotated, Any
 
 import typer
 
-from candela.jsonarg import read_json_arg
 from candela_sdk.errors import CandelaError, InputError
+from candela_sdk.jsonarg import read_json_arg
 
 log = logging.getLogger(__name__)
 
@@ -261,15 +261,10 @@ def _print(order: dict[str, Any]) -> None:
 
 
 def _context() -> tuple[str, Any]:
-    from candela import embedded
-    from candela.cli import _client, _settings, fail
+    from candela.cli import _client, _settings, platform_dsn
 
     s = _settings()
-    try:
-        dsn = embedded.platform_dsn(s)
-    except embedded.PlatformError as exc:
-        raise fail(str(exc)) from None
-    return dsn, _client(s)
+    return platform_dsn(s), _client(s)
 
 
 @app.command("create")
@@ -282,7 +277,7 @@ def create_cmd(
 ) -> None:
     """Record an order and trigger its run(s)."""
     from candela.airflow_api import AirflowApiError
-    from candela.cli import fail
+    from candela.cli import fail_on
     from candela.cli_storage import current_user
 
     try:
@@ -299,7 +294,7 @@ def create_cmd(
         finally:
             client.close()
     except (CandelaError, AirflowApiError) as exc:
-        raise fail(str(exc), 2 if isinstance(exc, InputError) else 1) from None
+        raise fail_on(exc) from None
     raise typer.Exit(0 if order["status"] in ("success", "running", "created") else 1)
 
 
@@ -311,7 +306,7 @@ def status_cmd(
 ) -> None:
     """Show an order and the state of its runs."""
     from candela.airflow_api import AirflowApiError
-    from candela.cli import fail
+    from candela.cli import fail_on
 
     try:
         dsn, client = _context()
@@ -322,7 +317,7 @@ def status_cmd(
         finally:
             client.close()
     except (CandelaError, AirflowApiError) as exc:
-        raise fail(str(exc), 2 if isinstance(exc, InputError) else 1) from None
+        raise fail_on(exc) from None
     if as_json:
         typer.echo(json.dumps(order, indent=2, default=str))
     elif not wait:

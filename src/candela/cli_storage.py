@@ -41,7 +41,9 @@ _USER = re.compile(r"^[a-z0-9][a-z0-9-]{0,56}$")
 
 
 def current_user(user: str | None = None) -> str:
-    name = (user or os.environ.get("CANDELA_USER") or getpass.getuser()).strip().lower()
+    from candela.settings import get_settings
+
+    name = (user or get_settings().user or getpass.getuser()).strip().lower()
     name = name.replace("_", "-").replace(".", "-")
     if not _USER.match(name):
         raise InputError(
@@ -179,9 +181,9 @@ def _register_quietly(name: str, root: str) -> None:
 
 
 def _fail(exc: CandelaError) -> typer.Exit:
-    from candela.cli import fail
+    from candela.cli import fail_on
 
-    return fail(str(exc), 2 if isinstance(exc, InputError) else 1)
+    return fail_on(exc)
 
 
 @app.command("init")

@@ -10,14 +10,12 @@ migrated), then the Airflow api-server, scheduler, dag-processor and triggerer (
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import logging
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -28,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from candela.settings import Settings
+from candela_sdk.processes import pid_alive, stop_group
 
 log = logging.getLogger(__name__)
 
@@ -137,12 +136,12 @@ def dsn_for(base: str, database: str) -> str:
 
 def platform_dsn(settings: Settings) -> str:
     """DSN of the platform tables: configured, or the embedded server's ``candela`` database."""
-    if settings.database_url:
-        return settings.database_url
-    sock = _pg_socket_dir(settings)
-    if sock is None or _pg_pid(settings) is None:
+    from candela_sdk.settings import platform_dsn as find
+
+    dsn = find(settings)
+    if dsn is None:
         raise PlatformError("the embedded database is not running: start it with `candela up`")
-    return f"postgresql://postgres@/candela?host={sock}"
+    return dsn
 
 
 # --- Airflow configuration ------------------------------------------------------------------
@@ -220,7 +219,8 @@ def component_env(settings: Settings) -> dict[str, str]:
             "PYTHONUNBUFFERED": "1",
         }
     )
-    # components must not inherit a half-set environment from a user's shell
+    # the caller's environment is handed to the components (not a read of settings), less
+    # AIRFLOW__*: components must not inherit a half-set environment from a user's shell
     for key in list(env):
         if key.startswith("AIRFLOW__"):
             env.pop(key)
@@ -228,21 +228,6 @@ def component_env(settings: Settings) -> dict[str, str]:
 
 
 # --- processes ------------------------------------------------------------------------------
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie does not count)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    with contextlib.suppress(Exception):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-    return True
 
 
 def _pid_file(settings: Settings, name: str) -> Path:
@@ -291,37 +276,8 @@ def stop_component(settings: Settings, name: str, timeout: float = 30.0) -> bool
     if pid is None:
         return False
     # each component leads its own process group: stop it with its children (task runners)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not _group_alive(pid):
-            return True
-        _reap(pid)
-        time.sleep(0.2)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
-    _reap(pid)
+    stop_group(pid, timeout, poll=0.2)
     return True
-
-
-def _reap(pid: int) -> None:
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
-
-
-def _group_alive(pgid: int) -> bool:
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            stat = (proc / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
 
 
 def run_airflow(settings: Settings, *args: str, timeout: float = 600) -> str:
