@@ -18,7 +18,7 @@ from candela.cli_models import app as models_app
 from candela.cli_orders import app as orders_app
 from candela.cli_storage import app as storage_app
 from candela.settings import Settings, get_settings
-from candela_sdk.errors import CandelaError, InputError
+from candela_sdk.errors import InputError
 
 app = typer.Typer(
     help="Candela: Earth-observation analytics on Copernicus data, orchestrated by Airflow.",
@@ -58,8 +58,8 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
-def fail_on(exc: CandelaError) -> typer.Exit:
-    """:func:`fail` for a Candela error: exit code 2 for bad input, else 1."""
+def fail_on(exc: Exception) -> typer.Exit:
+    """:func:`fail` for an error: exit code 2 for bad input (:class:`InputError`), else 1."""
     return fail(str(exc), 2 if isinstance(exc, InputError) else 1)
 
 
