@@ -115,8 +115,9 @@ def s2_change_detection() -> None:
         from airflow.sdk.exceptions import AirflowFailException
 
         from candela.callbacks import _dsn
+        from candela.db.runs import claim
         from candela.pipeline import aoi_geometry, output_prefix, search_arguments, split_aoi
-        from candela.runs import RunConflict, claim, output_key
+        from candela.runs import RunConflict, output_key
         from candela.settings import get_settings
 
         ctx = get_current_context()

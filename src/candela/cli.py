@@ -18,6 +18,7 @@ from candela.cli_models import app as models_app
 from candela.cli_orders import app as orders_app
 from candela.cli_storage import app as storage_app
 from candela.settings import Settings, get_settings
+from candela_sdk.errors import InputError
 
 app = typer.Typer(
     help="Candela: Earth-observation analytics on Copernicus data, orchestrated by Airflow.",
@@ -52,8 +53,24 @@ DEMO_CONF: dict[str, Any] = {
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
+    """The CLI's one way out on an error: one red line on stderr, then the exit code."""
     err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
+
+
+def fail_on(exc: Exception) -> typer.Exit:
+    """:func:`fail` for an error: exit code 2 for bad input (:class:`InputError`), else 1."""
+    return fail(str(exc), 2 if isinstance(exc, InputError) else 1)
+
+
+def platform_dsn(settings: Settings | None = None) -> str:
+    """The platform tables' DSN, or exit with why there is none."""
+    from candela import embedded
+
+    try:
+        return embedded.platform_dsn(settings or _settings())
+    except embedded.PlatformError as exc:
+        raise fail(str(exc)) from None
 
 
 def _settings(port: int | None = None) -> Settings:
@@ -180,13 +197,9 @@ def catalog_add(
     paths: Annotated[list[Path], typer.Argument(help="product folders, zips or STAC files")],
 ) -> None:
     """Register products in the local catalogue (idempotent)."""
-    from candela import embedded
 
     s = _settings()
-    try:
-        dsn = embedded.platform_dsn(s)
-    except embedded.PlatformError as exc:
-        raise fail(str(exc)) from None
+    dsn = platform_dsn(s)
     added, updated, skipped, ids = register_products(dsn, paths)
     console.print(f"catalogue: {added} added, {updated} updated, {len(skipped)} skipped")
     for sk in skipped:
@@ -215,8 +228,7 @@ def _announce_products(s: Settings, ids: list[str]) -> None:
 
 def register_products(dsn: str, paths: list[Path]) -> tuple[int, int, list[Any], list[str]]:
     """Recognise and upsert products; returns (added, updated, skipped, ids of new products)."""
-    import psycopg
-
+    from candela.db.products import known_ids
     from candela_search import catalog, ingest
 
     records: list[Any] = []
@@ -229,11 +241,7 @@ def register_products(dsn: str, paths: list[Path]) -> tuple[int, int, list[Any],
         records += found.records
         skipped += found.skipped
     ids = [r.id for r in records]
-    with psycopg.connect(dsn) as conn:
-        known = {
-            row[0]
-            for row in conn.execute("SELECT id FROM candela.products WHERE id = ANY(%s)", (ids,))
-        }
+    known = known_ids(dsn, ids)
     added, updated = catalog.add(dsn, records) if records else (0, 0)
     return added, updated, skipped, [i for i in ids if i not in known]
 
@@ -241,21 +249,11 @@ def register_products(dsn: str, paths: list[Path]) -> tuple[int, int, list[Any],
 @catalog_app.command("list")
 def catalog_list() -> None:
     """List the products in the local catalogue."""
-    import psycopg
+    from candela.db.products import listing
 
-    from candela import embedded
-
-    try:
-        dsn = embedded.platform_dsn(_settings())
-    except embedded.PlatformError as exc:
-        raise fail(str(exc)) from None
+    dsn = platform_dsn()
     t = Table("id", "collection", "datetime", "tile", "cloud %", "href")
-    with psycopg.connect(dsn) as conn:
-        rows = conn.execute(
-            "SELECT id, collection, datetime, tile, cloud_cover, href FROM candela.products "
-            "ORDER BY datetime"
-        ).fetchall()
-    for r in rows:
+    for r in listing(dsn):
         t.add_row(
             r[0],
             r[1],
@@ -290,8 +288,8 @@ def watch_add(
     """Save (or update) a watch; the s2_watches DAG starts its runs."""
     import datetime as dt
 
-    from candela import embedded
-    from candela.runs import Watch, save_watch
+    from candela.db.runs import save_watch
+    from candela.runs import Watch
 
     w, s_, e, n = bbox
     if not (w < e and s_ < n and -90 <= s_ <= 90 and -90 <= n <= 90):
@@ -304,10 +302,7 @@ def watch_add(
         start = dt.date.fromisoformat(since) if since else dt.date.today()
     except ValueError:
         raise fail(f"--since is not a date (YYYY-MM-DD): {since!r}") from None
-    try:
-        dsn = embedded.platform_dsn(_settings())
-    except embedded.PlatformError as exc:
-        raise fail(str(exc)) from None
+    dsn = platform_dsn()
     save_watch(dsn, Watch(name, collection, list(bbox), tile, model, max_cloud, every_days, start))
     console.print(f"watch {name!r} saved: {collection} every {every_days} day(s) since {start}")
 
@@ -315,13 +310,9 @@ def watch_add(
 @watch_app.command("list")
 def watch_list() -> None:
     """List the saved watches."""
-    from candela import embedded
-    from candela.runs import list_watches
+    from candela.db.runs import list_watches
 
-    try:
-        dsn = embedded.platform_dsn(_settings())
-    except embedded.PlatformError as exc:
-        raise fail(str(exc)) from None
+    dsn = platform_dsn()
     t = Table("name", "collection", "bbox", "every", "since", "last run")
     for w in list_watches(dsn):
         t.add_row(
@@ -338,13 +329,9 @@ def watch_list() -> None:
 @watch_app.command("remove")
 def watch_remove(name: str) -> None:
     """Remove a watch."""
-    from candela import embedded
-    from candela.runs import remove_watch
+    from candela.db.runs import remove_watch
 
-    try:
-        dsn = embedded.platform_dsn(_settings())
-    except embedded.PlatformError as exc:
-        raise fail(str(exc)) from None
+    dsn = platform_dsn()
     if not remove_watch(dsn, name):
         raise fail(f"no watch named {name!r}")
     console.print(f"watch {name!r} removed")
@@ -354,8 +341,8 @@ def watch_remove(name: str) -> None:
 
 
 def parse_conf(conf: str | None) -> dict[str, Any]:
-    from candela.jsonarg import read_json_arg
     from candela_sdk.errors import InputError
+    from candela_sdk.jsonarg import read_json_arg
 
     if not conf:
         return {}

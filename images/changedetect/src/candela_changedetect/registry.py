@@ -36,14 +36,12 @@ NORMALISATION = (
 
 def registry_root() -> str:
     from candela_sdk import storage
+    from candela_sdk.settings import get_settings
 
-    root = os.environ.get("CANDELA_MODEL_REGISTRY")
-    if root:
-        return storage.to_uri(root)
-    base = os.environ.get("CANDELA_STORAGE_ROOT")
-    if not base:
-        base = (Path(os.environ.get("CANDELA_HOME", ".candela")).absolute() / "storage").as_uri()
-    return storage.parse(base).join("models").uri
+    s = get_settings()
+    if s.model_registry:
+        return storage.to_uri(s.model_registry)
+    return storage.parse(s.storage).join("models").uri
 
 
 def sha256_of(path: str | Path) -> str:

@@ -38,6 +38,7 @@ from candela_preprocess.layouts import Product, open_product
 from candela_preprocess.quality import PixelSample, QualityGateError, sample_step
 from candela_sdk import storage
 from candela_sdk.errors import InputError, NoDataError, OutputError
+from candela_sdk.settings import get_settings
 
 if TYPE_CHECKING:
     from candela_preprocess.service import PreprocessParams
@@ -526,9 +527,7 @@ def preprocess(params: PreprocessParams) -> dict[str, Any]:
         report_published = False
         docs_dir = Path(
             stack.enter_context(
-                tempfile.TemporaryDirectory(
-                    prefix="candela-gate-", dir=os.environ.get("CANDELA_SCRATCH") or None
-                )
+                tempfile.TemporaryDirectory(prefix="candela-gate-", dir=get_settings().scratch)
             )
         )
         read_block = _parallel_reader(stack, readers, scl_reader)
@@ -863,7 +862,7 @@ def build_item(
                 "radiometry": product.radiometry_note,
                 "parameters": params.model_dump(mode="json"),
                 "code_version": version,
-                "image": os.environ.get("CANDELA_IMAGE", ""),
+                "image": get_settings().image,
             },
         },
         software={"candela-preprocess": version},

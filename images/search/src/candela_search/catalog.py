@@ -1,4 +1,4 @@
-"""The local catalogue: rows of ``candela.products`` (created by the platform's migrations).
+"""The local catalogue: rows of ``candela.products`` (this package's table: ``migrations/``).
 
 :func:`add` is an idempotent upsert: a product whose id is already there is updated in place.
 The database is named by a DSN: an argument, else ``$CANDELA_DATABASE_URL``.
@@ -7,7 +7,6 @@ The database is named by a DSN: an argument, else ``$CANDELA_DATABASE_URL``.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -48,7 +47,9 @@ RETURNING (xmax = 0) AS inserted
 
 def resolve_dsn(dsn: str | None = None) -> str:
     """``dsn`` if given, else ``$CANDELA_DATABASE_URL``; an :class:`InputError` if neither."""
-    value = dsn or os.environ.get(DSN_ENV)
+    from candela_search.settings import get_settings
+
+    value = dsn or get_settings().database_url
     if not value:
         raise InputError(f"no catalogue database: pass --dsn or set {DSN_ENV}")
     return value

@@ -71,6 +71,22 @@ class OgcError(WebError):
         }
 
 
+def from_airflow(exc: Any) -> OgcError:
+    """The OGC exception for an :class:`candela.airflow_api.AirflowApiError`."""
+    status, detail = exc.status, exc.detail or str(exc)
+    if status is None:
+        return OgcError(502, UPSTREAM, "Airflow unreachable", str(exc))
+    if status in (401, 403):
+        return OgcError(status, UPSTREAM, "Not allowed by Airflow", detail or "forbidden")
+    if status >= 500:
+        return OgcError(502, UPSTREAM, "Airflow error", detail)
+    if exc.refused_run:
+        return OgcError(400, UPSTREAM, "Airflow refused the run", detail)
+    if status == 404:
+        return OgcError(404, UPSTREAM, "No such workflow", detail)
+    return OgcError(502, UPSTREAM, "Airflow refused the request", detail)
+
+
 def no_such_process(process_id: str) -> OgcError:
     return OgcError(404, NO_SUCH_PROCESS, "No such process", f"no process {process_id!r}")
 
