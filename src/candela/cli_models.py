@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -48,12 +47,9 @@ def _dsn() -> str:
 def registry_root() -> str:
     """The registry folder: ``CANDELA_MODEL_REGISTRY`` or ``<storage root>/models``."""
     from candela.settings import get_settings
-    from candela_sdk import storage
+    from candela_sdk.registry import registry_root as root_of
 
-    env = os.environ.get("CANDELA_MODEL_REGISTRY")
-    if env:
-        return storage.to_uri(env)
-    return storage.parse(get_settings().storage).join("models").uri
+    return root_of(get_settings().storage)
 
 
 def record_model(dsn: str, record: dict[str, Any]) -> None:
@@ -179,15 +175,23 @@ def list_cmd() -> None:
     out = Console()  # width from COLUMNS at call time
     out.print(t)
     if not rows:
-        out.print("no registered model (built-in: cva, irmad, encoder)")
+        from candela_sdk.registry import builtin_names
+
+        out.print(f"no registered model (built-in: {', '.join(builtin_names())})")
 
 
 @app.command("show")
 def show(name: Annotated[str, typer.Argument(help="registered model name")]) -> None:
     """Print a registered model's metadata record (JSON)."""
+    from candela_sdk.registry import UnknownModel, find_model
+
     row = get_model(_dsn(), name)
     if row is None:
-        raise _fail(f"model {name!r} is not registered", 2)
+        try:  # the one rule: is it known at all, and where?
+            found = find_model(name, registry_root())
+        except UnknownModel as exc:
+            raise _fail(str(exc), 2) from None
+        raise _fail(f"model {name!r} is {found.kind}: it has no registry record", 2)
     out = dict(row["metadata"])
     out["registered_at"] = row["registered_at"].isoformat()
     console.print_json(json.dumps(out))
