@@ -77,31 +77,6 @@ def search_arguments(params: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in args.items() if v is not None}
 
 
-def check_model(name: str, dsn: str | None) -> str | None:
-    """None if ``name`` is a built-in change model or a registered one, else why not."""
-    from candela_changedetect.models import available_models
-
-    if name in available_models():
-        return None
-    if dsn:
-        import psycopg
-
-        with psycopg.connect(dsn) as conn:
-            row = conn.execute(
-                "SELECT 1 FROM information_schema.tables WHERE table_schema = 'candela' "
-                "AND table_name = 'models'"
-            ).fetchone()
-            if (
-                row
-                and conn.execute("SELECT 1 FROM candela.models WHERE name = %s", (name,)).fetchone()
-            ):
-                return None
-    return (
-        f"unknown change model {name!r}: use one of {', '.join(available_models())} "
-        "or a registered model (candela models list)"
-    )
-
-
 def aoi_geometry(params: dict[str, Any]) -> dict[str, Any] | None:
     """The run's area of interest as a GeoJSON geometry (from ``aoi`` or ``bbox``)."""
     if params.get("aoi"):
