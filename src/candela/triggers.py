@@ -23,6 +23,8 @@ def pair_runs_for_new_products(dsn: str, product_ids: Iterable[str]) -> list[dic
     """Pipeline parameters comparing each new product with its predecessor (same tile)."""
     import psycopg
 
+    from candela.workflows import BadRunConf, ChangeDetectionConf
+
     confs: dict[tuple[Any, ...], dict[str, Any]] = {}
     with psycopg.connect(dsn) as conn:
         for pid in product_ids:
@@ -48,14 +50,19 @@ def pair_runs_for_new_products(dsn: str, product_ids: Iterable[str]) -> list[dic
             if prev is None:
                 log.info("%s has no earlier product of tile %s: nothing to compare", pid, tile)
                 continue
-            conf: dict[str, Any] = {
+            fields: dict[str, Any] = {
                 "collection": collection,
                 "bbox": [float(x) for x in bbox],
-                "start": prev[1].date().isoformat(),
-                "end": when.date().isoformat(),
+                "start": prev[1].date(),
+                "end": when.date(),
             }
             if tile:
-                conf["tile"] = tile
+                fields["tile"] = tile
+            try:
+                conf = ChangeDetectionConf.checked(fields).conf()
+            except BadRunConf as exc:
+                log.warning("%s: no run: %s", pid, exc)
+                continue
             key = (collection, tile, conf["start"], conf["end"], tuple(conf["bbox"]))
             confs[key] = conf
             log.info("%s will be compared with %s", pid, prev[0])
@@ -67,12 +74,13 @@ def due_watch_runs(dsn: str, now: dt.datetime) -> list[tuple[str, dict[str, Any]
     import psycopg
 
     from candela.runs import list_watches
+    from candela.workflows import BadRunConf
 
     due = []
     for w in list_watches(dsn):
         if not w.due(now):
             continue
-        conf = w.conf(now.date())
+        start = w.since
         if w.last_run_at is not None:
             # start from the last product the previous run saw, so it is compared with the new
             with psycopg.connect(dsn) as conn:
@@ -83,8 +91,11 @@ def due_watch_runs(dsn: str, now: dt.datetime) -> list[tuple[str, dict[str, Any]
                     (w.collection, w.last_run_at, w.bbox[0], w.bbox[2], w.bbox[1], w.bbox[3]),
                 ).fetchone()
             if row and row[0] is not None:
-                conf["start"] = max(row[0].date(), w.since).isoformat()
-        due.append((w.name, conf))
+                start = max(row[0].date(), w.since)
+        try:
+            due.append((w.name, w.conf(now.date(), start)))
+        except BadRunConf as exc:
+            log.warning("watch %s: no run: %s", w.name, exc)
     return due
 
 
