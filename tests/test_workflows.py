@@ -343,3 +343,23 @@ def test_run_service_first_task_checks_the_conf(dags: dict[str, Any]) -> None:
             fn()
     finally:
         fn.__globals__["get_current_context"] = original
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        (["--bbox", "1", "1", "0", "0"], "bbox: west (1.0) must be less than east (0.0)"),
+        (["--bbox", "0", "0", "1", "1", "--tile", "x; drop"], "tile: String should match"),
+        (["--bbox", "0", "0", "1", "1", "--model", "nosuch"], "model: unknown change model"),
+        (["--bbox", "0", "0", "1", "1", "--collection", "landsat"], "collection: Input should be"),
+    ],
+)
+def test_watch_add_refuses_what_its_runs_would_refuse(
+    registry: Path, extra: list[str], words: str
+) -> None:
+    from typer.testing import CliRunner
+
+    from candela.cli import app
+
+    r = CliRunner().invoke(app, ["watch", "add", "w", *extra])
+    assert r.exit_code == 1 and words in " ".join(r.output.split()), r.output
