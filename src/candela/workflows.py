@@ -185,7 +185,7 @@ class ChangeDetectionConf(RunConf):
     @field_validator("aoi")
     @classmethod
     def _aoi(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
-        if v is not None and not isinstance(v.get("type"), str):
+        if v and not isinstance(v.get("type"), str):  # ({} is no AOI, as in the pipeline)
             raise ValueError("not a GeoJSON object (no 'type')")
         return v
 
