@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import sys
@@ -18,6 +19,7 @@ from candela.cli_models import app as models_app
 from candela.cli_orders import app as orders_app
 from candela.cli_storage import app as storage_app
 from candela.settings import Settings, get_settings
+from candela.workflows import ChangeDetectionConf
 from candela_sdk.errors import InputError
 
 app = typer.Typer(
@@ -40,16 +42,16 @@ err = Console(stderr=True, soft_wrap=True, width=_WIDTH)
 REPO = Path(__file__).resolve().parents[2]
 DEMO_SAMPLE = REPO / "data" / "oscd" / "bordeaux"
 DEMO_DAG = "s2_change_detection"
-DEMO_CONF: dict[str, Any] = {
-    "collection": "sentinel-2-l1c",
-    "bbox": [-0.68, 44.83, -0.56, 44.93],
-    "start": "2016-01-01",
-    "end": "2017-12-31",
-    "tile": "T30TXQ",
-    "model": "encoder",
-    "threshold": "auto",
-    "zones": str(REPO / "data" / "context" / "admin" / "communes-33-gironde.geojson"),
-}
+DEMO_CONF: dict[str, Any] = ChangeDetectionConf(
+    collection="sentinel-2-l1c",
+    bbox=[-0.68, 44.83, -0.56, 44.93],
+    start=dt.date(2016, 1, 1),
+    end=dt.date(2017, 12, 31),
+    tile="T30TXQ",
+    model="encoder",
+    threshold="auto",
+    zones=str(REPO / "data" / "context" / "admin" / "communes-33-gironde.geojson"),
+).conf()
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
@@ -290,20 +292,18 @@ def watch_add(
 
     from candela.db.runs import save_watch
     from candela.runs import Watch
+    from candela.workflows import BadRunConf
 
-    w, s_, e, n = bbox
-    if not (w < e and s_ < n and -90 <= s_ <= 90 and -90 <= n <= 90):
-        raise fail(
-            f"--bbox must be west south east north with west < east and south < north: {bbox}"
-        )
-    if collection not in ("sentinel-2-l1c", "sentinel-2-l2a"):
-        raise fail(f"--collection must be sentinel-2-l1c or sentinel-2-l2a, not {collection!r}")
     try:
         start = dt.date.fromisoformat(since) if since else dt.date.today()
     except ValueError:
         raise fail(f"--since is not a date (YYYY-MM-DD): {since!r}") from None
-    dsn = platform_dsn()
-    save_watch(dsn, Watch(name, collection, list(bbox), tile, model, max_cloud, every_days, start))
+    watch = Watch(name, collection, list(bbox), tile, model, max_cloud, every_days, start)
+    try:  # the run configuration the watch will start: refused now rather than at each run
+        watch.conf(max(start, dt.date.today()))
+    except BadRunConf as exc:
+        raise fail(str(exc)) from None
+    save_watch(platform_dsn(), watch)
     console.print(f"watch {name!r} saved: {collection} every {every_days} day(s) since {start}")
 
 
@@ -375,8 +375,16 @@ def run(
     port: Annotated[int | None, typer.Option(help="port of the Airflow API")] = None,
 ) -> None:
     """Trigger a pipeline run through Airflow's REST API and follow it."""
+    from candela.workflows import BadRunConf, validate_conf
+
     s = _settings(port)
     params = parse_conf(conf)
+    try:  # the workflow's typed run configuration refuses bad input before a run exists
+        typed = validate_conf(dag_id, params)
+    except BadRunConf as exc:
+        raise fail(str(exc)) from None
+    if typed is not None:
+        params = typed.conf()
     code = trigger_and_follow(s, dag_id, params, wait)
     raise typer.Exit(code)
 

@@ -31,9 +31,10 @@ def _dsn() -> str:
 
 def registry_root() -> str:
     """The registry folder: ``CANDELA_MODEL_REGISTRY`` or ``<storage root>/models``."""
-    from candela_changedetect.registry import registry_root as root
+    from candela.settings import get_settings
+    from candela_sdk.registry import registry_root as root_of
 
-    return root()
+    return root_of(get_settings().storage)
 
 
 def _json_option(text: str | None, flag: str) -> dict[str, Any]:
@@ -114,7 +115,9 @@ def list_cmd() -> None:
     out = Console()  # width from COLUMNS at call time
     out.print(t)
     if not rows:
-        out.print("no registered model (built-in: cva, irmad, encoder)")
+        from candela_sdk.registry import builtin_names
+
+        out.print(f"no registered model (built-in: {', '.join(builtin_names())})")
 
 
 @app.command("show")
@@ -122,10 +125,15 @@ def show(name: Annotated[str, typer.Argument(help="registered model name")]) -> 
     """Print a registered model's metadata record (JSON)."""
     from candela.cli import fail
     from candela.db.models import get_model
+    from candela_sdk.registry import UnknownModel, find_model
 
     row = get_model(_dsn(), name)
     if row is None:
-        raise fail(f"model {name!r} is not registered", 2)
+        try:  # the one rule: is it known at all, and where?
+            found = find_model(name, registry_root())
+        except UnknownModel as exc:
+            raise fail(str(exc), 2) from None
+        raise fail(f"model {name!r} is {found.kind}: it has no registry record", 2)
     out = dict(row["metadata"])
     out["registered_at"] = row["registered_at"].isoformat()
     console.print_json(json.dumps(out))

@@ -123,9 +123,12 @@ def load_products(spec: Any, dsn: str | None) -> list[dict[str, Any]]:
 
 
 def plan_runs(
-    products: list[dict[str, Any]], conf: dict[str, Any]
+    products: list[dict[str, Any]], conf: dict[str, Any], workflow: str = "s2_change_detection"
 ) -> list[tuple[list[str], dict[str, Any]]]:
-    """One run per (collection, tile): ``[(product ids, run conf), …]``."""
+    """One run per (collection, tile): ``[(product ids, run conf), …]``, each built through the
+    workflow's typed run configuration (:class:`InputError` naming the field if it refuses)."""
+    from candela.workflows import BadRunConf, validate_conf
+
     groups: dict[tuple[str, str | None], list[dict[str, Any]]] = {}
     for p in products:
         groups.setdefault((p["collection"], p["tile"]), []).append(p)
@@ -148,6 +151,12 @@ def plan_runs(
         if tile:
             run_conf["tile"] = tile
         run_conf.update(conf)
+        try:
+            typed = validate_conf(workflow, run_conf)
+        except BadRunConf as exc:
+            raise InputError(str(exc)) from None
+        if typed is not None:
+            run_conf = typed.conf()
         runs.append(([p["id"] for p in ps], run_conf))
     return runs
 
@@ -210,7 +219,7 @@ def create(
     if dag is None:
         known = ", ".join(sorted(client.list_dags())) or "none"
         raise InputError(f"unknown workflow {workflow!r}; known: {known}")
-    runs = plan_runs(products, conf)
+    runs = plan_runs(products, conf, workflow)
     oid = record_order(dsn, user, workflow, products, conf)
     if dag.get("is_paused"):
         client.unpause(workflow)

@@ -77,23 +77,6 @@ def search_arguments(params: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in args.items() if v is not None}
 
 
-def check_model(name: str, dsn: str | None) -> str | None:
-    """None if ``name`` is a built-in change model or a registered one, else why not."""
-    from candela_changedetect.models import available_models
-
-    if name in available_models():
-        return None
-    if dsn:
-        from candela.db.models import is_registered
-
-        if is_registered(dsn, name):
-            return None
-    return (
-        f"unknown change model {name!r}: use one of {', '.join(available_models())} "
-        "or a registered model (candela models list)"
-    )
-
-
 def aoi_geometry(params: dict[str, Any]) -> dict[str, Any] | None:
     """The run's area of interest as a GeoJSON geometry (from ``aoi`` or ``bbox``)."""
     if params.get("aoi"):

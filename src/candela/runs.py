@@ -40,20 +40,25 @@ class Watch:
     last_run_id: str | None = None
 
     def due(self, now: dt.datetime) -> bool:
+        if self.since > now.date():
+            return False  # a watch that starts in the future has nothing to compare yet
         return self.last_run_at is None or now - self.last_run_at >= dt.timedelta(
             days=self.every_days
         )
 
-    def conf(self, today: dt.date) -> dict[str, Any]:
-        """Pipeline parameters: every product since the watch began, compared pairwise."""
-        conf: dict[str, Any] = {
+    def conf(self, today: dt.date, start: dt.date | None = None) -> dict[str, Any]:
+        """Pipeline parameters: every product since ``start`` (default: since the watch began),
+        compared pairwise; :class:`candela.workflows.BadRunConf` if the watch is not valid."""
+        from candela.workflows import ChangeDetectionConf
+
+        fields: dict[str, Any] = {
             "collection": self.collection,
             "bbox": list(self.bbox),
-            "start": self.since.isoformat(),
-            "end": today.isoformat(),
+            "start": start or self.since,
+            "end": today,
             "max_cloud": self.max_cloud,
             "model": self.model,
         }
         if self.tile:
-            conf["tile"] = self.tile
-        return conf
+            fields["tile"] = self.tile
+        return ChangeDetectionConf.checked(fields).conf()

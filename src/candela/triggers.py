@@ -22,6 +22,7 @@ CATALOG_ASSET_URI = "candela://catalog/products"
 def pair_runs_for_new_products(dsn: str, product_ids: Iterable[str]) -> list[dict[str, Any]]:
     """Pipeline parameters comparing each new product with its predecessor (same tile)."""
     from candela.db.products import product_and_predecessors
+    from candela.workflows import BadRunConf, ChangeDetectionConf
 
     confs: dict[tuple[Any, ...], dict[str, Any]] = {}
     for pid, row, prev in product_and_predecessors(dsn, product_ids):
@@ -35,14 +36,19 @@ def pair_runs_for_new_products(dsn: str, product_ids: Iterable[str]) -> list[dic
         if prev is None:
             log.info("%s has no earlier product of tile %s: nothing to compare", pid, tile)
             continue
-        conf: dict[str, Any] = {
+        fields: dict[str, Any] = {
             "collection": collection,
             "bbox": [float(x) for x in bbox],
-            "start": prev[1].date().isoformat(),
-            "end": when.date().isoformat(),
+            "start": prev[1].date(),
+            "end": when.date(),
         }
         if tile:
-            conf["tile"] = tile
+            fields["tile"] = tile
+        try:
+            conf = ChangeDetectionConf.checked(fields).conf()
+        except BadRunConf as exc:
+            log.warning("%s: no run: %s", pid, exc)
+            continue
         key = (collection, tile, conf["start"], conf["end"], tuple(conf["bbox"]))
         confs[key] = conf
         log.info("%s will be compared with %s", pid, prev[0])
@@ -53,18 +59,22 @@ def due_watch_runs(dsn: str, now: dt.datetime) -> list[tuple[str, dict[str, Any]
     """(watch name, pipeline parameters) for every watch whose period has elapsed."""
     from candela.db.products import latest_before
     from candela.db.runs import list_watches
+    from candela.workflows import BadRunConf
 
     due = []
     for w in list_watches(dsn):
         if not w.due(now):
             continue
-        conf = w.conf(now.date())
+        start = w.since
         if w.last_run_at is not None:
             # start from the last product the previous run saw, so it is compared with the new
             last = latest_before(dsn, w.collection, w.last_run_at, w.bbox)
             if last is not None:
-                conf["start"] = max(last.date(), w.since).isoformat()
-        due.append((w.name, conf))
+                start = max(last.date(), w.since)
+        try:
+            due.append((w.name, w.conf(now.date(), start)))
+        except BadRunConf as exc:
+            log.warning("watch %s: no run: %s", w.name, exc)
     return due
 
 

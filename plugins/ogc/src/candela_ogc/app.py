@@ -307,6 +307,7 @@ async def execute(process_id: str, request: Request, af: Airflow) -> JSONRespons
     ogc.validate_inputs(process.inputs_schema, inputs)
     dag_id = process.dag_id
     conf = {"service": process_id, "arguments": inputs} if process.is_service else inputs
+    conf = ogc.typed_conf(dag_id, conf)
 
     run = await af.trigger(dag_id, conf)
     job_id = ogc.encode_job_id(dag_id, run["dag_run_id"])
