@@ -1,23 +1,21 @@
 """run_service: one processing service, run once with the given arguments.
 
 The generic DAG behind the OGC API – Processes endpoint of each single service
-(``/ogc/processes/{service}/execution``): ``check_arguments`` validates the arguments against
-the service's parameter model, then one ``Step`` runs the service. Wiring only.
+(``/ogc/processes/{service}/execution``): ``check_arguments`` validates the run configuration
+(``candela.workflows.RunServiceConf``: the service and its arguments, through the service's
+parameter model), then one ``Step`` runs the service. Wiring only.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
-from importlib.metadata import entry_points
 
 from airflow.sdk import Param, dag, get_current_context, task
 
+from candela.workflows import RunServiceConf, dag_params
 from candela_operators import step_operator_class
 
 Step = step_operator_class()
-
-# entry-point names only (= service names): nothing of the services is imported here
-SERVICES = sorted({ep.name for ep in entry_points(group="candela.services")})
 
 
 @dag(
@@ -28,25 +26,20 @@ SERVICES = sorted({ep.name for ep in entry_points(group="candela.services")})
     doc_md=__doc__,
     default_args={"owner": "candela", "retries": 0},
     max_active_runs=16,
-    params={
-        "service": Param(
-            SERVICES[0] if SERVICES else "search",
-            type="string",
-            enum=SERVICES or ["search"],
-            description="processing service (see `candela services`)",
-        ),
-        "arguments": Param(
-            {}, type="object", description="the service's parameters (its JSON Schema)"
-        ),
-    },
+    params=dag_params(RunServiceConf, Param),
 )
 def run_service() -> None:
     @task
     def check_arguments() -> list[dict]:
-        from candela_operators.command import build_command
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from candela.workflows import BadRunConf, validate_conf
 
         params = get_current_context()["params"]
-        build_command(params["service"], dict(params["arguments"]))  # raises on bad arguments
+        try:  # the typed run configuration: a known service, arguments its parameter model takes
+            validate_conf("run_service", dict(params))
+        except BadRunConf as exc:
+            raise AirflowFailException(str(exc)) from None
         return [{"service": params["service"], "service_args": dict(params["arguments"])}]
 
     Step.partial(

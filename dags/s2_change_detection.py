@@ -13,6 +13,7 @@ from datetime import timedelta
 
 from airflow.sdk import Asset, Param, dag, get_current_context, task
 
+from candela.workflows import ChangeDetectionConf, dag_params
 from candela_operators import step_operator_class
 
 Step = step_operator_class()
@@ -52,62 +53,8 @@ IO_STEP = {
     default_args={"owner": "candela", "retries": 0},
     on_success_callback=_release_claim,
     on_failure_callback=_release_claim,
-    params={
-        "collection": Param(
-            "sentinel-2-l1c",
-            enum=["sentinel-2-l1c", "sentinel-2-l2a"],
-            description="Sentinel-2 collection to search",
-        ),
-        "bbox": Param(
-            [-0.68, 44.83, -0.56, 44.93],
-            type=["array", "null"],
-            items={"type": "number"},
-            minItems=4,
-            maxItems=4,
-            description="area of interest as [west, south, east, north] in degrees (WGS 84)",
-        ),
-        "aoi": Param(
-            None,
-            type=["object", "null"],
-            description="area of interest as a GeoJSON geometry (overrides bbox)",
-        ),
-        "start": Param("2016-01-01", type="string", format="date", description="first day"),
-        "end": Param("2017-12-31", type="string", format="date", description="last day"),
-        "max_cloud": Param(
-            100, type="number", minimum=0, maximum=100, description="maximum cloud cover, %"
-        ),
-        "tile": Param(
-            None,
-            type=["string", "null"],
-            pattern="^T[0-9]{2}[A-Z]{3}$",
-            description="MGRS tile, e.g. T30TXQ",
-        ),
-        "tile_size_km": Param(
-            50,
-            type="number",
-            minimum=1,
-            description="a larger AOI is cut into pieces of at most this size, processed in parallel",
-        ),
-        "model": Param(
-            "encoder",
-            type="string",
-            pattern="^[A-Za-z0-9_.-]+$",
-            examples=["cva", "irmad", "encoder"],
-            description="change detection model: cva, irmad, encoder or a registered model "
-            "(candela models list)",
-        ),
-        "zones": Param(
-            None,
-            type=["string", "null"],
-            description="GeoJSON of zones (parcels, communes; a path or URI): changed share per zone",
-        ),
-        "threshold": Param(
-            "auto",
-            type=["string", "number"],
-            pattern="^(auto|0?\\.[0-9]+)$",
-            description="'auto' or a change-probability threshold in ]0, 1[",
-        ),
-    },
+    # the typed run configuration (candela.workflows) is the one home of these parameters
+    params=dag_params(ChangeDetectionConf, Param),
 )
 def s2_change_detection() -> None:
     @task(multiple_outputs=True)
@@ -115,13 +62,19 @@ def s2_change_detection() -> None:
         from airflow.sdk.exceptions import AirflowFailException
 
         from candela.callbacks import _dsn
+        from candela.db.runs import claim
         from candela.pipeline import aoi_geometry, output_prefix, search_arguments, split_aoi
-        from candela.runs import RunConflict, claim, output_key
+        from candela.runs import RunConflict, output_key
         from candela.settings import get_settings
+        from candela.workflows import BadRunConf, validate_conf
 
         ctx = get_current_context()
         params = dict(ctx["params"])
         dag_id = ctx["dag"].dag_id
+        try:  # what the Params' JSON Schema cannot check: cross-field rules, the model name
+            validate_conf(dag_id, params)
+        except BadRunConf as exc:
+            raise AirflowFailException(str(exc)) from None
         key = output_key(dag_id, params)
         dsn = _dsn()
         if dsn:
@@ -129,11 +82,6 @@ def s2_change_detection() -> None:
                 claim(dsn, key, dag_id, ctx["run_id"])
             except RunConflict as exc:
                 raise AirflowFailException(str(exc)) from None
-        from candela.pipeline import check_model
-
-        problem = check_model(params["model"], dsn)
-        if problem:
-            raise AirflowFailException(problem)
         prefix = output_prefix(get_settings(), dag_id, key)
         print(f"outputs of this run go to {prefix}")
         pieces = split_aoi(aoi_geometry(params), float(params.get("tile_size_km") or 50))

@@ -25,7 +25,7 @@ def s2_watches() -> None:
         from airflow.sdk.exceptions import AirflowSkipException
 
         from candela.callbacks import _dsn
-        from candela.runs import mark_watch_run
+        from candela.db.runs import mark_watch_run
         from candela.triggers import due_watch_runs
 
         dsn = _dsn()

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 import time
 
@@ -16,15 +17,18 @@ from airflow_client import client
 from airflow_client.client.api.dag_run_api import DagRunApi
 from airflow_client.client.models import TriggerDAGRunPostBody
 
-CONF = {
-    "collection": "sentinel-2-l1c",
-    "bbox": [-0.68, 44.83, -0.56, 44.93],
-    "start": "2016-01-01",
-    "end": "2017-12-31",
-    "tile": "T30TXQ",
-    "model": "cva",
-    "threshold": 0.7,
-}
+from candela.workflows import ChangeDetectionConf
+
+# the run configuration, checked by the workflow's own model before anything is sent
+CONF = ChangeDetectionConf(
+    collection="sentinel-2-l1c",
+    bbox=[-0.68, 44.83, -0.56, 44.93],
+    start=dt.date(2016, 1, 1),
+    end=dt.date(2017, 12, 31),
+    tile="T30TXQ",
+    model="cva",
+    threshold=0.7,
+).conf()
 
 
 def main(url: str, username: str, password: str) -> int:

@@ -3,6 +3,7 @@ temporary CANDELA_HOME, driven through the CLI and the REST API as a user would.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -15,17 +16,19 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from candela.workflows import ChangeDetectionConf
+
 REPO = Path(__file__).resolve().parents[1]
 CANDELA = [sys.executable, "-m", "candela.cli"]
 DAG = "s2_change_detection"
-BORDEAUX: dict[str, Any] = {
-    "collection": "sentinel-2-l1c",
-    "bbox": [-0.68, 44.83, -0.56, 44.93],
-    "start": "2016-01-01",
-    "end": "2017-12-31",
-    "tile": "T30TXQ",
-    "model": "cva",
-}
+BORDEAUX: dict[str, Any] = ChangeDetectionConf(
+    collection="sentinel-2-l1c",
+    bbox=[-0.68, 44.83, -0.56, 44.93],
+    start=dt.date(2016, 1, 1),
+    end=dt.date(2017, 12, 31),
+    tile="T30TXQ",
+    model="cva",
+).conf()
 
 
 def free_port() -> int:

@@ -85,8 +85,8 @@ def test_services_catalogue(tmp_path: Path) -> None:
 
 def test_read_json_arg_inline_file_and_errors(tmp_path: Path) -> None:
     """The one JSON-or-@file parser behind --conf, --products, --training, --metrics, --options."""
-    from candela.jsonarg import read_json_arg
     from candela_sdk.errors import InputError
+    from candela_sdk.jsonarg import read_json_arg
 
     f = tmp_path / "p.json"
     f.write_text('[{"id": "x"}]')

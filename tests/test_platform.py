@@ -87,11 +87,23 @@ def test_invalid_params_are_refused_before_any_task(platform: Platform) -> None:
     assert "triggered" not in r.stdout  # refused by the schema: no run was created
 
 
-def test_unknown_model_fails_before_processing(platform: Platform) -> None:
+def test_unknown_model_is_refused_before_any_run(platform: Platform) -> None:
     r = platform.candela("run", "s2_change_detection", "--conf", '{"model": "magic"}')
     assert r.returncode == 1
-    assert "unknown change model 'magic'" in r.stderr
-    assert "search_products=upstream_failed" in r.stdout
+    assert "model: unknown change model 'magic'" in r.stderr
+    assert "triggered" not in r.stdout  # refused by the run configuration: no run was created
+
+
+def test_cross_field_rules_fail_in_the_first_task_without_retry(platform: Platform) -> None:
+    # through the REST API (no CLI check): the Params' schema cannot compare two fields, so
+    # plan_run refuses the conf through the same model, at once, and nothing runs after it
+    with platform.client() as c:
+        c.unpause("s2_change_detection")
+        run = c.trigger("s2_change_detection", {"start": "2018-01-01", "end": "2017-01-01"})
+        final = c.follow("s2_change_detection", run["dag_run_id"], lambda _: None)
+    assert final.state == "failed"
+    assert final.tasks["plan_run"] == "failed"
+    assert final.tasks["search_products"] == "upstream_failed"
 
 
 def _wait_for_run(c, dag_id: str, pred, timeout: float = 300) -> dict:
@@ -173,7 +185,9 @@ def test_watch_starts_runs_on_schedule(platform: Platform) -> None:
         assert st.tasks["due_watches"] == "skipped"
     assert "manual__" in platform.candela("watch", "list").stdout
     bad = platform.candela("watch", "add", "x", "--bbox", "1", "1", "0", "0")
-    assert bad.returncode != 0 and "west < east" in bad.stderr
+    assert bad.returncode != 0 and "bbox: west (1.0) must be less than east (0.0)" in bad.stderr
+    bad = platform.candela("watch", "add", "x", "--bbox", "0", "0", "1", "1", "--model", "magic")
+    assert bad.returncode != 0 and "model: unknown change model 'magic'" in bad.stderr
 
 
 def _summary_of(platform: Platform, run_id: str) -> dict:

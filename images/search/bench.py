@@ -372,7 +372,7 @@ def main() -> None:
             "load_copy_analyze_s": round(load_s, 1),
             "table_bytes": int(size_row[0]) if size_row else None,
             "database": "embedded PostgreSQL, no PostGIS: bbox columns, GiST index on "
-            "box(point(min_lon, min_lat), point(max_lon, max_lat)) (migration 0002), "
+            "box(point(min_lon, min_lat), point(max_lon, max_lat)) (candela_search migration 0001), "
             "btree on (collection, datetime) and tile",
             "span_days": int(span[0]) if span and span[0] is not None else None,
         },

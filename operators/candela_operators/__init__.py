@@ -12,13 +12,23 @@ where it runs:
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 
 def step_operator_class(runner: str | None = None) -> Any:
     """The operator class for ``runner`` (default: the ``CANDELA_RUNNER`` setting, ``local``)."""
-    runner = runner or os.environ.get("CANDELA_RUNNER", "local")
+    if runner is None:
+        from pydantic import ValidationError
+
+        from candela_operators.settings import get_settings
+
+        try:
+            runner = get_settings().runner
+        except ValidationError as exc:
+            bad = [e["input"] for e in exc.errors() if e["loc"] == ("runner",)]
+            if not bad:
+                raise
+            runner = str(bad[0])
     if runner == "local":
         from candela_operators.local import LocalStepOperator
 

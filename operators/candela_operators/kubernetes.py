@@ -20,7 +20,7 @@ from candela_operators.command import NO_DATA_EXIT_CODE, build_command
 
 def pod_settings(service_name: str) -> dict[str, Any]:
     """KubernetesPodOperator arguments for a service, from the platform settings."""
-    from candela.settings import get_settings
+    from candela_operators.settings import get_settings
     from candela_sdk.services import get_service
 
     s = get_settings()

@@ -5,12 +5,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +56,7 @@ class LocalRunner:
     ) -> ProcessOutcome:
         with tempfile.TemporaryDirectory(prefix="candela-step-") as tmp:
             result_path = Path(tmp) / "result.json"
+            # the worker's environment goes to the child as it is (passing, not reading, settings)
             child_env = dict(os.environ if env is None else env)
             child_env["CANDELA_RESULT_PATH"] = str(result_path)
             child_env.setdefault("PYTHONUNBUFFERED", "1")
@@ -109,29 +108,28 @@ class LocalRunner:
             return ProcessOutcome(rc, result, last)
 
     def kill(self, grace: float = 10.0) -> None:
+        from candela_sdk.processes import stop_group
+
         proc = self._proc
         if proc is None or proc.poll() is not None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        while proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
+        # the Popen keeps the exit status: wait on it, not on the group
+        if not stop_group(proc.pid, grace, alive=lambda: proc.poll() is None):
             proc.wait()
 
 
 def step_environment() -> dict[str, str]:
-    """What a local step needs besides the worker's environment: where the platform tables are."""
-    env = dict(os.environ)
-    if "CANDELA_DATABASE_URL" not in env:
-        from candela.embedded import PlatformError, platform_dsn
-        from candela.settings import get_settings
+    """What a local step needs besides the worker's environment: where the platform tables are.
 
-        with contextlib.suppress(PlatformError):
-            env["CANDELA_DATABASE_URL"] = platform_dsn(get_settings())
+    The worker's environment is handed to the child process as it is (not a read of settings);
+    the one value added is the platform's DSN (``CANDELA_DATABASE_URL`` or the embedded server).
+    """
+    from candela_sdk.settings import platform_dsn
+
+    env = dict(os.environ)
+    dsn = platform_dsn()
+    if dsn:
+        env["CANDELA_DATABASE_URL"] = dsn
     return env
 
 

@@ -9,18 +9,16 @@ log = logging.getLogger(__name__)
 
 
 def _dsn() -> str | None:
-    from candela.embedded import PlatformError, platform_dsn
-    from candela.settings import get_settings
+    """The platform tables' DSN, ``None`` when there is no database to record in."""
+    from candela_sdk.settings import platform_dsn
 
-    try:
-        return platform_dsn(get_settings())
-    except PlatformError:
-        return None
+    return platform_dsn()
 
 
 def release_claim(context: Any) -> None:
     """DAG success/failure callback: free the run's output key for the next identical run."""
-    from candela.runs import output_key, release
+    from candela.db.runs import release
+    from candela.runs import output_key
 
     dsn = _dsn()
     dag_run = context.get("dag_run")

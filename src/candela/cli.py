@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import sys
@@ -18,6 +19,8 @@ from candela.cli_models import app as models_app
 from candela.cli_orders import app as orders_app
 from candela.cli_storage import app as storage_app
 from candela.settings import Settings, get_settings
+from candela.workflows import ChangeDetectionConf
+from candela_sdk.errors import InputError
 
 app = typer.Typer(
     help="Candela: Earth-observation analytics on Copernicus data, orchestrated by Airflow.",
@@ -39,21 +42,37 @@ err = Console(stderr=True, soft_wrap=True, width=_WIDTH)
 REPO = Path(__file__).resolve().parents[2]
 DEMO_SAMPLE = REPO / "data" / "oscd" / "bordeaux"
 DEMO_DAG = "s2_change_detection"
-DEMO_CONF: dict[str, Any] = {
-    "collection": "sentinel-2-l1c",
-    "bbox": [-0.68, 44.83, -0.56, 44.93],
-    "start": "2016-01-01",
-    "end": "2017-12-31",
-    "tile": "T30TXQ",
-    "model": "encoder",
-    "threshold": "auto",
-    "zones": str(REPO / "data" / "context" / "admin" / "communes-33-gironde.geojson"),
-}
+DEMO_CONF: dict[str, Any] = ChangeDetectionConf(
+    collection="sentinel-2-l1c",
+    bbox=[-0.68, 44.83, -0.56, 44.93],
+    start=dt.date(2016, 1, 1),
+    end=dt.date(2017, 12, 31),
+    tile="T30TXQ",
+    model="encoder",
+    threshold="auto",
+    zones=str(REPO / "data" / "context" / "admin" / "communes-33-gironde.geojson"),
+).conf()
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
+    """The CLI's one way out on an error: one red line on stderr, then the exit code."""
     err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
+
+
+def fail_on(exc: Exception) -> typer.Exit:
+    """:func:`fail` for an error: exit code 2 for bad input (:class:`InputError`), else 1."""
+    return fail(str(exc), 2 if isinstance(exc, InputError) else 1)
+
+
+def platform_dsn(settings: Settings | None = None) -> str:
+    """The platform tables' DSN, or exit with why there is none."""
+    from candela import embedded
+
+    try:
+        return embedded.platform_dsn(settings or _settings())
+    except embedded.PlatformError as exc:
+        raise fail(str(exc)) from None
 
 
 def _settings(port: int | None = None) -> Settings:
@@ -180,13 +199,9 @@ def catalog_add(
     paths: Annotated[list[Path], typer.Argument(help="product folders, zips or STAC files")],
 ) -> None:
     """Register products in the local catalogue (idempotent)."""
-    from candela import embedded
 
     s = _settings()
-    try:
-        dsn = embedded.platform_dsn(s)
-    except embedded.PlatformError as exc:
-        raise fail(str(exc)) from None
+    dsn = platform_dsn(s)
     added, updated, skipped, ids = register_products(dsn, paths)
     console.print(f"catalogue: {added} added, {updated} updated, {len(skipped)} skipped")
     for sk in skipped:
@@ -215,8 +230,7 @@ def _announce_products(s: Settings, ids: list[str]) -> None:
 
 def register_products(dsn: str, paths: list[Path]) -> tuple[int, int, list[Any], list[str]]:
     """Recognise and upsert products; returns (added, updated, skipped, ids of new products)."""
-    import psycopg
-
+    from candela.db.products import known_ids
     from candela_search import catalog, ingest
 
     records: list[Any] = []
@@ -229,11 +243,7 @@ def register_products(dsn: str, paths: list[Path]) -> tuple[int, int, list[Any],
         records += found.records
         skipped += found.skipped
     ids = [r.id for r in records]
-    with psycopg.connect(dsn) as conn:
-        known = {
-            row[0]
-            for row in conn.execute("SELECT id FROM candela.products WHERE id = ANY(%s)", (ids,))
-        }
+    known = known_ids(dsn, ids)
     added, updated = catalog.add(dsn, records) if records else (0, 0)
     return added, updated, skipped, [i for i in ids if i not in known]
 
@@ -241,21 +251,11 @@ def register_products(dsn: str, paths: list[Path]) -> tuple[int, int, list[Any],
 @catalog_app.command("list")
 def catalog_list() -> None:
     """List the products in the local catalogue."""
-    import psycopg
+    from candela.db.products import listing
 
-    from candela import embedded
-
-    try:
-        dsn = embedded.platform_dsn(_settings())
-    except embedded.PlatformError as exc:
-        raise fail(str(exc)) from None
+    dsn = platform_dsn()
     t = Table("id", "collection", "datetime", "tile", "cloud %", "href")
-    with psycopg.connect(dsn) as conn:
-        rows = conn.execute(
-            "SELECT id, collection, datetime, tile, cloud_cover, href FROM candela.products "
-            "ORDER BY datetime"
-        ).fetchall()
-    for r in rows:
+    for r in listing(dsn):
         t.add_row(
             r[0],
             r[1],
@@ -290,38 +290,29 @@ def watch_add(
     """Save (or update) a watch; the s2_watches DAG starts its runs."""
     import datetime as dt
 
-    from candela import embedded
-    from candela.runs import Watch, save_watch
+    from candela.db.runs import save_watch
+    from candela.runs import Watch
+    from candela.workflows import BadRunConf
 
-    w, s_, e, n = bbox
-    if not (w < e and s_ < n and -90 <= s_ <= 90 and -90 <= n <= 90):
-        raise fail(
-            f"--bbox must be west south east north with west < east and south < north: {bbox}"
-        )
-    if collection not in ("sentinel-2-l1c", "sentinel-2-l2a"):
-        raise fail(f"--collection must be sentinel-2-l1c or sentinel-2-l2a, not {collection!r}")
     try:
         start = dt.date.fromisoformat(since) if since else dt.date.today()
     except ValueError:
         raise fail(f"--since is not a date (YYYY-MM-DD): {since!r}") from None
-    try:
-        dsn = embedded.platform_dsn(_settings())
-    except embedded.PlatformError as exc:
+    watch = Watch(name, collection, list(bbox), tile, model, max_cloud, every_days, start)
+    try:  # the run configuration the watch will start: refused now rather than at each run
+        watch.conf(max(start, dt.date.today()))
+    except BadRunConf as exc:
         raise fail(str(exc)) from None
-    save_watch(dsn, Watch(name, collection, list(bbox), tile, model, max_cloud, every_days, start))
+    save_watch(platform_dsn(), watch)
     console.print(f"watch {name!r} saved: {collection} every {every_days} day(s) since {start}")
 
 
 @watch_app.command("list")
 def watch_list() -> None:
     """List the saved watches."""
-    from candela import embedded
-    from candela.runs import list_watches
+    from candela.db.runs import list_watches
 
-    try:
-        dsn = embedded.platform_dsn(_settings())
-    except embedded.PlatformError as exc:
-        raise fail(str(exc)) from None
+    dsn = platform_dsn()
     t = Table("name", "collection", "bbox", "every", "since", "last run")
     for w in list_watches(dsn):
         t.add_row(
@@ -338,13 +329,9 @@ def watch_list() -> None:
 @watch_app.command("remove")
 def watch_remove(name: str) -> None:
     """Remove a watch."""
-    from candela import embedded
-    from candela.runs import remove_watch
+    from candela.db.runs import remove_watch
 
-    try:
-        dsn = embedded.platform_dsn(_settings())
-    except embedded.PlatformError as exc:
-        raise fail(str(exc)) from None
+    dsn = platform_dsn()
     if not remove_watch(dsn, name):
         raise fail(f"no watch named {name!r}")
     console.print(f"watch {name!r} removed")
@@ -354,8 +341,8 @@ def watch_remove(name: str) -> None:
 
 
 def parse_conf(conf: str | None) -> dict[str, Any]:
-    from candela.jsonarg import read_json_arg
     from candela_sdk.errors import InputError
+    from candela_sdk.jsonarg import read_json_arg
 
     if not conf:
         return {}
@@ -388,8 +375,16 @@ def run(
     port: Annotated[int | None, typer.Option(help="port of the Airflow API")] = None,
 ) -> None:
     """Trigger a pipeline run through Airflow's REST API and follow it."""
+    from candela.workflows import BadRunConf, validate_conf
+
     s = _settings(port)
     params = parse_conf(conf)
+    try:  # the workflow's typed run configuration refuses bad input before a run exists
+        typed = validate_conf(dag_id, params)
+    except BadRunConf as exc:
+        raise fail(str(exc)) from None
+    if typed is not None:
+        params = typed.conf()
     code = trigger_and_follow(s, dag_id, params, wait)
     raise typer.Exit(code)
 

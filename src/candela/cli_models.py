@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,101 +21,33 @@ log = logging.getLogger(__name__)
 
 app = typer.Typer(help="Change-detection models: the model registry.", no_args_is_help=True)
 console = Console()
-err = Console(stderr=True)
-
-COLUMNS = (
-    "name, architecture, description, uri, sha256, size_bytes, bands, normalisation, training, "
-    "metrics, options, metadata, registered_at"
-)
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
 
 
 def _dsn() -> str:
-    from candela import embedded
-    from candela.settings import get_settings
+    from candela.cli import platform_dsn
 
-    try:
-        return embedded.platform_dsn(get_settings())
-    except embedded.PlatformError as exc:
-        raise _fail(str(exc)) from None
+    return platform_dsn()
 
 
 def registry_root() -> str:
     """The registry folder: ``CANDELA_MODEL_REGISTRY`` or ``<storage root>/models``."""
     from candela.settings import get_settings
-    from candela_sdk import storage
+    from candela_sdk.registry import registry_root as root_of
 
-    env = os.environ.get("CANDELA_MODEL_REGISTRY")
-    if env:
-        return storage.to_uri(env)
-    return storage.parse(get_settings().storage).join("models").uri
-
-
-def record_model(dsn: str, record: dict[str, Any]) -> None:
-    """Insert or replace the record of a registered model in ``candela.models``."""
-    import psycopg
-    from psycopg.types.json import Jsonb
-
-    with psycopg.connect(dsn) as conn:
-        conn.execute(
-            f"INSERT INTO candela.models ({COLUMNS}) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now()) "
-            "ON CONFLICT (name) DO UPDATE SET architecture = EXCLUDED.architecture, "
-            "description = EXCLUDED.description, uri = EXCLUDED.uri, sha256 = EXCLUDED.sha256, "
-            "size_bytes = EXCLUDED.size_bytes, bands = EXCLUDED.bands, "
-            "normalisation = EXCLUDED.normalisation, training = EXCLUDED.training, "
-            "metrics = EXCLUDED.metrics, options = EXCLUDED.options, "
-            "metadata = EXCLUDED.metadata, registered_at = now()",
-            (
-                record["name"],
-                record["architecture"],
-                record.get("description", ""),
-                record["uri"],
-                record["sha256"],
-                record["size_bytes"],
-                Jsonb(record["bands"]),
-                record["normalisation"],
-                Jsonb(record.get("training", {})),
-                Jsonb(record.get("metrics", {})),
-                Jsonb(record.get("options", {})),
-                Jsonb(record),
-            ),
-        )
-
-
-def list_models(dsn: str) -> list[dict[str, Any]]:
-    import psycopg
-    from psycopg.rows import dict_row
-
-    with psycopg.connect(dsn, row_factory=dict_row) as conn:
-        return list(conn.execute(f"SELECT {COLUMNS} FROM candela.models ORDER BY name"))
-
-
-def get_model(dsn: str, name: str) -> dict[str, Any] | None:
-    import psycopg
-    from psycopg.rows import dict_row
-
-    with psycopg.connect(dsn, row_factory=dict_row) as conn:
-        row = conn.execute(
-            f"SELECT {COLUMNS} FROM candela.models WHERE name = %s", (name,)
-        ).fetchone()
-    return dict(row) if row else None
+    return root_of(get_settings().storage)
 
 
 def _json_option(text: str | None, flag: str) -> dict[str, Any]:
     if not text:
         return {}
-    from candela.jsonarg import read_json_arg
+    from candela.cli import fail
     from candela_sdk.errors import InputError
+    from candela_sdk.jsonarg import read_json_arg
 
     try:
         return dict(read_json_arg(text, flag, obj=True))
     except InputError as exc:
-        raise _fail(str(exc), 2) from None
+        raise fail(str(exc), 2) from None
 
 
 @app.command("register")
@@ -136,6 +67,7 @@ def register(
     ] = None,
 ) -> None:
     """Register a trained encoder: copy it into the registry and record it in the database."""
+    from candela.cli import fail
     from candela_changedetect import registry
     from candela_sdk.errors import CandelaError
 
@@ -153,7 +85,9 @@ def register(
             root=registry_root(),
         )
     except CandelaError as exc:
-        raise _fail(str(exc), int(exc.exit_code)) from None
+        raise fail(str(exc), int(exc.exit_code)) from None
+    from candela.db.models import record_model
+
     record_model(dsn, record)
     console.print(
         f"registered {record['name']} sha256 {record['sha256'][:12]} at {record['uri']}",
@@ -164,6 +98,8 @@ def register(
 @app.command("list")
 def list_cmd() -> None:
     """List the registered models."""
+    from candela.db.models import list_models
+
     rows = list_models(_dsn())
     t = Table("name", "architecture", "bands", "sha256", "size", "registered", "description")
     for r in rows:
@@ -179,15 +115,25 @@ def list_cmd() -> None:
     out = Console()  # width from COLUMNS at call time
     out.print(t)
     if not rows:
-        out.print("no registered model (built-in: cva, irmad, encoder)")
+        from candela_sdk.registry import builtin_names
+
+        out.print(f"no registered model (built-in: {', '.join(builtin_names())})")
 
 
 @app.command("show")
 def show(name: Annotated[str, typer.Argument(help="registered model name")]) -> None:
     """Print a registered model's metadata record (JSON)."""
+    from candela.cli import fail
+    from candela.db.models import get_model
+    from candela_sdk.registry import UnknownModel, find_model
+
     row = get_model(_dsn(), name)
     if row is None:
-        raise _fail(f"model {name!r} is not registered", 2)
+        try:  # the one rule: is it known at all, and where?
+            found = find_model(name, registry_root())
+        except UnknownModel as exc:
+            raise fail(str(exc), 2) from None
+        raise fail(f"model {name!r} is {found.kind}: it has no registry record", 2)
     out = dict(row["metadata"])
     out["registered_at"] = row["registered_at"].isoformat()
     console.print_json(json.dumps(out))

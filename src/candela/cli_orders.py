@@ -22,15 +22,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import secrets
 import time
 from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
 
-from candela.jsonarg import read_json_arg
 from candela_sdk.errors import CandelaError, InputError
+from candela_sdk.jsonarg import read_json_arg
 
 log = logging.getLogger(__name__)
 
@@ -104,14 +103,9 @@ def load_products(spec: Any, dsn: str | None) -> list[dict[str, Any]]:
     if ids:
         if dsn is None:
             raise InputError("product ids need the platform's catalogue: start it (`candela up`)")
-        import psycopg
+        from candela.db.products import summary_rows
 
-        with psycopg.connect(dsn) as conn:
-            rows = conn.execute(
-                "SELECT id, collection, datetime, tile, min_lon, min_lat, max_lon, max_lat, href "
-                "FROM candela.products WHERE id = ANY(%s)",
-                (ids,),
-            ).fetchall()
+        rows = summary_rows(dsn, ids)
         found = {r[0]: r for r in rows}
         missing = [i for i in ids if i not in found]
         if missing:
@@ -129,9 +123,12 @@ def load_products(spec: Any, dsn: str | None) -> list[dict[str, Any]]:
 
 
 def plan_runs(
-    products: list[dict[str, Any]], conf: dict[str, Any]
+    products: list[dict[str, Any]], conf: dict[str, Any], workflow: str = "s2_change_detection"
 ) -> list[tuple[list[str], dict[str, Any]]]:
-    """One run per (collection, tile): ``[(product ids, run conf), …]``."""
+    """One run per (collection, tile): ``[(product ids, run conf), …]``, each built through the
+    workflow's typed run configuration (:class:`InputError` naming the field if it refuses)."""
+    from candela.workflows import BadRunConf, validate_conf
+
     groups: dict[tuple[str, str | None], list[dict[str, Any]]] = {}
     for p in products:
         groups.setdefault((p["collection"], p["tile"]), []).append(p)
@@ -154,6 +151,12 @@ def plan_runs(
         if tile:
             run_conf["tile"] = tile
         run_conf.update(conf)
+        try:
+            typed = validate_conf(workflow, run_conf)
+        except BadRunConf as exc:
+            raise InputError(str(exc)) from None
+        if typed is not None:
+            run_conf = typed.conf()
         runs.append(([p["id"] for p in ps], run_conf))
     return runs
 
@@ -161,79 +164,13 @@ def plan_runs(
 # --- the order table -------------------------------------------------------------------------
 
 
-def new_order_id() -> str:
-    return f"ord-{secrets.token_hex(6)}"
-
-
-def record_order(
-    dsn: str, user: str, workflow: str, products: list[dict[str, Any]], conf: dict[str, Any]
-) -> str:
-    import psycopg
-    from psycopg.types.json import Jsonb
-
-    oid = new_order_id()
-    with psycopg.connect(dsn) as conn:
-        conn.execute(
-            "INSERT INTO candela.orders (id, username, workflow, products, conf) "
-            "VALUES (%s, %s, %s, %s, %s)",
-            (oid, user, workflow, Jsonb(products), Jsonb(conf)),
-        )
-    return oid
-
-
-def record_run(dsn: str, oid: str, run_id: str, ids: list[str], conf: dict[str, Any]) -> None:
-    import psycopg
-    from psycopg.types.json import Jsonb
-
-    with psycopg.connect(dsn) as conn:
-        conn.execute(
-            "INSERT INTO candela.order_runs (order_id, run_id, product_ids, conf) "
-            "VALUES (%s, %s, %s, %s)",
-            (oid, run_id, Jsonb(ids), Jsonb(conf)),
-        )
-        conn.execute(
-            "UPDATE candela.orders SET status = 'running', updated_at = now() WHERE id = %s",
-            (oid,),
-        )
-
-
-def set_status(dsn: str, oid: str, status: str, message: str | None = None) -> None:
-    import psycopg
-
-    with psycopg.connect(dsn) as conn:
-        conn.execute(
-            "UPDATE candela.orders SET status = %s, message = %s, updated_at = now() WHERE id = %s",
-            (status, message, oid),
-        )
-
-
 def order_status(dsn: str, oid: str) -> dict[str, Any]:
-    import psycopg
+    from candela.db.orders import get_order
 
-    with psycopg.connect(dsn) as conn:
-        row = conn.execute(
-            "SELECT id, username, workflow, products, conf, status, message, created_at "
-            "FROM candela.orders WHERE id = %s",
-            (oid,),
-        ).fetchone()
-        if row is None:
-            raise InputError(f"no order {oid}")
-        runs = conn.execute(
-            "SELECT run_id, product_ids, state FROM candela.order_runs WHERE order_id = %s "
-            "ORDER BY run_id",
-            (oid,),
-        ).fetchall()
-    return {
-        "id": row[0],
-        "user": row[1],
-        "workflow": row[2],
-        "products": row[3],
-        "conf": row[4],
-        "status": row[5],
-        "message": row[6],
-        "created_at": row[7].isoformat(),
-        "runs": [{"run_id": r[0], "products": r[1], "state": r[2]} for r in runs],
-    }
+    order = get_order(dsn, oid)
+    if order is None:
+        raise InputError(f"no order {oid}")
+    return order
 
 
 def overall(states: list[str]) -> str:
@@ -248,28 +185,21 @@ def overall(states: list[str]) -> str:
 
 def refresh(dsn: str, client: Any, oid: str) -> dict[str, Any]:
     """Ask Airflow for the state of each run of the order; store and return the order."""
-    import psycopg
+    from candela.db.orders import set_run_states
 
     order = order_status(dsn, oid)
     states = []
-    with psycopg.connect(dsn) as conn:
-        for run in order["runs"]:
-            state = run["state"]
-            if state not in FINAL:
-                state = str(client.get_run(order["workflow"], run["run_id"]).get("state"))
-                conn.execute(
-                    "UPDATE candela.order_runs SET state = %s, updated_at = now() "
-                    "WHERE order_id = %s AND run_id = %s",
-                    (state, oid, run["run_id"]),
-                )
-            run["state"] = state
-            states.append(state)
-        if order["runs"]:
-            order["status"] = overall(states)
-            conn.execute(
-                "UPDATE candela.orders SET status = %s, updated_at = now() WHERE id = %s",
-                (order["status"], oid),
-            )
+    changed: dict[str, str] = {}
+    for run in order["runs"]:
+        state = run["state"]
+        if state not in FINAL:
+            state = str(client.get_run(order["workflow"], run["run_id"]).get("state"))
+            changed[run["run_id"]] = state
+        run["state"] = state
+        states.append(state)
+    if order["runs"]:
+        order["status"] = overall(states)
+    set_run_states(dsn, oid, changed, order["status"] if order["runs"] else None)
     return order
 
 
@@ -283,12 +213,13 @@ def create(
 ) -> str:
     """Record the order and trigger its runs; a refused trigger fails the order (recorded)."""
     from candela.airflow_api import AirflowApiError
+    from candela.db.orders import record_order, record_run, set_status
 
     dag = client.get_dag(workflow)
     if dag is None:
         known = ", ".join(sorted(client.list_dags())) or "none"
         raise InputError(f"unknown workflow {workflow!r}; known: {known}")
-    runs = plan_runs(products, conf)
+    runs = plan_runs(products, conf, workflow)
     oid = record_order(dsn, user, workflow, products, conf)
     if dag.get("is_paused"):
         client.unpause(workflow)
@@ -339,15 +270,10 @@ def _print(order: dict[str, Any]) -> None:
 
 
 def _context() -> tuple[str, Any]:
-    from candela import embedded
-    from candela.cli import _client, _settings, fail
+    from candela.cli import _client, _settings, platform_dsn
 
     s = _settings()
-    try:
-        dsn = embedded.platform_dsn(s)
-    except embedded.PlatformError as exc:
-        raise fail(str(exc)) from None
-    return dsn, _client(s)
+    return platform_dsn(s), _client(s)
 
 
 @app.command("create")
@@ -360,7 +286,7 @@ def create_cmd(
 ) -> None:
     """Record an order and trigger its run(s)."""
     from candela.airflow_api import AirflowApiError
-    from candela.cli import fail
+    from candela.cli import fail_on
     from candela.cli_storage import current_user
 
     try:
@@ -377,7 +303,7 @@ def create_cmd(
         finally:
             client.close()
     except (CandelaError, AirflowApiError) as exc:
-        raise fail(str(exc), 2 if isinstance(exc, InputError) else 1) from None
+        raise fail_on(exc) from None
     raise typer.Exit(0 if order["status"] in ("success", "running", "created") else 1)
 
 
@@ -389,7 +315,7 @@ def status_cmd(
 ) -> None:
     """Show an order and the state of its runs."""
     from candela.airflow_api import AirflowApiError
-    from candela.cli import fail
+    from candela.cli import fail_on
 
     try:
         dsn, client = _context()
@@ -400,7 +326,7 @@ def status_cmd(
         finally:
             client.close()
     except (CandelaError, AirflowApiError) as exc:
-        raise fail(str(exc), 2 if isinstance(exc, InputError) else 1) from None
+        raise fail_on(exc) from None
     if as_json:
         typer.echo(json.dumps(order, indent=2, default=str))
     elif not wait:

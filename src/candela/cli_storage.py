@@ -41,7 +41,9 @@ _USER = re.compile(r"^[a-z0-9][a-z0-9-]{0,56}$")
 
 
 def current_user(user: str | None = None) -> str:
-    name = (user or os.environ.get("CANDELA_USER") or getpass.getuser()).strip().lower()
+    from candela.settings import get_settings
+
+    name = (user or get_settings().user or getpass.getuser()).strip().lower()
     name = name.replace("_", "-").replace(".", "-")
     if not _USER.match(name):
         raise InputError(
@@ -153,17 +155,6 @@ def get(root: str, path: str, local: Path) -> Path:
     return dest
 
 
-def register(dsn: str, user: str, root: str) -> None:
-    import psycopg
-
-    with psycopg.connect(dsn) as conn:
-        conn.execute(
-            "INSERT INTO candela.workspaces (username, root) VALUES (%s, %s) "
-            "ON CONFLICT (username) DO NOTHING",
-            (user, root),
-        )
-
-
 # --- commands ------------------------------------------------------------------------------
 
 UserOpt = Annotated[
@@ -180,6 +171,7 @@ def _root(user: str | None) -> tuple[str, str]:
 
 def _register_quietly(name: str, root: str) -> None:
     from candela import embedded
+    from candela.db.workspaces import register
     from candela.settings import get_settings
 
     try:
@@ -189,9 +181,9 @@ def _register_quietly(name: str, root: str) -> None:
 
 
 def _fail(exc: CandelaError) -> typer.Exit:
-    from candela.cli import fail
+    from candela.cli import fail_on
 
-    return fail(str(exc), 2 if isinstance(exc, InputError) else 1)
+    return fail_on(exc)
 
 
 @app.command("init")

@@ -10,14 +10,12 @@ migrated), then the Airflow api-server, scheduler, dag-processor and triggerer (
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import logging
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -28,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from candela.settings import Settings
-from candela_sdk.platform import embedded_dsn, pid_alive, postgres_pid, postgres_socket_dir
+from candela_sdk.processes import pid_alive, stop_group
 
 log = logging.getLogger(__name__)
 
@@ -89,11 +87,22 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def _pg_socket_dir(settings: Settings) -> Path | None:
-    return postgres_socket_dir(settings.pgdata)
+    pid_file = settings.pgdata / "postmaster.pid"
+    if not pid_file.exists():
+        return None
+    lines = pid_file.read_text().splitlines()
+    return Path(lines[4]) if len(lines) > 4 and lines[4] else None
 
 
 def _pg_pid(settings: Settings) -> int | None:
-    return postgres_pid(settings.pgdata)
+    pid_file = settings.pgdata / "postmaster.pid"
+    if not pid_file.exists():
+        return None
+    try:
+        pid = int(pid_file.read_text().splitlines()[0])
+    except (ValueError, IndexError):
+        return None
+    return pid if pid_alive(pid) else None
 
 
 def start_postgres(settings: Settings) -> str:
@@ -124,20 +133,11 @@ def dsn_for(base: str, database: str) -> str:
     return base.replace("/postgres?", f"/{database}?", 1)
 
 
-def ensure_database(base_dsn: str, name: str) -> None:
-    import psycopg
-
-    with psycopg.connect(base_dsn, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
-        if not exists:
-            conn.execute(f'CREATE DATABASE "{name}"')
-
-
 def platform_dsn(settings: Settings) -> str:
     """DSN of the platform tables: configured, or the embedded server's ``candela`` database."""
-    if settings.database_url:
-        return settings.database_url
-    dsn = embedded_dsn(settings.home_abs)
+    from candela_sdk.settings import platform_dsn as find
+
+    dsn = find(settings)
     if dsn is None:
         raise PlatformError("the embedded database is not running: start it with `candela up`")
     return dsn
@@ -221,7 +221,8 @@ def component_env(settings: Settings) -> dict[str, str]:
             "PYTHONUNBUFFERED": "1",
         }
     )
-    # components must not inherit a half-set environment from a user's shell
+    # the caller's environment is handed to the components (not a read of settings), less
+    # AIRFLOW__*: components must not inherit a half-set environment from a user's shell
     for key in list(env):
         if key.startswith("AIRFLOW__"):
             env.pop(key)
@@ -277,37 +278,8 @@ def stop_component(settings: Settings, name: str, timeout: float = 30.0) -> bool
     if pid is None:
         return False
     # each component leads its own process group: stop it with its children (task runners)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not _group_alive(pid):
-            return True
-        _reap(pid)
-        time.sleep(0.2)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
-    _reap(pid)
+    stop_group(pid, timeout, poll=0.2)
     return True
-
-
-def _reap(pid: int) -> None:
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
-
-
-def _group_alive(pgid: int) -> bool:
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            stat = (proc / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
 
 
 def run_airflow(settings: Settings, *args: str, timeout: float = 600) -> str:
@@ -416,10 +388,11 @@ def up(
     (settings.run_dir / "port").write_text(str(settings.port))
     progress("starting PostgreSQL (embedded)")
     base = start_postgres(settings)
+    from candela.db import ensure_database, migrate
+
     for db in ("airflow", "candela"):
         ensure_database(base, db)
     progress("migrating the platform tables")
-    from candela.db import migrate
 
     migrate(settings.database_url or dsn_for(base, "candela"))
     write_airflow_config(settings, settings.airflow_database_url or dsn_for(base, "airflow"))

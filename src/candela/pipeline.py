@@ -48,31 +48,6 @@ def search_arguments(params: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in args.items() if v is not None}
 
 
-def check_model(name: str, dsn: str | None) -> str | None:
-    """None if ``name`` is a built-in change model or a registered one, else why not."""
-    from candela_changedetect.models import available_models
-
-    if name in available_models():
-        return None
-    if dsn:
-        import psycopg
-
-        with psycopg.connect(dsn) as conn:
-            row = conn.execute(
-                "SELECT 1 FROM information_schema.tables WHERE table_schema = 'candela' "
-                "AND table_name = 'models'"
-            ).fetchone()
-            if (
-                row
-                and conn.execute("SELECT 1 FROM candela.models WHERE name = %s", (name,)).fetchone()
-            ):
-                return None
-    return (
-        f"unknown change model {name!r}: use one of {', '.join(available_models())} "
-        "or a registered model (candela models list)"
-    )
-
-
 def aoi_geometry(params: dict[str, Any]) -> dict[str, Any] | None:
     """The run's area of interest as one GeoJSON geometry (from ``aoi`` or ``bbox``); a Feature
     or FeatureCollection becomes the union of its geometries (:func:`candela_sdk.aoi.aoi_geometry`)."""
@@ -206,27 +181,9 @@ def publish(
     }
     summary_uri = storage.write_text(f"{prefix}/run.json", json.dumps(summary, indent=2))
     if dsn:
-        _record(dsn, dag_id, run_id, published)
+        from candela.db.results import record_results
+
+        record_results(dsn, dag_id, run_id, [p["item"] for p in published])
     summary["summary"] = summary_uri
     log.info("published %d result(s); summary at %s", len(published), summary_uri)
     return summary
-
-
-def _record(dsn: str, dag_id: str, run_id: str, published: list[dict[str, Any]]) -> None:
-    import psycopg
-    from psycopg.types.json import Jsonb
-
-    with psycopg.connect(dsn) as conn:
-        for p in published:
-            item = p["item"]
-            bbox = item.get("bbox") or [None] * 4
-            when = item["properties"].get("datetime") or item["properties"].get("end_datetime")
-            conn.execute(
-                """INSERT INTO candela.results
-                   (id, workflow, run_id, datetime, min_lon, min_lat, max_lon, max_lat, item)
-                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
-                   ON CONFLICT (id) DO UPDATE SET workflow = EXCLUDED.workflow,
-                     run_id = EXCLUDED.run_id, datetime = EXCLUDED.datetime, item = EXCLUDED.item,
-                     created_at = now()""",
-                (item["id"], dag_id, run_id, when, *bbox, Jsonb(item)),
-            )

@@ -19,7 +19,6 @@ import logging
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -29,7 +28,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from candela.embedded import live_pid, pid_alive, port_in_use
+from candela.embedded import live_pid, port_in_use
+from candela_sdk.processes import stop_group
 
 log = logging.getLogger(__name__)
 
@@ -340,19 +340,7 @@ def stop(home: Path, timeout: float = 10.0) -> bool:
     paths["pid"].unlink(missing_ok=True)
     if pid is None:
         return False
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(ChildProcessError, OSError):
-            os.waitpid(pid, os.WNOHANG)
-        if not pid_alive(pid):
-            return True
-        time.sleep(0.1)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, 0)
+    stop_group(pid, timeout)
     return True
 
 

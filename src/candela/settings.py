@@ -9,51 +9,29 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from candela_sdk.settings import SdkSettings
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CANDELA_", extra="ignore")
+class Settings(SdkSettings):
+    """The platform's settings: the SDK's (home, storage root, database, runner, S3, …) and
+    those of the embedded platform, the Airflow client and the Kubernetes runner."""
 
-    home: Path = Field(Path(".candela"), description="where the embedded platform keeps its state")
+    model_config = SettingsConfigDict(env_prefix="CANDELA_", extra="ignore", env_ignore_empty=True)
+
     port: int = Field(8080, description="port of the Airflow API server / UI (loopback)")
-    runner: Literal["local", "kubernetes"] = Field(
-        "local", description="how pipeline steps run: local subprocess or Kubernetes pod"
-    )
-    database_url: str | None = Field(
-        None, description="external PostgreSQL for the platform tables (default: embedded)"
-    )
     airflow_database_url: str | None = Field(
         None, description="external PostgreSQL for Airflow's metadata (default: embedded)"
-    )
-    storage_root: str | None = Field(
-        None, description="where outputs go: file:// or s3:// (default: HOME/storage)"
     )
     airflow_url: str | None = Field(None, description="Airflow API server URL (default: local)")
     airflow_username: str = "admin"
     airflow_password: str | None = None
+    user: str | None = Field(None, description="whose workspace (default: the login name)")
 
-    # Kubernetes runner
-    k8s_namespace: str = "candela"
-    k8s_image_registry: str = "ghcr.io/candela-eo"
-    k8s_image_tag: str = "0.1.0"
-    k8s_in_cluster: bool = False
-    k8s_config_file: str | None = None
-    k8s_s3_secret: str = "candela-s3"
-    k8s_service_account: str | None = None
-    k8s_gpu_node_selector: dict[str, str] = Field(
-        default_factory=lambda: {"nvidia.com/gpu.present": "true"}
-    )
-    k8s_gpu_toleration_key: str = "nvidia.com/gpu"
-    k8s_deferrable: bool = Field(
-        True, description="wait for pods in the triggerer instead of holding a worker slot"
-    )
-    k8s_startup_timeout: int = Field(
-        900, description="seconds to wait for a pod to start (longer than a node scale-up)"
-    )
+    # the Kubernetes runner's settings (CANDELA_K8S_*): candela_operators.settings
     step_timeout_minutes: int = 120
     gpu_slots: int = Field(1, ge=1, description="size of the GPU pool (concurrent GPU steps)")
 
@@ -76,10 +54,6 @@ class Settings(BaseSettings):
     @property
     def log_dir(self) -> Path:
         return self.home_abs / "logs"
-
-    @property
-    def storage(self) -> str:
-        return self.storage_root or (self.home_abs / "storage").as_uri()
 
     @property
     def api_url(self) -> str:

@@ -21,70 +21,60 @@ CATALOG_ASSET_URI = "candela://catalog/products"
 
 def pair_runs_for_new_products(dsn: str, product_ids: Iterable[str]) -> list[dict[str, Any]]:
     """Pipeline parameters comparing each new product with its predecessor (same tile)."""
-    import psycopg
+    from candela.db.products import product_and_predecessors
+    from candela.workflows import BadRunConf, ChangeDetectionConf
 
     confs: dict[tuple[Any, ...], dict[str, Any]] = {}
-    with psycopg.connect(dsn) as conn:
-        for pid in product_ids:
-            row = conn.execute(
-                "SELECT collection, tile, datetime, min_lon, min_lat, max_lon, max_lat "
-                "FROM candela.products WHERE id = %s",
-                (pid,),
-            ).fetchone()
-            if row is None:
-                log.warning("new product %s is not in the catalogue; ignored", pid)
-                continue
-            collection, tile, when, *bbox = row
-            if not collection.startswith("sentinel-2"):
-                log.info("%s: %s is not a Sentinel-2 collection; ignored", pid, collection)
-                continue
-            prev = conn.execute(
-                "SELECT id, datetime FROM candela.products WHERE collection = %s "
-                "AND tile IS NOT DISTINCT FROM %s AND datetime < %s "
-                "AND max_lon > %s AND min_lon < %s AND max_lat > %s AND min_lat < %s "
-                "ORDER BY datetime DESC LIMIT 1",
-                (collection, tile, when, bbox[0], bbox[2], bbox[1], bbox[3]),
-            ).fetchone()
-            if prev is None:
-                log.info("%s has no earlier product of tile %s: nothing to compare", pid, tile)
-                continue
-            conf: dict[str, Any] = {
-                "collection": collection,
-                "bbox": [float(x) for x in bbox],
-                "start": prev[1].date().isoformat(),
-                "end": when.date().isoformat(),
-            }
-            if tile:
-                conf["tile"] = tile
-            key = (collection, tile, conf["start"], conf["end"], tuple(conf["bbox"]))
-            confs[key] = conf
-            log.info("%s will be compared with %s", pid, prev[0])
+    for pid, row, prev in product_and_predecessors(dsn, product_ids):
+        if row is None:
+            log.warning("new product %s is not in the catalogue; ignored", pid)
+            continue
+        collection, tile, when, *bbox = row
+        if not collection.startswith("sentinel-2"):
+            log.info("%s: %s is not a Sentinel-2 collection; ignored", pid, collection)
+            continue
+        if prev is None:
+            log.info("%s has no earlier product of tile %s: nothing to compare", pid, tile)
+            continue
+        fields: dict[str, Any] = {
+            "collection": collection,
+            "bbox": [float(x) for x in bbox],
+            "start": prev[1].date(),
+            "end": when.date(),
+        }
+        if tile:
+            fields["tile"] = tile
+        try:
+            conf = ChangeDetectionConf.checked(fields).conf()
+        except BadRunConf as exc:
+            log.warning("%s: no run: %s", pid, exc)
+            continue
+        key = (collection, tile, conf["start"], conf["end"], tuple(conf["bbox"]))
+        confs[key] = conf
+        log.info("%s will be compared with %s", pid, prev[0])
     return list(confs.values())
 
 
 def due_watch_runs(dsn: str, now: dt.datetime) -> list[tuple[str, dict[str, Any]]]:
     """(watch name, pipeline parameters) for every watch whose period has elapsed."""
-    import psycopg
-
-    from candela.runs import list_watches
+    from candela.db.products import latest_before
+    from candela.db.runs import list_watches
+    from candela.workflows import BadRunConf
 
     due = []
     for w in list_watches(dsn):
         if not w.due(now):
             continue
-        conf = w.conf(now.date())
+        start = w.since
         if w.last_run_at is not None:
             # start from the last product the previous run saw, so it is compared with the new
-            with psycopg.connect(dsn) as conn:
-                row = conn.execute(
-                    "SELECT max(datetime) FROM candela.products WHERE collection = %s "
-                    "AND datetime <= %s AND max_lon > %s AND min_lon < %s "
-                    "AND max_lat > %s AND min_lat < %s",
-                    (w.collection, w.last_run_at, w.bbox[0], w.bbox[2], w.bbox[1], w.bbox[3]),
-                ).fetchone()
-            if row and row[0] is not None:
-                conf["start"] = max(row[0].date(), w.since).isoformat()
-        due.append((w.name, conf))
+            last = latest_before(dsn, w.collection, w.last_run_at, w.bbox)
+            if last is not None:
+                start = max(last.date(), w.since)
+        try:
+            due.append((w.name, w.conf(now.date(), start)))
+        except BadRunConf as exc:
+            log.warning("watch %s: no run: %s", w.name, exc)
     return due
 
 

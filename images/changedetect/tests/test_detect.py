@@ -40,9 +40,20 @@ def test_service_declaration() -> None:
     d = SERVICE.describe()
     assert d["command"] == ["candela-changedetect", "detect"]
     assert d["resources"]["gpu"] == 1
-    assert d["parameters"]["properties"]["model"]["enum"] == ["cva", "encoder", "irmad"]
+    model = d["parameters"]["properties"]["model"]
+    assert "enum" not in model  # registered models are names too: the registry decides
+    assert model["examples"] == ["cva", "irmad", "encoder"] and model["default"] == "cva"
     argv = SERVICE.argv_for({"before": "a.tif", "after": "b.tif", "output": "o", "model": "irmad"})
     assert argv[:2] == ["candela-changedetect", "detect"] and "--model" in argv
+
+
+def test_builtin_model_names_are_the_sdk_ones() -> None:
+    # the classes live here, the names in the SDK's one rule (candela_sdk.registry)
+    from candela_changedetect.models import BUILTIN, available_models
+    from candela_sdk.registry import BUILTIN_NAMES, builtin_names
+
+    assert sorted(BUILTIN) == sorted(BUILTIN_NAMES)
+    assert available_models() == builtin_names()
 
 
 def test_synthetic_end_to_end(pair: dict[str, Any], tmp_path: Path, capsys: Any) -> None:

@@ -34,7 +34,7 @@ def _probabilities(model_name: str, src: ArrayPair, **options: object) -> tuple[
 
 def test_registry_lists_builtin_models() -> None:
     assert {"cva", "irmad"} <= set(available_models())
-    with pytest.raises(InputError, match="unknown model"):
+    with pytest.raises(InputError, match="unknown change model 'nope'"):
         create_model("nope")
     with pytest.raises(InputError, match="invalid --model-options for cva"):
         create_model("cva", {"standardise": "sideways"})

@@ -486,31 +486,55 @@ def test_status_page_no_data_and_failed(world: dict[str, Any], client: Any) -> N
     ]  # fmt: skip
 
 
-def test_failed_run_reason_from_task_log(tmp_path: Path) -> None:
-    from candela.settings import Settings
+def test_failed_run_reason_from_task_log() -> None:
+    """Why a task was skipped or failed: read from its log through Airflow's REST API, at the
+    try the task is at."""
+    import httpx
+
+    from candela.airflow_api import AirflowClient
     from candela_review.runs import AirflowState, task_messages
 
-    s = Settings(home=tmp_path)
-    log_dir = s.log_dir / "airflow" / f"dag_id={DAG}" / "run_id=r1"
-    (log_dir / "task_id=search_products").mkdir(parents=True)
-    (log_dir / "task_id=search_products" / "attempt=1.log").write_text(
-        json.dumps({"event": "no data: no product matches the search", "level": "info"}) + "\n"
-    )
-    (log_dir / "task_id=preprocess" / "map_index=0").mkdir(parents=True)
-    (log_dir / "task_id=preprocess" / "map_index=0" / "attempt=2.log").write_text(
-        json.dumps({"event": "step failed: exit 2", "level": "error"}) + "\n"
-    )
+    logs = {
+        "/search_products/logs/1": [
+            {"event": "no data: no product matches the search", "level": "info"}
+        ],
+        "/preprocess/logs/2": [
+            {"event": "starting", "level": "info"},
+            {"event": "step failed: exit 2", "level": "error"},
+        ],
+    }
+    asked: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.headers["authorization"] == "Bearer caller-jwt"
+        asked.append(f"{request.url.path}?map_index={request.url.params['map_index']}")
+        for suffix, content in logs.items():
+            if request.url.path.endswith(suffix):
+                return httpx.Response(200, json={"content": content})
+        return httpx.Response(404, json={"detail": "no log"})
+
     st = AirflowState(
         "failed",
         [
             {"task_id": "search_products", "map_index": -1, "state": "skipped", "try": 1},
             {"task_id": "preprocess", "map_index": 0, "state": "failed", "try": 2},
+            {"task_id": "mosaic", "map_index": -1, "state": "upstream_failed", "try": 0},
+            {"task_id": "publish", "map_index": -1, "state": "failed", "try": 1},  # no log: 404
         ],
     )
-    assert task_messages(s, DAG, "r1", st) == [
-        "search_products: no data: no product matches the search",
-        "preprocess: step failed: exit 2",
+    transport = httpx.MockTransport(handler)
+    with AirflowClient("http://af", token="caller-jwt", transport=transport) as c:
+        assert task_messages(c, DAG, "r1", st) == [
+            "search_products: no data: no product matches the search",
+            "preprocess: step failed: exit 2",
+        ]
+    base = f"/api/v2/dags/{DAG}/dagRuns/r1/taskInstances"
+    assert asked == [
+        f"{base}/search_products/logs/1?map_index=-1",
+        f"{base}/preprocess/logs/2?map_index=0",
+        f"{base}/publish/logs/1?map_index=-1",
     ]
+    assert task_messages(None, DAG, "r1", st) == []
 
 
 def test_compare_two_runs(world: dict[str, Any], client: Any) -> None:

@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 import pytest
 
+from candela.workflows import ChangeDetectionConf
 from tests.platform_helpers import BORDEAUX, DAG, Platform, platform_with_bordeaux
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -309,29 +310,32 @@ def test_trigger_from_the_airflow_ui(browser: Any, platform: Platform, artefacts
             r = c.request("GET", f"/api/v2/dags/{DAG}/details")
             r.raise_for_status()
             params = r.json()["params"]
+        # labelled by the titles of the typed run configuration (candela.workflows)
+        titles = {k: f.title for k, f in ChangeDetectionConf.model_fields.items()}
         for name in ("collection", "bbox", "tile", "tile_size_km", "model", "zones", "threshold"):
+            label = re.escape(str(titles[name]))
             field = dialog.locator("[role=group]").filter(
-                has=page.locator("label", has_text=re.compile(rf"^{name}\W*$"))
+                has=page.locator("label", has_text=re.compile(rf"^{label}\W*$"))
             )
             assert field.count() == 1, name
             assert params[name]["description"] in field.inner_text(), name
         page.screenshot(path=str(artefacts / "ui-trigger-form.png"))
 
         # max_cloud is bounded by the schema: the number field clamps 150 to its maximum
-        max_cloud = dialog.get_by_label("max_cloud")
+        max_cloud = dialog.get_by_label(str(titles["max_cloud"]))
         max_cloud.fill("150")
         max_cloud.blur()
         assert max_cloud.input_value() == "100"
 
         # values that fail the schema are refused by Airflow; the dialog names the field
-        _set_json_param(page, dialog, "bbox", "[-0.68, 44.83, -0.56]")
+        _set_json_param(page, dialog, str(titles["bbox"]), "[-0.68, 44.83, -0.56]")
         status, conf = _submit(page, dialog)
         assert status == 400 and conf["bbox"] == [-0.68, 44.83, -0.56]
         error = dialog.get_by_text("Invalid input for param bbox")
         error.wait_for(timeout=10_000)
         assert "too short" in error.inner_text()
 
-        _set_json_param(page, dialog, "bbox", json.dumps(BORDEAUX["bbox"]))
+        _set_json_param(page, dialog, str(titles["bbox"]), json.dumps(BORDEAUX["bbox"]))
         dialog.locator("#element_tile").fill("T30TX")
         status, conf = _submit(page, dialog)
         assert status == 400 and conf["tile"] == "T30TX"
@@ -346,7 +350,7 @@ def test_trigger_from_the_airflow_ui(browser: Any, platform: Platform, artefacts
         page.get_by_role("option", name="sentinel-2-l2a").click()
         dialog.get_by_role("combobox").first.click()
         page.get_by_role("option", name=BORDEAUX["collection"]).click()
-        _set_json_param(page, dialog, "bbox", json.dumps(BORDEAUX["bbox"]))
+        _set_json_param(page, dialog, str(titles["bbox"]), json.dumps(BORDEAUX["bbox"]))
         dialog.locator("#element_start").fill(BORDEAUX["start"])
         dialog.locator("#element_end").fill(BORDEAUX["end"])
         dialog.locator("#element_tile").fill(BORDEAUX["tile"])

@@ -36,7 +36,7 @@ import numpy as np
 from candela_changedetect import __version__
 
 if TYPE_CHECKING:
-    from candela_changedetect.service import DetectParams
+    from candela_changedetect.params import DetectParams
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Parameters of the change detection services (pydantic and the model names only)."""
+"""Parameters of the change detection services (pydantic and the model-name rule only)."""
 
 from __future__ import annotations
 
@@ -6,15 +6,14 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from candela_changedetect.models import available_models
 from candela_sdk.contract import ServiceParams
+from candela_sdk.registry import BUILTIN_NAMES, builtin_names, check_model_name
+from candela_sdk.registry import NAME_PATTERN as MODEL_NAME_PATTERN
 
 THRESHOLD_HELP = (
     "'auto' (the model's own cut: 0.5 for cva and encoder, 0.9999 for irmad) or a change-probability "
     "threshold strictly between 0 and 1; pixels with probability >= threshold are change"
 )
-
-_MODEL_ENUM: list[Any] = list(available_models())
 
 
 def parse_threshold(v: str) -> str:
@@ -39,9 +38,10 @@ class DetectParams(ServiceParams):
     model: str = Field(
         "cva",
         description="change model: "
-        + ", ".join(available_models())
-        + " or the name of a model in the model registry",
-        json_schema_extra={"enum": _MODEL_ENUM},
+        + ", ".join(builtin_names())
+        + " or the name of a model in the model registry (candela models list)",
+        pattern=MODEL_NAME_PATTERN,
+        examples=list(BUILTIN_NAMES),
     )
     output: str = Field(description="URI of the output folder")
     threshold: str = Field("auto", description=THRESHOLD_HELP)
@@ -52,7 +52,8 @@ class DetectParams(ServiceParams):
         None, description="URI of a validity mask for --after (0 = invalid), same grid"
     )
     zones: str | None = Field(
-        None, description="GeoJSON of zones (parcels, communes): changed share per zone"
+        None,
+        description="zones (parcels, communes) as GeoJSON or GeoPackage: changed share per zone",
     )
     model_options: dict[str, Any] = Field(
         default_factory=dict, description="model-specific options as JSON (see the README)"
@@ -64,15 +65,7 @@ class DetectParams(ServiceParams):
     @field_validator("model")
     @classmethod
     def _known_model(cls, v: str) -> str:
-        from candela_changedetect.models import is_known
-
-        names = available_models()
-        if not is_known(v):
-            raise ValueError(
-                f"unknown model {v!r}: not a built-in model ({', '.join(names)}) "
-                "and not registered in the model registry"
-            )
-        return v
+        return check_model_name(v)  # the one rule (candela_sdk.registry)
 
     @field_validator("threshold")
     @classmethod

@@ -7,8 +7,10 @@ the storage root from ``CANDELA_STORAGE_ROOT`` or ``CANDELA_HOME/storage``)::
     <root>/<name>/metadata.json    name, architecture, bands (order), normalisation, training
                                    data, metrics, sha256 of model.keras, created
 
-The service resolves ``--model <name>`` here (it needs no database); the platform mirrors the
-records in the ``candela.models`` table (``candela models list|show|register``).
+Which names are known, and where the registry is, is decided by :mod:`candela_sdk.registry`
+(the one rule the DAG, the CLI, the OGC API and this service share); this module manages the
+files. The service resolves ``--model <name>`` here (it needs no database); the platform mirrors
+the records in the ``candela.models`` table (``candela models list|show|register``).
 """
 
 from __future__ import annotations
@@ -18,32 +20,27 @@ import hashlib
 import json
 import logging
 import os
-import re
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from candela_sdk.registry import (
+    REGISTERED_NAME,
+    builtin_names,
+    find_model,
+    registered_names,
+    registry_root,
+)
+
 log = logging.getLogger(__name__)
 
-NAME = re.compile(r"^[a-z][a-z0-9_.-]{1,62}$")
-BUILTIN_NAMES = ("cva", "irmad", "encoder")
+# the name rule, built-in names and registry root live in the SDK (one rule for every caller)
+NAME = REGISTERED_NAME
 FINETUNE_EPOCHS = 2
 NORMALISATION = (
     "per date and band: z = (x - mean) / std over the pixels valid in both dates; "
     "invalid pixels set to 0"
 )
-
-
-def registry_root() -> str:
-    from candela_sdk import storage
-
-    root = os.environ.get("CANDELA_MODEL_REGISTRY")
-    if root:
-        return storage.to_uri(root)
-    base = os.environ.get("CANDELA_STORAGE_ROOT")
-    if not base:
-        base = (Path(os.environ.get("CANDELA_HOME", ".candela")).absolute() / "storage").as_uri()
-    return storage.parse(base).join("models").uri
 
 
 def sha256_of(path: str | Path) -> str:
@@ -77,20 +74,12 @@ def check_name(name: str) -> None:
         raise InputError(
             f"invalid model name {name!r}: lower-case letters, digits, '_', '.', '-' (2-63)"
         )
-    if name in BUILTIN_NAMES:
+    if name in builtin_names():
         raise InputError(f"model name {name!r} is a built-in model")
 
 
 def names(root: str | None = None) -> list[str]:
-    from candela_sdk import storage
-    from candela_sdk.errors import InputError
-
-    root = root or registry_root()
-    try:
-        found = storage.list_names(root)
-    except InputError:
-        return []
-    return [n for n in found if NAME.match(n)]
+    return registered_names(root)
 
 
 def get(name: str, root: str | None = None) -> dict[str, Any]:
@@ -99,14 +88,12 @@ def get(name: str, root: str | None = None) -> dict[str, Any]:
     from candela_sdk.errors import InputError
 
     root = root or registry_root()
-    meta_uri = storage.parse(root).join(name, "metadata.json").uri
-    if not NAME.match(name) or not storage.exists(meta_uri):
-        known = names(root)
-        raise InputError(
-            f"unknown model {name!r}: not built-in ({', '.join(BUILTIN_NAMES)}) and not "
-            f"registered in {root} (registered: {', '.join(known) or 'none'})"
-        )
-    record: dict[str, Any] = json.loads(storage.read_text(meta_uri))
+    found = find_model(name, root)  # UnknownModel (an InputError) when it is nowhere
+    if found.uri is None:
+        raise InputError(f"model {name!r} is {found.kind}: it has no registry record")
+    record: dict[str, Any] = json.loads(
+        storage.read_text(storage.parse(found.uri).join("metadata.json").uri)
+    )
     return record
 
 

@@ -38,6 +38,7 @@ from candela_preprocess.quality import PixelSample, QualityGateError, sample_ste
 from candela_sdk import storage
 from candela_sdk.errors import InputError, NoDataError, OutputError
 from candela_sdk.sentinel2 import BANDS, REFERENCE_BAND
+from candela_sdk.settings import get_settings
 
 if TYPE_CHECKING:
     from candela_preprocess.params import PreprocessParams
@@ -505,9 +506,7 @@ def preprocess(params: PreprocessParams) -> dict[str, Any]:
         report_published = False
         docs_dir = Path(
             stack.enter_context(
-                tempfile.TemporaryDirectory(
-                    prefix="candela-gate-", dir=os.environ.get("CANDELA_SCRATCH") or None
-                )
+                tempfile.TemporaryDirectory(prefix="candela-gate-", dir=get_settings().scratch)
             )
         )
         read_block = _parallel_reader(stack, readers, scl_reader)
@@ -842,7 +841,7 @@ def build_item(
                 "radiometry": product.radiometry_note,
                 "parameters": params.model_dump(mode="json"),
                 "code_version": version,
-                "image": os.environ.get("CANDELA_IMAGE", ""),
+                "image": get_settings().image,
             },
         },
         software={"candela-preprocess": version},

@@ -103,6 +103,7 @@ def run_gate(
     docs_dir: Path,
 ) -> GateResult:
     """Validate the sample (and the pair's grids) with GX; Data Docs are built into docs_dir."""
+    # a setting of the GX library (not one of ours): written before GX reads it at import
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
     import great_expectations.expectations as gxe

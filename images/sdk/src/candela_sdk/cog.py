@@ -227,7 +227,9 @@ def cog_writer(uri: str | os.PathLike[str], spec: CogSpec) -> Iterator[_BlockWri
     import rasterio
     from rasterio.shutil import copy as rio_copy
 
-    scratch_parent = os.environ.get("CANDELA_SCRATCH") or None
+    from candela_sdk.settings import get_settings
+
+    scratch_parent = get_settings().scratch
     with tempfile.TemporaryDirectory(prefix="candela-cog-", dir=scratch_parent) as scratch:
         tmp_tif = Path(scratch) / "stage.tif"
         try:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import re
 import sys
 import time
@@ -32,6 +31,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from candela_sdk.errors import CandelaError, ExitCode
+from candela_sdk.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -229,17 +229,17 @@ def build_parser(service: Service) -> argparse.ArgumentParser:
                 required=False,
                 help=help_text + (" (required)" if info.is_required() else ""),
             )
-    parser.add_argument("--log-level", default=os.environ.get("CANDELA_LOG_LEVEL", "INFO"))
+    parser.add_argument("--log-level", default=get_settings().log_level)
     return parser
 
 
 def _json_arg(text: str) -> Any:
-    if text.startswith("@"):
-        text = Path(text[1:]).read_text()
+    from candela_sdk.jsonarg import read_json_arg
+
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(f"not valid JSON: {exc.msg}") from None
+        return read_json_arg(text)
+    except CandelaError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def format_validation_error(exc: ValidationError) -> str:
@@ -265,8 +265,9 @@ def emit_result(result: dict[str, Any]) -> None:
     """Write the JSON result where every runner looks for it."""
     text = json.dumps(result, sort_keys=True, default=str)
     targets = []
-    if os.environ.get("CANDELA_RESULT_PATH"):
-        targets.append(Path(os.environ["CANDELA_RESULT_PATH"]))
+    result_path = get_settings().result_path
+    if result_path:
+        targets.append(result_path)
     if XCOM_DIR.is_dir():
         targets.append(XCOM_DIR / "return.json")
     for target in targets:

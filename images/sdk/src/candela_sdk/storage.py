@@ -75,11 +75,14 @@ def to_uri(uri: str | os.PathLike[str]) -> str:
 
 
 def s3_settings() -> dict[str, str | None]:
+    from candela_sdk.settings import get_settings
+
+    s = get_settings()
     return {
-        "endpoint_url": os.environ.get("CANDELA_S3_ENDPOINT_URL") or None,
-        "aws_access_key_id": os.environ.get("CANDELA_S3_ACCESS_KEY_ID") or None,
-        "aws_secret_access_key": os.environ.get("CANDELA_S3_SECRET_ACCESS_KEY") or None,
-        "region_name": os.environ.get("CANDELA_S3_REGION") or "us-east-1",
+        "endpoint_url": s.s3_endpoint_url,
+        "aws_access_key_id": s.s3_access_key_id,
+        "aws_secret_access_key": s.s3_secret_access_key,
+        "region_name": s.s3_region,
     }
 
 

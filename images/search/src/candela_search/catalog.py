@@ -1,4 +1,4 @@
-"""The local catalogue: rows of ``candela.products`` (created by the platform's migrations).
+"""The local catalogue: rows of ``candela.products`` (this package's table: ``migrations/``).
 
 :func:`add` is an idempotent upsert: a product whose id is already there is updated in place.
 The database is named by a DSN: an argument, else ``$CANDELA_DATABASE_URL``, else the embedded
@@ -8,7 +8,6 @@ platform's database when that platform runs at ``$CANDELA_HOME`` (default ``.can
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -51,14 +50,15 @@ RETURNING (xmax = 0) AS inserted
 def resolve_dsn(dsn: str | None = None) -> str:
     """``dsn`` if given, else ``$CANDELA_DATABASE_URL``, else the database of the embedded
     platform running at ``$CANDELA_HOME``; an :class:`InputError` if none."""
-    from candela_sdk.platform import embedded_dsn
+    from candela_sdk.settings import platform_dsn
+    from candela_search.settings import get_settings
 
-    home = os.environ.get(HOME_ENV)
-    value = dsn or os.environ.get(DSN_ENV) or embedded_dsn(home)
+    settings = get_settings()
+    value = dsn or platform_dsn(settings)
     if not value:
         raise InputError(
             f"no catalogue database: pass --dsn or set {DSN_ENV}, or start the platform "
-            f"(`candela up`) at {HOME_ENV}={home or '.candela'}"
+            f"(`candela up`) at {HOME_ENV}={settings.home}"
         )
     return value
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -19,14 +18,20 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from candela import web_errors
+from candela.airflow_api import (
+    AirflowApiError,
+    AsyncAirflowClient,
+    api_server_url,
+    caller_token,
+)
 from candela.web_errors import WebError
 from candela_ogc import ogc
-from candela_ogc.airflow_rest import AirflowRest
 from candela_ogc.ogc import OgcError
+from candela_ogc.settings import OgcSettings
 
 log = logging.getLogger(__name__)
 
-SYNC_WAIT_MAX = float(os.environ.get("CANDELA_OGC_SYNC_WAIT", "60"))
+SYNC_WAIT_MAX = OgcSettings().sync_wait
 TERMINAL = {"success", "failed"}
 
 app = FastAPI(
@@ -53,6 +58,12 @@ async def _web_error(request: Request, exc: WebError) -> JSONResponse:
     type_ = ogc.INVALID_INPUT if exc.status == 400 else ogc.UPSTREAM
     body = {"type": type_, "title": title, "status": exc.status, "detail": str(exc)}
     return JSONResponse(body, status_code=exc.status)
+
+
+@app.exception_handler(AirflowApiError)
+async def _airflow_error(request: Request, exc: AirflowApiError) -> JSONResponse:
+    err = ogc.from_airflow(exc)
+    return JSONResponse(err.body(), status_code=err.status)
 
 
 @app.exception_handler(HTTPException)
@@ -88,22 +99,15 @@ async def _user(request: Request) -> Any:
     return await get_user(request, None, bearer)
 
 
-def _token(request: Request) -> str:
-    from airflow.api_fastapi.auth.managers.base_auth_manager import COOKIE_NAME_JWT_TOKEN
-
-    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and credentials:
-        return credentials
-    return request.cookies.get(COOKIE_NAME_JWT_TOKEN, "")
-
-
 async def airflow(request: Request, user: Annotated[Any, Depends(_user)]) -> Any:
     """The Airflow REST API as the authenticated caller."""
-    async with AirflowRest(_token(request)) as client:
+    async with AsyncAirflowClient(
+        api_server_url(OgcSettings().airflow_url), token=caller_token(request)
+    ) as client:
         yield client
 
 
-Airflow = Annotated[AirflowRest, Depends(airflow)]
+Airflow = Annotated[AsyncAirflowClient, Depends(airflow)]
 
 
 def _base(request: Request) -> str:
@@ -175,8 +179,12 @@ def _services() -> dict[str, dict[str, Any]]:
     return {s["name"]: s for s in catalogue()}
 
 
-async def _workflows(af: AirflowRest) -> list[dict[str, Any]]:
-    dags = [d for d in await af.dags() if d["dag_id"] != ogc.RUN_SERVICE_DAG]
+async def _workflows(af: AsyncAirflowClient) -> list[dict[str, Any]]:
+    dags = [
+        d
+        for d in await af.dags(limit=1000, exclude_stale=True)
+        if d["dag_id"] != ogc.RUN_SERVICE_DAG
+    ]
     details = await asyncio.gather(*(af.dag_details(d["dag_id"]) for d in dags))
     return [d for d in details if d is not None]
 
@@ -190,7 +198,7 @@ class Process:
     paused: bool = False
 
 
-async def _process(af: AirflowRest, base: str, process_id: str) -> Process:
+async def _process(af: AsyncAirflowClient, base: str, process_id: str) -> Process:
     services = _services()
     if process_id in services:
         svc = services[process_id]
@@ -278,7 +286,7 @@ async def execute(process_id: str, request: Request, af: Airflow) -> JSONRespons
     inputs = {k: _unwrap(v) for k, v in raw_inputs.items()}
 
     if process.is_service:
-        runner = await af.get(f"/api/v2/dags/{ogc.RUN_SERVICE_DAG}")
+        runner = await af.get_dag(ogc.RUN_SERVICE_DAG)
         if runner is None:
             raise OgcError(
                 503,
@@ -299,6 +307,7 @@ async def execute(process_id: str, request: Request, af: Airflow) -> JSONRespons
     ogc.validate_inputs(process.inputs_schema, inputs)
     dag_id = process.dag_id
     conf = {"service": process_id, "arguments": inputs} if process.is_service else inputs
+    conf = ogc.typed_conf(dag_id, conf)
 
     run = await af.trigger(dag_id, conf)
     job_id = ogc.encode_job_id(dag_id, run["dag_run_id"])
@@ -349,7 +358,7 @@ async def job_list(
     return {"jobs": jobs, "links": [{"href": f"{base}/jobs", "rel": "self", "type": ogc.JSON}]}
 
 
-async def _run_of(af: AirflowRest, job_id: str) -> tuple[str, dict[str, Any]]:
+async def _run_of(af: AsyncAirflowClient, job_id: str) -> tuple[str, dict[str, Any]]:
     dag_id, run_id = ogc.decode_job_id(job_id)
     run = await af.run(dag_id, run_id)
     if run is None:
@@ -363,7 +372,7 @@ async def job_status(job_id: str, request: Request, af: Airflow) -> dict[str, An
     tis = await af.task_instances(dag_id, run["dag_run_id"])
     paused = False
     if run["state"] == "queued":
-        dag = await af.get(f"/api/v2/dags/{dag_id}")
+        dag = await af.get_dag(dag_id)
         paused = bool(dag and dag.get("is_paused"))
     info = ogc.status_info(_base(request), run, [t.get("state") for t in tis], paused=paused)
     if info["status"] == "successful":
@@ -377,7 +386,7 @@ async def job_status(job_id: str, request: Request, af: Airflow) -> dict[str, An
     return info
 
 
-async def _results(af: AirflowRest, job_id: str, dag_id: str, run: dict[str, Any]) -> Any:
+async def _results(af: AsyncAirflowClient, job_id: str, dag_id: str, run: dict[str, Any]) -> Any:
     state = run["state"]
     if state not in TERMINAL:
         raise OgcError(

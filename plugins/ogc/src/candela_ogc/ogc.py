@@ -71,6 +71,22 @@ class OgcError(WebError):
         }
 
 
+def from_airflow(exc: Any) -> OgcError:
+    """The OGC exception for an :class:`candela.airflow_api.AirflowApiError`."""
+    status, detail = exc.status, exc.detail or str(exc)
+    if status is None:
+        return OgcError(502, UPSTREAM, "Airflow unreachable", str(exc))
+    if status in (401, 403):
+        return OgcError(status, UPSTREAM, "Not allowed by Airflow", detail or "forbidden")
+    if status >= 500:
+        return OgcError(502, UPSTREAM, "Airflow error", detail)
+    if exc.refused_run:
+        return OgcError(400, UPSTREAM, "Airflow refused the run", detail)
+    if status == 404:
+        return OgcError(404, UPSTREAM, "No such workflow", detail)
+    return OgcError(502, UPSTREAM, "Airflow refused the request", detail)
+
+
 def no_such_process(process_id: str) -> OgcError:
     return OgcError(404, NO_SUCH_PROCESS, "No such process", f"no process {process_id!r}")
 
@@ -128,7 +144,7 @@ def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
 def to_oas30(schema: Any) -> Any:
     """A JSON Schema (2020-12, as pydantic and Airflow Params write it) in the OpenAPI 3.0
     flavour that OGC 18-062r2 process descriptions use: ``nullable`` instead of ``null``
-    types, ``enum`` instead of ``const``."""
+    types, ``enum`` instead of ``const``, boolean ``exclusiveMinimum``/``exclusiveMaximum``."""
     if isinstance(schema, list):
         return [to_oas30(s) for s in schema]
     if not isinstance(schema, dict):
@@ -157,6 +173,11 @@ def to_oas30(schema: Any) -> Any:
                 out[key] = options
     if "const" in out:
         out["enum"] = [out.pop("const")]
+    for key, bound in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+        # 2020-12: a number; OpenAPI 3.0 (draft 4): the bound plus a boolean
+        if isinstance(out.get(key), int | float) and not isinstance(out[key], bool):
+            out[bound] = out[key]
+            out[key] = True
     if isinstance(out.get("examples"), list):
         examples = out.pop("examples")
         if examples:
@@ -210,6 +231,20 @@ def validate_inputs(schema: dict[str, Any], inputs: Any) -> dict[str, Any]:
                 parts.append(f"input {field or '(root)'!r}: {err.message}")
         raise OgcError(400, INVALID_INPUT, "Invalid inputs", "; ".join(parts))
     return inputs
+
+
+def typed_conf(dag_id: str, conf: dict[str, Any]) -> dict[str, Any]:
+    """The run's conf built through its workflow's typed run configuration
+    (:mod:`candela.workflows`: cross-field rules, known model, the service's own parameter
+    model), so that ``/ogc`` accepts exactly what the CLI and the DAG accept; a 400 naming the
+    field otherwise."""
+    from candela.workflows import BadRunConf, validate_conf
+
+    try:
+        typed = validate_conf(dag_id, conf)
+    except BadRunConf as exc:
+        raise OgcError(400, INVALID_INPUT, "Invalid inputs", str(exc)) from None
+    return conf if typed is None else typed.conf()
 
 
 # --- process descriptions -----------------------------------------------------------------

@@ -30,7 +30,7 @@ from fastapi.staticfiles import StaticFiles
 from candela.settings import Settings
 from candela.web_errors import WebError
 from candela_review.routers import downloads, pages, stac, tiles
-from candela_review.web import HERE, Context, base_url, templates, wants_html
+from candela_review.web import HERE, Context, base_url, remember_caller, templates, wants_html
 
 PREFIX = "/candela"
 
@@ -80,7 +80,7 @@ def create_app(
             return RedirectResponse(f"/auth/login/?next={quote(str(request.url), safe='')}")
         return JSONResponse({"code": exc.status_code, "description": exc.detail}, exc.status_code)
 
-    auth_required = [Depends(user_dep)]
+    auth_required = [Depends(user_dep), Depends(remember_caller)]
     app.include_router(stac.router(ctx), dependencies=auth_required)
     app.include_router(tiles.router(ctx), dependencies=auth_required)
     app.include_router(downloads.router(ctx), dependencies=auth_required)

@@ -13,10 +13,13 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from candela.settings import Settings
 from candela.web_errors import NotFound, WebError, error_for_status
+
+if TYPE_CHECKING:
+    from candela.airflow_api import AirflowClient
 
 log = logging.getLogger(__name__)
 
@@ -135,9 +138,9 @@ def load_run(
     dag_id: str,
     run_id: str,
     dsn: str | None = None,
-    with_airflow: bool = True,
+    airflow: AirflowClient | None = None,
 ) -> Run:
-    state = airflow_state(dag_id, run_id) if with_airflow else None
+    state = airflow_state(dag_id, run_id, airflow)
     prefix, summary_uri = locate(settings, dag_id, run_id, dsn, state)
     summary = _read_json(summary_uri) if summary_uri else None
     if summary is not None and summary.get("run_id") not in (None, run_id):
@@ -190,109 +193,105 @@ def locate(
 def _prefix_from_results(dsn: str, dag_id: str, run_id: str) -> str | None:
     import psycopg
 
+    from candela.db.results import first_item
+
     try:
-        with psycopg.connect(dsn, connect_timeout=5) as conn:
-            row = conn.execute(
-                "SELECT item FROM candela.results WHERE workflow = %s AND run_id = %s LIMIT 1",
-                (dag_id, run_id),
-            ).fetchone()
+        item = first_item(dsn, dag_id, run_id)
     except psycopg.Error as exc:
         log.warning("results table not readable: %s", exc)
         return None
-    if not row:
+    if not item:
         return None
-    href = ((row[0].get("assets") or {}).get("change_probability") or {}).get("href")
+    href = ((item.get("assets") or {}).get("change_probability") or {}).get("href")
     # <prefix>/changes/<pair>/change_probability.tif
     if not href or "/changes/" not in href:
         return None
     return str(href).rsplit("/changes/", 1)[0]
 
 
-def airflow_state(dag_id: str, run_id: str) -> AirflowState | None:
-    """The run's state from Airflow's metadata database (inside the api-server); ``None`` when
-    Airflow's database is not reachable from this process (e.g. the app runs standalone)."""
-    try:
-        from airflow.models.dagrun import DagRun
-        from airflow.models.taskinstance import TaskInstance
-        from airflow.models.xcom import XComModel
-        from airflow.utils.session import create_session
-        from sqlalchemy import select
+def airflow_state(dag_id: str, run_id: str, client: AirflowClient | None) -> AirflowState | None:
+    """The run's state from Airflow's REST API (as the caller of the page); ``None`` when Airflow
+    cannot be asked (no client: the app runs standalone; or Airflow does not answer)."""
+    from candela.airflow_api import AirflowApiError, xcom_value
 
-        with create_session() as session:
-            dr = session.scalar(
-                select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)
-            )
-            if dr is None:
-                return AirflowState(state=None, tasks=[])
-            rows = session.execute(
-                select(
-                    TaskInstance.task_id,
-                    TaskInstance.map_index,
-                    TaskInstance.state,
-                    TaskInstance.try_number,
-                ).where(TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id)
-            ).all()
-            xcom: dict[str, Any] = {}
-            for task_id, value in session.execute(
-                select(XComModel.task_id, XComModel.value).where(
-                    XComModel.dag_id == dag_id,
-                    XComModel.run_id == run_id,
-                    XComModel.task_id.in_(("plan_run", "publish")),
-                    XComModel.key == "return_value",
-                    XComModel.map_index == -1,
-                )
-            ).all():
-                xcom[task_id] = json.loads(value) if isinstance(value, str) else value
-            return AirflowState(
-                xcom=xcom,
-                state=str(dr.state) if dr.state else None,
-                tasks=[
-                    {"task_id": t, "map_index": m, "state": str(s) if s else None, "try": n}
-                    for t, m, s, n in sorted(rows, key=lambda r: (r[0], r[1]))
-                ],
-                conf=dict(dr.conf or {}),
-                start=dr.start_date.isoformat() if dr.start_date else None,
-                end=dr.end_date.isoformat() if dr.end_date else None,
-            )
-    except Exception as exc:  # noqa: BLE001 - no metadata DB here: say "unknown", don't fail
-        log.info("Airflow metadata not available for %s/%s: %s", dag_id, run_id, exc)
+    if client is None:
         return None
+    try:
+        run = client.run(dag_id, run_id)
+        if run is None:
+            return AirflowState(state=None, tasks=[])
+        tis = client.task_instances(dag_id, run_id)
+        xcom: dict[str, Any] = {}
+        names = {ti.get("task_id") for ti in tis}
+        for task_id in ("plan_run", "publish"):
+            if task_id in names:
+                value = client.xcom(dag_id, run_id, task_id)
+                if value is not None:
+                    xcom[task_id] = xcom_value(value)
+    except AirflowApiError as exc:
+        log.info("Airflow's state of %s/%s not available: %s", dag_id, run_id, exc)
+        return None
+    tasks = [
+        {
+            "task_id": ti["task_id"],
+            "map_index": ti.get("map_index", -1),
+            "state": str(ti["state"]) if ti.get("state") else None,
+            "try": ti.get("try_number"),
+        }
+        for ti in tis
+    ]
+    return AirflowState(
+        xcom=xcom,
+        state=str(run["state"]) if run.get("state") else None,
+        tasks=sorted(tasks, key=lambda t: (t["task_id"], t["map_index"])),
+        conf=dict(run.get("conf") or {}),
+        start=run.get("start_date"),
+        end=run.get("end_date"),
+    )
 
 
 _NO_DATA = re.compile(r"no data: (.+)")
 
 
-def task_messages(settings: Settings, dag_id: str, run_id: str, state: AirflowState) -> list[str]:
-    """Why tasks were skipped ("no data: …") or failed, from the task logs on this machine."""
-    base = settings.log_dir / "airflow" / f"dag_id={dag_id}" / f"run_id={run_id}"
+def task_messages(
+    client: AirflowClient | None, dag_id: str, run_id: str, state: AirflowState
+) -> list[str]:
+    """Why tasks were skipped ("no data: …") or failed, from their logs (Airflow's REST API,
+    the try each task is at)."""
+    from candela.airflow_api import AirflowApiError
+
     out: list[str] = []
+    if client is None:
+        return out
     for t in state.tasks:
-        if t["state"] not in ("skipped", "failed", "upstream_failed"):
+        if t["state"] not in ("skipped", "failed", "upstream_failed") or not t.get("try"):
             continue
-        folder = base / f"task_id={t['task_id']}"
-        if t["map_index"] is not None and t["map_index"] >= 0:
-            folder = folder / f"map_index={t['map_index']}"
-        logs = sorted(folder.glob("attempt=*.log")) if folder.is_dir() else []
-        if not logs:
+        map_index = t["map_index"] if t["map_index"] is not None else -1
+        try:
+            entries = client.task_log_entries(dag_id, run_id, t["task_id"], t["try"], map_index)
+        except AirflowApiError as exc:
+            log.info("no log of %s in %s/%s: %s", t["task_id"], dag_id, run_id, exc)
             continue
-        msg = _reason(logs[-1], t["state"])
+        msg = _reason(entries, t["state"])
         if msg:
             out.append(f"{t['task_id']}: {msg}")
     return out
 
 
-def _reason(path: Path, state: str) -> str | None:
+def _reason(entries: list[Any], state: str) -> str | None:
     found: str | None = None
-    for line in path.read_text(errors="replace").splitlines():
-        text = line
-        try:
-            rec = json.loads(line)
-            if isinstance(rec, dict):
-                text = str(rec.get("event") or "")
-                if state == "failed" and rec.get("level") in ("error", "critical") and text:
-                    found = found or text
-        except json.JSONDecodeError:
-            pass
+    for entry in entries:
+        rec: Any = entry
+        if isinstance(entry, str):
+            try:
+                rec = json.loads(entry)
+            except json.JSONDecodeError:
+                rec = entry
+        text = rec if isinstance(rec, str) else ""
+        if isinstance(rec, dict):
+            text = str(rec.get("event") or "")
+            if state == "failed" and rec.get("level") in ("error", "critical") and text:
+                found = found or text
         m = _NO_DATA.search(text)
         if m:
             found = "no data: " + m.group(1).strip()

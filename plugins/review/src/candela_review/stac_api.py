@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from candela.db import results
 from candela.web_errors import BadRequest, Unavailable
 
 log = logging.getLogger(__name__)
@@ -145,78 +146,38 @@ def parse_query(params: dict[str, Any]) -> Query:
 
 
 class ResultsCatalog:
-    """Queries of the results table (``candela.results``)."""
+    """Queries of the results table (:mod:`candela.db.results`), with an unreachable database as
+    a 503."""
 
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
 
-    def _conn(self) -> Any:
+    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         import psycopg
 
         try:
-            return psycopg.connect(self.dsn, connect_timeout=5)
+            return fn(self.dsn, *args, **kwargs)
         except psycopg.OperationalError as exc:
             raise Unavailable(f"the results database is not reachable: {exc}") from None
 
     def collections(self) -> list[dict[str, Any]]:
-        with self._conn() as conn:
-            rows = conn.execute(
-                """SELECT workflow, count(*), min(min_lon), min(min_lat), max(max_lon),
-                          max(max_lat), min(datetime), max(datetime)
-                   FROM candela.results GROUP BY workflow ORDER BY workflow"""
-            ).fetchall()
-        return [
-            {
-                "id": r[0],
-                "count": r[1],
-                "bbox": [r[2], r[3], r[4], r[5]] if r[2] is not None else None,
-                "start": r[6],
-                "end": r[7],
-            }
-            for r in rows
-        ]
+        return list(self._call(results.collections))
 
     def search(self, q: Query) -> tuple[list[tuple[str, str, dict[str, Any]]], int]:
-        where: list[str] = ["TRUE"]
-        args: list[Any] = []
-        if q.collections:
-            where.append("workflow = ANY(%s)")
-            args.append(q.collections)
-        if q.ids:
-            where.append("id = ANY(%s)")
-            args.append(q.ids)
-        if q.bbox:
-            w, s, e, n = q.bbox
-            where.append("min_lon <= %s AND max_lon >= %s AND min_lat <= %s AND max_lat >= %s")
-            args += [e, w, n, s]
-        # items carry start/end_datetime: overlap with the query interval
-        t0 = "coalesce((item->'properties'->>'start_datetime')::timestamptz, datetime)"
-        t1 = "coalesce((item->'properties'->>'end_datetime')::timestamptz, datetime)"
-        if q.start:
-            where.append(f"{t1} >= %s")
-            args.append(q.start)
-        if q.end:
-            where.append(f"{t0} <= %s")
-            args.append(q.end)
-        sql_where = " AND ".join(where)
-        with self._conn() as conn:
-            total = conn.execute(
-                f"SELECT count(*) FROM candela.results WHERE {sql_where}", args
-            ).fetchone()[0]
-            rows = conn.execute(
-                f"""SELECT workflow, run_id, item FROM candela.results WHERE {sql_where}
-                    ORDER BY datetime DESC NULLS LAST, id LIMIT %s OFFSET %s""",
-                [*args, q.limit, q.offset],
-            ).fetchall()
-        return [(r[0], r[1], r[2]) for r in rows], int(total)
+        found: tuple[list[tuple[str, str, dict[str, Any]]], int] = self._call(
+            results.search,
+            workflows=q.collections,
+            ids=q.ids,
+            bbox=q.bbox,
+            start=q.start,
+            end=q.end,
+            limit=q.limit,
+            offset=q.offset,
+        )
+        return found
 
     def run_ids(self) -> list[tuple[str, str, Any]]:
-        with self._conn() as conn:
-            rows = conn.execute(
-                """SELECT workflow, run_id, max(created_at) FROM candela.results
-                   GROUP BY workflow, run_id ORDER BY max(created_at) DESC"""
-            ).fetchall()
-        return [(r[0], r[1], r[2]) for r in rows]
+        return list(self._call(results.run_ids))
 
 
 def _iso(t: dt.datetime | None) -> str | None:

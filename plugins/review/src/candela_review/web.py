@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import time
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 
@@ -15,13 +16,29 @@ from candela.web_errors import NotFound, Unavailable, WebError
 from candela_review import runs as runs_mod
 from candela_review import stac_api
 
+if TYPE_CHECKING:
+    from candela.airflow_api import AirflowClient
+
 HERE = Path(__file__).resolve().parent
 RUN_CACHE_S = 5.0
+
+# the JWT of the request being served: the review app asks Airflow's REST API as its caller
+_CALLER_TOKEN: ContextVar[str | None] = ContextVar("candela_review_caller_token", default=None)
+
+
+async def remember_caller(request: Request) -> None:
+    """Dependency of every route (async, so the value reaches the route's worker thread)."""
+    from candela.airflow_api import caller_token
+
+    try:
+        _CALLER_TOKEN.set(caller_token(request) or None)
+    except ImportError:  # no Airflow here (the app runs standalone)
+        _CALLER_TOKEN.set(None)
 
 
 class Context:
     """What the routes need: settings, the results DSN (resolved lazily: the embedded database
-    may start after the api-server imported the plugin)."""
+    may start after the api-server imported the plugin), an Airflow client as the caller."""
 
     def __init__(self, settings: Settings | None = None, dsn: str | None = None) -> None:
         self._settings = settings
@@ -52,6 +69,19 @@ class Context:
         except WebError:
             return None
 
+    def airflow(self) -> AirflowClient | None:
+        """A client of Airflow's REST API with the caller's token (``None`` without one)."""
+        from candela.airflow_api import AirflowClient, api_server_url
+
+        token = _CALLER_TOKEN.get()
+        if not token:
+            return None
+        try:
+            url = api_server_url(self.settings.airflow_url)
+        except ImportError:
+            return None
+        return AirflowClient(url, token=token, timeout=10)
+
     def catalog(self) -> stac_api.ResultsCatalog:
         return stac_api.ResultsCatalog(self.dsn)
 
@@ -62,7 +92,12 @@ class Context:
         hit = self._runs.get(key)
         if hit and not fresh and now - hit[0] < RUN_CACHE_S:
             return hit[1]
-        run = runs_mod.load_run(self.settings, dag_id, run_id, self.dsn_or_none)
+        client = self.airflow()
+        try:
+            run = runs_mod.load_run(self.settings, dag_id, run_id, self.dsn_or_none, client)
+        finally:
+            if client is not None:
+                client.close()
         if len(self._runs) > 256:
             self._runs.clear()
         self._runs[key] = (now, run)

@@ -625,7 +625,9 @@ class EncoderModel:
         import tempfile
 
         self.drop_cache()
-        scratch = os.environ.get("CANDELA_SCRATCH") or None
+        from candela_sdk.settings import get_settings
+
+        scratch = get_settings().scratch
         self._cache_file = tempfile.NamedTemporaryFile(dir=scratch, suffix=".scores")
         self._cache = np.memmap(
             self._cache_file, dtype=np.float32, mode="w+", shape=(source.height, source.width)

@@ -38,7 +38,6 @@ log = logging.getLogger(__name__)
 SOFTWARE = stac.package_software("candela-search")
 
 DEFAULT_URL = "https://catalogue.dataspace.copernicus.eu/odata/v1"
-ENV = "CANDELA_CDSE_ODATA_URL"
 PAGE = 100
 _S2_NAME = re.compile(
     r"^(?P<sat>S2[A-D])_MSIL(?:1C|2A)_(?P<sensing>\d{8}T\d{6})_N\d{4}_(?P<orbit>R\d{3})_"
@@ -166,7 +165,11 @@ class CdseOData:
     def candidates(self, query: Query) -> Iterator[ProductRecord]:
         import httpx
 
-        base = endpoint(query.endpoint or self.endpoint_url, ENV, DEFAULT_URL)
+        from candela_search.settings import get_settings
+
+        base = endpoint(
+            query.endpoint or self.endpoint_url, get_settings().cdse_odata_url, DEFAULT_URL
+        )
         params: dict[str, Any] | None = {
             "$filter": build_filter(query),
             "$orderby": "ContentDate/Start asc",

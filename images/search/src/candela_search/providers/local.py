@@ -24,7 +24,7 @@ _COLUMNS = (
     "min_lon, min_lat, max_lon, max_lat, href, item"
 )
 
-# the product's bbox as a PostgreSQL box (indexed by products_box_gist, migration 0002)
+# the product bbox as a PostgreSQL box (indexed by products_box_gist, migrations/0001_products)
 BOX = "box(point(min_lon, min_lat), point(max_lon, max_lat))"
 
 
@@ -48,7 +48,7 @@ def build_sql(query: Query) -> tuple[str, list[Any]]:
     if query.aoi is not None:
         west, south, east, north = query.aoi.bounds
         # the same test as max_lon >= west AND min_lon <= east AND …, written as a box overlap
-        # so that the GiST index of migration 0002 (core PostgreSQL, no PostGIS) answers it
+        # so that the GiST index of this package's migration (core PostgreSQL, no PostGIS) answers
         where.append(f"{BOX} && box(point(%s, %s), point(%s, %s))")
         args += [west, south, east, north]
     sql = (

@@ -3,26 +3,27 @@
 from __future__ import annotations
 
 import logging
-import os
 import random
 import time
 from collections.abc import Callable
 from typing import Any
 
 from candela_sdk.errors import InputError, ServiceFailure
+from candela_search.settings import get_settings
 
 log = logging.getLogger(__name__)
 
 # bounded retries: at most this many attempts for throttling (429) and server errors (5xx)
-ATTEMPTS = int(os.environ.get("CANDELA_SEARCH_ATTEMPTS", "4"))
-BACKOFF_S = float(os.environ.get("CANDELA_SEARCH_BACKOFF_S", "0.5"))  # doubled each retry
+ATTEMPTS = get_settings().search_attempts
+BACKOFF_S = get_settings().search_backoff_s  # doubled each retry
 MAX_WAIT_S = 30.0  # longest single wait, whatever Retry-After says
-TIMEOUT_S = float(os.environ.get("CANDELA_SEARCH_TIMEOUT_S", "30"))
+TIMEOUT_S = get_settings().search_timeout_s
 RETRY_STATUS = (429, 500, 502, 503, 504)
 
 
-def endpoint(query_endpoint: str | None, env: str, default: str) -> str:
-    url = (query_endpoint or os.environ.get(env) or default).rstrip("/")
+def endpoint(query_endpoint: str | None, configured: str | None, default: str) -> str:
+    """The endpoint: the query's, else the configured one (a setting), else ``default``."""
+    url = (query_endpoint or configured or default).rstrip("/")
     if not url.startswith(("http://", "https://")):
         raise InputError(f"search endpoint must be an http(s) URL, not {url!r}")
     return url

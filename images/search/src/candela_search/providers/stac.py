@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_URL = "https://earth-search.aws.element84.com/v1"
-ENV = "CANDELA_STAC_URL"
 MAX_ITEMS = 5000
 
 
@@ -105,8 +104,11 @@ class StacApi:
         from pystac_client import Client
 
         from candela_search.ingest import Refused, record_from_item
+        from candela_search.settings import get_settings
 
-        url = remote.endpoint(query.endpoint or self.endpoint_url, ENV, DEFAULT_URL)
+        url = remote.endpoint(
+            query.endpoint or self.endpoint_url, get_settings().stac_url, DEFAULT_URL
+        )
         what = "STAC API search"
         kwargs: dict[str, Any] = {"collections": [query.collection], "limit": 100}
         if query.aoi is not None:

@@ -90,7 +90,12 @@ def router(ctx: Context, templates: Any) -> APIRouter:
     def _status_page(request: Request, run: runs_mod.Run) -> HTMLResponse:
         reasons: list[str] = []
         if run.airflow:
-            reasons = runs_mod.task_messages(ctx.settings, run.dag_id, run.run_id, run.airflow)
+            client = ctx.airflow()
+            try:
+                reasons = runs_mod.task_messages(client, run.dag_id, run.run_id, run.airflow)
+            finally:
+                if client is not None:
+                    client.close()
         if run.summary is not None and not run.results:
             reasons.append("the run finished but found nothing to compare (no result published)")
         status = run.status

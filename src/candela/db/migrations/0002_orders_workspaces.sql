@@ -27,8 +27,3 @@ CREATE TABLE candela.order_runs (
     updated_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (order_id, run_id)
 );
-
--- Search: the product bbox as a core-PostgreSQL box with a GiST index (no PostGIS needed);
--- candela_search.providers.local tests overlap with the same expression.
-CREATE INDEX products_box_gist ON candela.products
-    USING gist (box(point(min_lon, min_lat), point(max_lon, max_lat)));

@@ -1,0 +1,81 @@
+"""The settings every Candela package shares, read from ``CANDELA_*`` environment variables.
+
+One class, :class:`SdkSettings`: the services read it (S3, scratch folder, log level, where the
+contract writes its result), the operators read it (``CANDELA_RUNNER``, the platform's database
+for a local step), and the platform's own ``candela.settings.Settings`` extends it. Nothing else
+reads ``os.environ`` for a setting. An empty variable counts as unset. Values are read when the
+object is made (:func:`get_settings` makes a fresh one: a test or ``candela up --s3`` may change
+the environment of a running process).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SdkSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CANDELA_", extra="ignore", env_ignore_empty=True)
+
+    home: Path = Field(Path(".candela"), description="where the embedded platform keeps its state")
+    storage_root: str | None = Field(
+        None, description="where outputs go: file:// or s3:// (default: HOME/storage)"
+    )
+    database_url: str | None = Field(
+        None, description="PostgreSQL of the platform tables (default: the embedded server)"
+    )
+    runner: Literal["local", "kubernetes"] = Field(
+        "local", description="how pipeline steps run: local subprocess or Kubernetes pod"
+    )
+
+    # object storage (S3 API: CDSE/CREODIAS eodata, SeaweedFS, MinIO, AWS)
+    s3_endpoint_url: str | None = None
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
+    s3_region: str = "us-east-1"
+
+    # services
+    scratch: str | None = Field(None, description="folder for large temporaries (default: TMPDIR)")
+    log_level: str = "INFO"
+    result_path: Path | None = Field(
+        None, description="where a service also writes its JSON result (set by the local runner)"
+    )
+    model_registry: str | None = Field(
+        None, description="folder/S3 prefix of registered models (default: STORAGE/models)"
+    )
+    image: str = Field("", description="the container image a service runs in (provenance)")
+
+    @property
+    def storage(self) -> str:
+        """The storage root: ``CANDELA_STORAGE_ROOT``, else ``HOME/storage``."""
+        return self.storage_root or (self.home.expanduser().absolute() / "storage").as_uri()
+
+
+def get_settings() -> SdkSettings:
+    return SdkSettings()
+
+
+def embedded_dsn(home: Path) -> str | None:
+    """DSN of the platform tables on the embedded PostgreSQL under ``home`` (``pg/``), or ``None``
+    when that server is not running."""
+    from candela_sdk.processes import pid_alive
+
+    pid_file = home.expanduser().absolute() / "pg" / "postmaster.pid"
+    try:
+        lines = pid_file.read_text().splitlines()
+        pid = int(lines[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    if len(lines) <= 4 or not lines[4] or not pid_alive(pid):
+        return None
+    return f"postgresql://postgres@/candela?host={lines[4]}"
+
+
+def platform_dsn(settings: SdkSettings | None = None) -> str | None:
+    """DSN of the platform tables: ``CANDELA_DATABASE_URL``, else the embedded server's
+    ``candela`` database if it runs, else ``None``."""
+    s = settings or get_settings()
+    return s.database_url or embedded_dsn(s.home)

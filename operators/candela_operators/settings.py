@@ -1,0 +1,36 @@
+"""The operators' settings: the SDK's (``CANDELA_RUNNER``, database, S3) and the Kubernetes
+runner's (``CANDELA_K8S_*``)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from candela_sdk.settings import SdkSettings
+
+
+class OperatorSettings(SdkSettings):
+    model_config = SettingsConfigDict(env_prefix="CANDELA_", extra="ignore", env_ignore_empty=True)
+
+    # Kubernetes runner
+    k8s_namespace: str = "candela"
+    k8s_image_registry: str = "ghcr.io/candela-eo"
+    k8s_image_tag: str = "0.1.0"
+    k8s_in_cluster: bool = False
+    k8s_config_file: str | None = None
+    k8s_s3_secret: str = "candela-s3"
+    k8s_service_account: str | None = None
+    k8s_gpu_node_selector: dict[str, str] = Field(
+        default_factory=lambda: {"nvidia.com/gpu.present": "true"}
+    )
+    k8s_gpu_toleration_key: str = "nvidia.com/gpu"
+    k8s_deferrable: bool = Field(
+        True, description="wait for pods in the triggerer instead of holding a worker slot"
+    )
+    k8s_startup_timeout: int = Field(
+        900, description="seconds to wait for a pod to start (longer than a node scale-up)"
+    )
+
+
+def get_settings() -> OperatorSettings:
+    return OperatorSettings()

@@ -1,0 +1,1 @@
+"""The platform's SQL migrations (``NNNN_name.sql``)."""

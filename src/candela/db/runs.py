@@ -1,0 +1,100 @@
+"""``candela.run_claims`` and ``candela.watches``: output-key claims and saved watches."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING
+
+from candela.db import connect
+
+if TYPE_CHECKING:
+    from candela.runs import Watch
+
+# a claim older than this is left over from a run that died without releasing it
+STALE_CLAIM = dt.timedelta(hours=12)
+
+
+def claim(dsn: str, key: str, dag_id: str, run_id: str) -> None:
+    """Claim ``key`` for this run; :class:`~candela.runs.RunConflict` if another live run holds
+    it."""
+    from candela.runs import RunConflict
+
+    with connect(dsn) as conn:
+        row = conn.execute(
+            """INSERT INTO candela.run_claims (output_key, dag_id, run_id)
+               VALUES (%s, %s, %s)
+               ON CONFLICT (output_key) DO UPDATE SET run_id = EXCLUDED.run_id,
+                   dag_id = EXCLUDED.dag_id, claimed_at = now()
+               WHERE candela.run_claims.run_id = EXCLUDED.run_id
+                  OR candela.run_claims.claimed_at < now() - %s
+               RETURNING run_id""",
+            (key, dag_id, run_id, STALE_CLAIM),
+        ).fetchone()
+        if row is None:
+            holder = conn.execute(
+                "SELECT run_id, claimed_at FROM candela.run_claims WHERE output_key = %s", (key,)
+            ).fetchone()
+            holder_id = holder[0] if holder else "?"
+            raise RunConflict(
+                f"an identical run ({holder_id}) is writing these outputs; wait for it to end "
+                "or change the parameters"
+            )
+
+
+def release(dsn: str, key: str, run_id: str) -> bool:
+    with connect(dsn) as conn:
+        cur = conn.execute(
+            "DELETE FROM candela.run_claims WHERE output_key = %s AND run_id = %s", (key, run_id)
+        )
+        return bool(cur.rowcount > 0)
+
+
+_WATCH_COLS = (
+    "name, collection, bbox, tile, model, max_cloud, every_days, since, last_run_at, last_run_id"
+)
+
+
+def save_watch(dsn: str, w: Watch) -> None:
+    with connect(dsn) as conn:
+        conn.execute(
+            f"""INSERT INTO candela.watches ({_WATCH_COLS}) VALUES
+                (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                ON CONFLICT (name) DO UPDATE SET collection = EXCLUDED.collection,
+                  bbox = EXCLUDED.bbox, tile = EXCLUDED.tile, model = EXCLUDED.model,
+                  max_cloud = EXCLUDED.max_cloud, every_days = EXCLUDED.every_days,
+                  since = EXCLUDED.since""",
+            (
+                w.name,
+                w.collection,
+                w.bbox,
+                w.tile,
+                w.model,
+                w.max_cloud,
+                w.every_days,
+                w.since,
+                w.last_run_at,
+                w.last_run_id,
+            ),
+        )
+
+
+def list_watches(dsn: str) -> list[Watch]:
+    from candela.runs import Watch
+
+    with connect(dsn) as conn:
+        rows = conn.execute(f"SELECT {_WATCH_COLS} FROM candela.watches ORDER BY name").fetchall()
+    return [Watch(*r) for r in rows]
+
+
+def remove_watch(dsn: str, name: str) -> bool:
+    with connect(dsn) as conn:
+        cur = conn.execute("DELETE FROM candela.watches WHERE name = %s", (name,))
+        return bool(cur.rowcount > 0)
+
+
+def mark_watch_run(dsn: str, name: str, run_id: str, when: dt.datetime) -> None:
+    with connect(dsn) as conn:
+        conn.execute(
+            "UPDATE candela.watches SET last_run_at = %s, last_run_id = %s WHERE name = %s",
+            (when, run_id, name),
+        )

@@ -1,0 +1,15 @@
+"""``candela.workspaces``: each user's private storage area."""
+
+from __future__ import annotations
+
+from candela.db import connect
+
+
+def register(dsn: str, user: str, root: str) -> None:
+    """Record ``user``'s workspace root (the first one recorded stays)."""
+    with connect(dsn) as conn:
+        conn.execute(
+            "INSERT INTO candela.workspaces (username, root) VALUES (%s, %s) "
+            "ON CONFLICT (username) DO NOTHING",
+            (user, root),
+        )
