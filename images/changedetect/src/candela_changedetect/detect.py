@@ -61,6 +61,20 @@ def _require(uri: str, flag: str) -> None:
         raise InputError(f"{flag} not found: {storage.to_uri(uri)}")
 
 
+def _zones_text(uri: str) -> str:
+    """The text of the ``--zones`` file, refused now (bad input) if it is not zones GeoJSON.
+
+    Checked before any computing: a bad zones file must not cost a whole change map.
+    """
+    from candela_changedetect.geo import load_zones
+    from candela_sdk import storage
+
+    _require(uri, "--zones")
+    text = storage.read_text(uri)
+    load_zones(text, uri)
+    return text
+
+
 def _check_grid(a: str, b: str, what: str) -> None:
     from candela_sdk.errors import InputError
     from candela_sdk.grids import grids_match
@@ -133,10 +147,7 @@ def run_detect(params: DetectParams) -> dict[str, Any]:
         if uri:
             _require(uri, flag)
             _check_grid(params.before, uri, f"--before and {flag} {uri}")
-    zones_text = None
-    if params.zones:
-        _require(params.zones, "--zones")
-        zones_text = storage.read_text(params.zones)
+    zones_text = _zones_text(params.zones) if params.zones else None
     model = create_model(params.model, params.model_options)
 
     with storage.rasterio_env():
