@@ -179,3 +179,32 @@ def test_recorded_leaders_are_not_orphans(tmp_path: Path) -> None:
         assert [p.pid for p in embedded.platform_processes(s)] == [pid]
     finally:
         os.kill(pid, 9)
+
+
+def test_a_dead_components_session_is_found_without_the_mark(tmp_path: Path) -> None:
+    """Airflow's processes overwrite their environment with their title (setproctitle): the
+    workers of a killed scheduler are found by the session they keep."""
+    s = _settings(tmp_path / "home")
+    s.run_dir.mkdir(parents=True)
+    code = (
+        "import subprocess, sys; "
+        f"p = subprocess.Popen([sys.executable, '-c', {_IGNORE_TERM!r}], "
+        "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); print(p.pid)"
+    )
+    leader = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    assert leader.stdout is not None
+    worker = int(leader.stdout.readline())
+    leader.wait(timeout=30)  # the "scheduler" is gone; its worker lives on, unmarked
+    try:
+        assert embedded.orphans(s) == []
+        embedded.record_session(s, leader.pid)
+        assert [p.pid for p in embedded.orphans(s)] == [worker]
+        assert embedded.terminate(embedded.orphans(s), timeout=1) == 1
+        assert not psutil.pid_exists(worker) or psutil.Process(worker).status() == "zombie"
+    finally:
+        try:
+            os.kill(worker, 9)
+        except ProcessLookupError:
+            pass

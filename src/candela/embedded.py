@@ -463,6 +463,7 @@ def start_component(settings: Settings, name: str) -> int:
     )
     logf.close()
     _pid_file(settings, name).write_text(str(proc.pid))
+    record_session(settings, proc.pid)
     return proc.pid
 
 
@@ -514,23 +515,64 @@ def _leaders(settings: Settings) -> set[int]:
     return {p for p in pids if p is not None}
 
 
+def _sessions_file(settings: Settings) -> Path:
+    return settings.run_dir / "sessions"
+
+
+def record_session(settings: Settings, pid: int) -> None:
+    """Remember that ``pid`` leads a session of this platform (until ``down`` sweeps it).
+
+    Airflow's processes rewrite their title over their environment (setproctitle), so the
+    environment mark alone cannot find them: a killed scheduler's workers are found by their
+    session instead, which they keep after their leader died.
+    """
+    with private_umask(), open(_sessions_file(settings), "a") as f:
+        f.write(f"{pid}\n")
+
+
+def recorded_sessions(settings: Settings) -> set[int]:
+    try:
+        text = _sessions_file(settings).read_text()
+    except OSError:
+        return set()
+    return {int(x) for x in text.split() if x.isdigit()}
+
+
 def platform_processes(settings: Settings) -> list[Any]:
-    """Every live process carrying this platform's mark (psutil processes), this one excluded."""
+    """Every live process of this platform (psutil processes), this one and its parents excluded.
+
+    A process belongs to the platform when it carries the platform's mark in its environment,
+    when it is in the session of one of the platform's components (alive or dead), when it
+    is the PostgreSQL server of ``pg/``, or when it descends from one of those.
+    """
     import psutil
 
     home = str(settings.home_abs)
+    sessions = recorded_sessions(settings)
+    pgdata = str(settings.pgdata)
     me = psutil.Process()
     skip = {me.pid, *(p.pid for p in me.parents())}
+    uid = os.geteuid()
     found = []
     for proc in psutil.process_iter():
         if proc.pid in skip:
             continue
         try:
-            if proc.environ().get(PLATFORM_MARK) == home and proc.status() != psutil.STATUS_ZOMBIE:
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                continue
+            if os.getsid(proc.pid) in sessions and (uid == 0 or proc.uids().real == uid):
+                found.append(proc)
+            elif proc.environ().get(PLATFORM_MARK) == home:
+                found.append(proc)
+            elif proc.name() == "postgres" and pgdata in proc.cmdline():
                 found.append(proc)
         except (psutil.Error, OSError):
             continue
-    return found
+    by_pid = {p.pid: p for p in found}
+    for proc in found:  # and their descendants (PostgreSQL's backends, task processes)
+        with contextlib.suppress(psutil.Error):
+            by_pid.update({c.pid: c for c in proc.children(recursive=True) if c.pid not in skip})
+    return list(by_pid.values())
 
 
 def orphans(settings: Settings) -> list[Any]:
@@ -821,6 +863,7 @@ def down(settings: Settings, progress: Callable[[str], None] = lambda m: None) -
     if stray:
         progress(f"stopping {len(stray)} orphaned process(es)")
         stopped.append(f"{terminate(stray)} orphaned process(es)")
+    _sessions_file(settings).unlink(missing_ok=True)
     return stopped
 
 
