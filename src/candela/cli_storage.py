@@ -171,7 +171,10 @@ def register(dsn: str, user: str, root: str) -> None:
 # --- commands ------------------------------------------------------------------------------
 
 UserOpt = Annotated[
-    str | None, typer.Option("--user", help="whose workspace (default $CANDELA_USER or login)")
+    str | None,
+    typer.Option(
+        "--user", help="whose workspace (default yours: $CANDELA_USER or login; another's: admins)"
+    ),
 ]
 
 
