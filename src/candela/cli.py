@@ -117,6 +117,8 @@ def up(
         console.print(f"Candela is up ({time.monotonic() - started:.0f} s).")
     if s3 or s3server.running(s.home_abs):
         console.print(s3server.status_line(s.home_abs))
+        users = s3server.credentials_file(s.home_abs, "admin").parent
+        console.print(f"  S3 keys of each user (hand them out): {users}/<user>.json")
     _print_login(s)
 
 
