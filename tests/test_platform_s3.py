@@ -41,9 +41,7 @@ def test_pipeline_outputs_and_workspaces_on_s3(tmp_path_factory: pytest.TempPath
         assert server is not None
         pid = int((p.home / "run" / "scheduler.pid").read_text())
         environ = dict(
-            kv.split("=", 1)
-            for kv in open(f"/proc/{pid}/environ").read().split("\0")  # noqa: SIM115
-            if "=" in kv
+            kv.split("=", 1) for kv in open(f"/proc/{pid}/environ").read().split("\0") if "=" in kv
         )
         assert environ["CANDELA_S3_ACCESS_KEY_ID"] == server.identity("pipeline").access_key
         assert environ["CANDELA_STORAGE_ROOT"] == "s3://candela/"

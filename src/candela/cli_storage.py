@@ -20,10 +20,8 @@ Paths given to ``ls``/``put``/``get`` are relative to the workspace and may not 
 
 from __future__ import annotations
 
-import getpass
 import logging
 import os
-import re
 import shutil
 from pathlib import Path, PurePosixPath
 from typing import Annotated
@@ -31,6 +29,7 @@ from typing import Annotated
 import typer
 
 from candela.settings import Settings
+from candela.users import bucket_for, current_user
 from candela_sdk import storage
 from candela_sdk.errors import CandelaError, InputError, OutputError
 
@@ -38,27 +37,8 @@ log = logging.getLogger(__name__)
 
 app = typer.Typer(help="Your private workspace: list, upload, download.", no_args_is_help=True)
 
-_USER = re.compile(r"^[a-z0-9][a-z0-9-]{0,56}$")
-
 
 # --- the workspace, as functions ------------------------------------------------------------
-
-
-def current_user(user: str | None = None) -> str:
-    from candela.settings import get_settings
-
-    name = (user or get_settings().user or getpass.getuser()).strip().lower()
-    name = name.replace("_", "-").replace(".", "-")
-    if not _USER.match(name):
-        raise InputError(
-            f"user name {name!r} cannot name a workspace: use lowercase letters, digits and '-'"
-        )
-    return name
-
-
-def bucket_for(user: str) -> str:
-    """The workspace bucket of ``user`` in object-store mode (S3 bucket naming rules)."""
-    return f"ws-{current_user(user)}"
 
 
 def workspace_root(user: str, storage_root: str) -> str:

@@ -429,7 +429,7 @@ def start_component(settings: Settings, name: str) -> int:
         # API server reads the task and trigger logs from the files under HOME/logs
         args.append("--skip-serve-logs")
     with private_umask():
-        logf = open(settings.log_dir / f"{name}.log", "ab")  # noqa: SIM115 (handed to the child)
+        logf = open(settings.log_dir / f"{name}.log", "ab")
     proc = subprocess.Popen(
         args,
         stdout=logf,

@@ -293,7 +293,7 @@ def start(
     ]
     old_umask = os.umask(0o077)
     try:
-        logf = open(paths["log"], "ab")  # noqa: SIM115 (handed to the child)
+        logf = open(paths["log"], "ab")
     finally:
         os.umask(old_umask)
     proc = subprocess.Popen(
@@ -428,7 +428,7 @@ def platform_up(settings: Any, *, export: bool = True) -> S3Server:
     Airflow components started afterwards write their outputs to S3 with the pipeline's keys
     only.
     """
-    from candela.cli_storage import bucket_for
+    from candela.users import bucket_for
 
     home = settings.home_abs
     users = [u for u in dict.fromkeys(settings.users) if u not in ("admin", PIPELINE)]

@@ -152,7 +152,7 @@ def zone_statistics(
             continue
         try:
             g = transform_geom(zones_crs, mask_ds.crs, geom) if mask_ds.crs else geom
-        except Exception as exc:  # noqa: BLE001 - GDAL/PROJ raise several types
+        except Exception as exc:
             raise InputError(
                 f"cannot reproject zone {stats['zone_id']} from {zones_crs}: {exc}"
             ) from None

@@ -151,7 +151,7 @@ def _remove_folder(uri: str) -> None:
             for page in pages:
                 for obj in page.get("Contents", []):
                     client.delete_object(Bucket=loc.bucket, Key=obj["Key"])
-    except Exception as exc:  # noqa: BLE001 - best effort cleanup, the original error matters
+    except Exception as exc:
         log.warning("could not remove %s after a failure: %s", uri, exc)
 
 
@@ -167,7 +167,7 @@ def _remove(uri: str) -> None:
             Path(loc.path).unlink(missing_ok=True)
         else:
             storage.s3_client().delete_object(Bucket=loc.bucket, Key=loc.path)
-    except Exception as exc:  # noqa: BLE001 - best effort cleanup, the original error matters
+    except Exception as exc:
         log.warning("could not remove %s after a failure: %s", uri, exc)
 
 

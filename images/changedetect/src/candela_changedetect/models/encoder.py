@@ -263,7 +263,7 @@ class EncoderModel:
             path = local_copy(self.options.weights or "")
             try:
                 net = keras.saving.load_model(path, compile=False)
-            except Exception as exc:  # noqa: BLE001 - any load failure is bad input
+            except Exception as exc:
                 from candela_sdk.errors import InputError
 
                 raise InputError(
