@@ -14,7 +14,7 @@ from candela_changedetect.models import available_models
 from candela_sdk.contract import Resources, Service, ServiceParams
 
 THRESHOLD_HELP = (
-    "'auto' (the model's own cut: 0.5 for cva and encoder, 0.9999 for irmad) or a change-probability "
+    "'auto' (the model's calibrated cut: probability 0.5 for every built-in model) or a change-probability "
     "threshold strictly between 0 and 1; pixels with probability >= threshold are change"
 )
 

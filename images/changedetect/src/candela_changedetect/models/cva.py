@@ -37,6 +37,12 @@ log = logging.getLogger(__name__)
 
 
 class CVAOptions(CalibratedOptions):
+    # chosen by leave-one-city-out on the five labelled OSCD cities (README)
+    threshold_rule: Literal["robust_z", "nochange_z", "kittler", "otsu", "mixture"] = Field(
+        "nochange_z",
+        description="automatic cut on ln(score) (see candela_changedetect.calibration)",
+    )
+    z: float = Field(2.5, gt=0, le=20, description="robust_z / nochange_z: cut in spreads")
     standardise: Literal["pooled", "per_date"] = Field(
         "pooled", description="per-band statistics pooled over both dates (default) or per date"
     )

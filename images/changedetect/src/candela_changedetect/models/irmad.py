@@ -58,14 +58,16 @@ class IRMADOptions(CalibratedOptions):
         1e-4, gt=0, description="stop when no canonical correlation moves more than this"
     )
     ridge: float = Field(
-        0.03,
+        0.1,
         ge=0,
         lt=1,
         description="ridge added to the covariances, relative to each band's variance",
     )
+    # ridge, rule and z chosen by leave-one-city-out on the five labelled OSCD cities (README)
     threshold_rule: IRMADRule = Field(  # type: ignore[assignment]
-        "chi2", description="automatic cut (see candela_changedetect.calibration)"
+        "robust_z", description="automatic cut (see candela_changedetect.calibration)"
     )
+    z: float = Field(3.0, gt=0, le=20, description="robust_z / nochange_z: cut in spreads")
     alpha: float = Field(
         1e-6, gt=0, lt=1, description="chi2 rule: significance level of the no-change test"
     )
