@@ -473,6 +473,16 @@ def loo_select(
     }
 
 
+#: options that only move the cut, not the score (left out of the score-map cache key)
+CUT_OPTIONS = ("threshold_rule", "z", "z_floor", "alpha")
+
+
+def score_options(model: Any) -> dict[str, Any]:
+    """The model's effective options that change its score (cache key of a score map)."""
+    dump = model.options.model_dump(mode="json")
+    return {k: v for k, v in dump.items() if k not in CUT_OPTIONS}
+
+
 def _score_map(
     cache: Any, city: str, before: Any, after: Any, model: str, options: dict[str, Any]
 ) -> np.ndarray:
@@ -485,20 +495,21 @@ def _score_map(
     from candela_changedetect.blocks import RasterPair
     from candela_changedetect.models import create_model
 
-    key = hashlib.sha1(candidate_key(options).encode()).hexdigest()[:12]
+    m = create_model(model, options)
+    effective = score_options(m)
+    key = hashlib.sha1(candidate_key(effective).encode()).hexdigest()[:12]
     path = cache / model / key / f"{city}.npy"
     if path.exists():
         return np.asarray(np.load(path))
     with rasterio.open(before) as bds, rasterio.open(after) as ads:
         src = RasterPair(bds, ads, band_names=list(oscd.BANDS))
-        m = create_model(model, options)
         m.fit(src)
         score = np.concatenate([m.score(blk) for blk in src.blocks()]).astype(np.float32)
         drop = getattr(m, "drop_cache", None)
         if drop is not None:
             drop()
     path.parent.mkdir(parents=True, exist_ok=True)
-    (path.parent / "options.json").write_text(candidate_key(options) + "\n")
+    (path.parent / "options.json").write_text(candidate_key(effective) + "\n")
     np.save(path, score)
     return score
 
