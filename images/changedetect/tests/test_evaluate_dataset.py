@@ -85,8 +85,10 @@ def test_models_side_by_side_per_city_and_averaged(
         for k in ("precision", "recall", "f1", "iou", "kappa", "best_f1", "flagged"):
             assert 0 <= r[k] <= 1, (city, k, r[k])
         assert r["best_f1"] >= r["f1"] - 1e-9
-    # an obvious square of change: cva finds it in every city
-    assert all(rows[(c, "cva")]["f1"] > 0.8 for c in ("alpha", "beta", "gamma"))
+    # an obvious square of change: cva finds it in every city (gamma's date 2 is resampled
+    # from a shifted grid: its blurred edges flag a little more)
+    assert all(rows[(c, "cva")]["f1"] > 0.83 for c in ("alpha", "beta")), rows
+    assert rows[("gamma", "cva")]["f1"] > 0.7, rows
     # the reported mean is over the reported cities only
     want = np.mean([rows[("alpha", "cva")]["f1"], rows[("gamma", "cva")]["f1"]])
     assert res["means"]["report"]["cva"]["f1"] == pytest.approx(want)
