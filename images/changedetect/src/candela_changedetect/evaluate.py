@@ -622,7 +622,15 @@ def run_loo(params: EvaluateParams) -> dict[str, Any]:
                             )  # fmt: skip
                             table.setdefault(cand, {}).setdefault(city, []).append(met)
             sel = loo_select(table, cities)
-            default = candidate_key({**rules[0]})
+            # the model's defaults: the grid setting with its default score options (if any)
+            plain = score_options(probes[m])
+            same = [
+                st
+                for st in params.grid.get(m, [{}])
+                if {k: v for k, v in score_options(create_model(m, {**base, **st})).items()
+                    if k != "seed"} == {k: v for k, v in plain.items() if k != "seed"}
+            ]  # fmt: skip
+            default = candidate_key({**(same[0] if same else {}), **rules[0]})
             report[m] = {
                 "selection": sel,
                 "default": default,
