@@ -108,3 +108,32 @@ def test_a_pair_without_change_gives_a_small_mask(name: str, make_pair: Any) -> 
     model.fit(src)
     p = np.concatenate([model.probability(model.score(blk)) for blk in src.blocks()])
     assert (p >= model.auto_threshold()).mean() < 0.05
+
+
+def test_detect_warns_when_auto_flags_too_much(
+    tmp_path: Any, make_pair: Any, write_tif: Any, capsys: Any
+) -> None:
+    """Above calibration.FLAGGED_WARNING_SHARE the flagged share comes with a warning in
+    statistics.json; at the default cut the same pair has none."""
+    import json
+
+    from candela_changedetect.calibration import FLAGGED_WARNING_SHARE
+    from candela_changedetect.cli import dispatch
+
+    before, after, _ = make_pair(seed=8)
+    b = write_tif(tmp_path / "b.tif", before)
+    a = write_tif(tmp_path / "a.tif", after)
+    shares = {}
+    for name, opts in (("loose", {"threshold_rule": "robust_z", "z": 0.3}), ("default", {})):
+        out = tmp_path / name
+        code = dispatch(
+            ["detect", "--before", str(b), "--after", str(a), "--model", "cva", "--output",
+             str(out), "--model-options", json.dumps(opts)]
+        )  # fmt: skip
+        capsys.readouterr()
+        assert code == 0
+        stats = json.loads((out / "statistics.json").read_text())
+        shares[name] = (stats["changed_pixel_fraction"], stats["warnings"])
+    assert shares["loose"][0] > FLAGGED_WARNING_SHARE
+    assert len(shares["loose"][1]) == 1 and "flags" in shares["loose"][1][0]
+    assert shares["default"][0] < FLAGGED_WARNING_SHARE and shares["default"][1] == []
