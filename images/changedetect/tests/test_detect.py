@@ -409,7 +409,8 @@ def test_evaluate_cli(tmp_path: Path, write_tif: Any, capsys: Any) -> None:
 
 #: Lower bounds on Bordeaux, from the measured values (cva F1 0.177, kappa 0.166; irmad F1
 #: 0.067, recall 0.84) with margin. A trivial or random mask scores F1 ≈ 0.02, kappa ≈ 0.
-BORDEAUX_BOUNDS = {"cva": {"f1": 0.13, "kappa": 0.12}, "irmad": {"f1": 0.045, "recall": 0.6}}
+# measured with the defaults chosen by leave-one-city-out: cva F1 0.173, irmad 0.19 (README)
+BORDEAUX_BOUNDS = {"cva": {"f1": 0.15, "kappa": 0.14}, "irmad": {"f1": 0.16, "kappa": 0.15}}
 
 
 @pytest.mark.parametrize("model", ["cva", "irmad"])
@@ -441,8 +442,8 @@ def test_bordeaux_end_to_end(
     metrics = ev["metrics"]
     for key, bound in BORDEAUX_BOUNDS[model].items():
         assert metrics[key] >= bound, (key, metrics)
-    # Bordeaux is ~1 % urban change; the model must not flag most of the scene
-    assert result["changed_fraction"] < 0.35
+    # Bordeaux is ~1 % urban change; the calibrated cut flags about that much
+    assert 0.003 < result["changed_fraction"] < 0.05
 
 
 @pytest.mark.parametrize(

@@ -215,6 +215,7 @@ def _write_outputs(
 ) -> dict[str, Any]:
     import rasterio
 
+    from candela_changedetect.calibration import FLAGGED_WARNING_SHARE
     from candela_changedetect.geo import (
         grid_zones,
         ground_pixel_size_m,
@@ -289,6 +290,15 @@ def _write_outputs(
             else counts["changed"] / counts["valid"]
         )
         pixel_area = row_pixel_areas_m2(transform, crs, height // 2, 1)
+        warnings = []
+        share = counts["changed"] / counts["valid"]
+        if auto and share > FLAGGED_WARNING_SHARE:
+            warnings.append(
+                f"the automatic threshold flags {100 * share:.1f} % of the valid pixels (more "
+                f"than {100 * FLAGGED_WARNING_SHARE:.0f} %): urban change between two dates is "
+                "usually 0.3-5 %; check clouds, snow, season or misregistration"
+            )
+            log.warning("detect: %s", warnings[-1])
         statistics: dict[str, Any] = {
             "model": params.model,
             "threshold": threshold,
@@ -322,6 +332,7 @@ def _write_outputs(
                 "pixels": int(hist.sum()),
                 "of": "change probability of every valid pixel",
             },
+            "warnings": warnings,
         }
         names_out = [
             "change_probability.tif",
