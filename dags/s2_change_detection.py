@@ -10,6 +10,7 @@ replaces its outputs; two identical runs at once are refused.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from airflow.sdk import Asset, Param, dag, get_current_context, task
 
@@ -22,13 +23,13 @@ GPU_POOL = "candela_gpu"
 RESULTS = Asset("candela://results/s2_change_detection")
 
 
-def _release_claim(context):  # noqa: ANN001, ANN202 (Airflow callback)
+def _release_claim(context):
     from candela.callbacks import release_claim
 
     release_claim(context)
 
 
-def _remove_partial_outputs(context):  # noqa: ANN001, ANN202 (Airflow callback)
+def _remove_partial_outputs(context):
     from candela.callbacks import remove_partial_outputs
 
     remove_partial_outputs(context)
@@ -156,7 +157,8 @@ def s2_change_detection() -> None:
             _dsn(),
         )
 
-    plan = plan_run()
+    # XComArgs stand for the tasks' results until they run: typed loosely in the wiring
+    plan: Any = plan_run()
     found = Step(
         task_id="search_products", service="search", service_args=plan["search"], **IO_STEP
     )
@@ -175,8 +177,8 @@ def s2_change_detection() -> None:
         execution_timeout=timedelta(hours=2),
         on_failure_callback=_remove_partial_outputs,
     ).expand(service_args=pairs)
-    fused = fuse_landcover(changes.output)
-    loaded = load_rdf(changes.output, fused)
+    fused: Any = fuse_landcover(changes.output)
+    loaded: Any = load_rdf(changes.output, fused)
     publish(stacks.output, changes.output, plan["key"], loaded)
 
 

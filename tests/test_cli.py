@@ -99,3 +99,35 @@ def test_read_json_arg_inline_file_and_errors(tmp_path: Path) -> None:
     ]:
         with pytest.raises(InputError, match=message):
             read_json_arg(value, "--x", obj=obj)
+
+
+def test_catalog_add_refuses_an_incomplete_product(
+    tmp_path: Path, catalog_dsn: str, oscd_bordeaux: Path
+) -> None:
+    """An OSCD folder whose first date lacks B04 and B8A: that date is refused, naming them;
+    the complete date is registered."""
+    import psycopg
+
+    from candela.cli import register_products
+
+    city = tmp_path / "bordeaux"
+    city.mkdir()
+    for item in oscd_bordeaux.iterdir():
+        if item.name == "imgs_1":
+            (city / "imgs_1").mkdir()
+            for f in item.iterdir():
+                if not f.name.endswith(("_B04.tif", "_B8A.tif")):
+                    (city / "imgs_1" / f.name).symlink_to(f)
+        else:
+            (city / item.name).symlink_to(item)
+    added, updated, skipped, ids = register_products(catalog_dsn, [city])
+    assert (added, updated) == (1, 0) and ids == ["oscd-bordeaux-20171026"]
+    (refused,) = skipped
+    assert refused.path == (city / "imgs_1").resolve()
+    assert "oscd-bordeaux-20160504" in refused.reason and "B04, B8A missing" in refused.reason
+    with psycopg.connect(catalog_dsn) as conn:
+        rows = conn.execute("SELECT id FROM candela.products").fetchall()
+    assert [r[0] for r in rows] == ["oscd-bordeaux-20171026"]
+    # the complete sample goes in whole
+    added, _, skipped, _ = register_products(catalog_dsn, [oscd_bordeaux])
+    assert added == 1 and skipped == []

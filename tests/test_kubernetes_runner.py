@@ -148,3 +148,91 @@ def test_every_step_of_a_whole_run_renders_a_pod(monkeypatch) -> None:
     ]
     assert gpu == ["detect_changes"]
     assert rendered["detect_changes"][0].pool == "candela_gpu"
+
+
+def _finished_pod(exit_code: int | None, message: str | None = None) -> Any:
+    from kubernetes.client import models as k8s
+
+    state = (
+        k8s.V1ContainerState(running=k8s.V1ContainerStateRunning())
+        if exit_code is None
+        else k8s.V1ContainerState(
+            terminated=k8s.V1ContainerStateTerminated(exit_code=exit_code, message=message)
+        )
+    )
+    status = k8s.V1ContainerStatus(
+        name="base", state=state, image="x", image_id="x", ready=False, restart_count=0
+    )
+    return k8s.V1Pod(
+        metadata=k8s.V1ObjectMeta(name="candela-preprocess-abc", namespace="candela"),
+        status=k8s.V1PodStatus(phase="Failed", container_statuses=[status]),
+    )
+
+
+_LOG_TAIL = (
+    "2026-12-01 10:00:00 ERROR candela_sdk.contract: band B04 missing\n"
+    "candela-preprocess: bad input: band B04 missing from product\n"
+    '{"error": "band B04 missing from product", "outcome": "bad_input"}\n'
+)
+
+
+def test_bad_input_exit_code_maps_to_a_failure_without_retry() -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from candela_operators.kubernetes import pod_failure
+
+    # the reason from the termination message (the log tail of the failed container) ...
+    failure = pod_failure("preprocess", _finished_pod(2, _LOG_TAIL), "base")
+    assert isinstance(failure, AirflowFailException)
+    assert "bad input" in str(failure) and "band B04 missing from product" in str(failure)
+    # ... or from the JSON result the XCom sidecar brought back
+    failure = pod_failure("preprocess", _finished_pod(2), "base", {"error": "AOI is empty"})
+    assert isinstance(failure, AirflowFailException) and "AOI is empty" in str(failure)
+    # a plain last line when there is no JSON
+    failure = pod_failure("preprocess", _finished_pod(2, "x\nthreshold must be <= 1\n"), "base")
+    assert failure is not None and str(failure).endswith("threshold must be <= 1")
+    # other exit codes, a running container, another container: not this function's business
+    assert pod_failure("preprocess", _finished_pod(1, _LOG_TAIL), "base") is None
+    assert pod_failure("preprocess", _finished_pod(137), "base") is None
+    assert pod_failure("preprocess", _finished_pod(None), "base") is None
+    assert pod_failure("preprocess", _finished_pod(2, _LOG_TAIL), "sidecar") is None
+    assert pod_failure("preprocess", None, "base") is None
+
+
+@pytest.mark.parametrize(
+    ("exit_code", "outcome"), [(2, "fail"), (3, "skip"), (1, "retry"), (0, None)]
+)
+def test_pod_cleanup_maps_exit_codes_to_task_outcomes(
+    monkeypatch: pytest.MonkeyPatch, exit_code: int, outcome: str | None
+) -> None:
+    """Through the provider's own ``cleanup``: 2 fails for good, 3 skips, others are retried."""
+    from airflow.sdk.exceptions import (
+        AirflowException,
+        AirflowFailException,
+        AirflowSkipException,
+    )
+
+    Step = step_operator_class("kubernetes")
+    op = Step(task_id="t", service="preprocess", service_args=SAMPLE_ARGS["preprocess"])
+    # no cluster: reading, labelling and deleting the pod are not what is tested here
+    monkeypatch.setattr(op, "is_istio_enabled", lambda *a, **k: False)
+    monkeypatch.setattr(op, "process_pod_deletion", lambda *a, **k: None)
+    monkeypatch.setattr(op, "patch_already_checked", lambda *a, **k: None)
+    op.do_xcom_push = False
+    pod = _finished_pod(exit_code, _LOG_TAIL)
+    pod.status.phase = "Succeeded" if exit_code == 0 else "Failed"
+    if outcome is None:
+        op.cleanup(pod, pod)
+        return
+    with pytest.raises(AirflowException) as raised:
+        op.cleanup(pod, pod)
+    exc = raised.value
+    assert isinstance(exc, AirflowFailException) == (outcome == "fail")
+    assert isinstance(exc, AirflowSkipException) == (outcome == "skip")
+    if outcome == "fail":
+        assert "band B04 missing from product" in str(exc)
+
+
+def test_pod_keeps_the_log_tail_as_termination_message() -> None:
+    pod = render("preprocess")
+    assert _base(pod)["terminationMessagePolicy"] == "FallbackToLogsOnError"

@@ -348,6 +348,69 @@ def _results_count(platform: Platform) -> int:
         return int(conn.execute("SELECT count(*) FROM candela.results").fetchone()[0])
 
 
+def test_home_is_private(platform: Platform) -> None:
+    """Modes, not access (the tests may run as root): nothing under the home is for others."""
+    import stat
+
+    from candela import embedded
+
+    assert stat.S_IMODE(platform.home.stat().st_mode) == embedded.home_mode()
+    loose = []
+    for path in platform.home.rglob("*"):
+        mode = path.lstat().st_mode
+        if stat.S_ISLNK(mode) or stat.S_ISSOCK(mode):
+            continue
+        if stat.S_IMODE(mode) & 0o077:
+            loose.append(f"{oct(stat.S_IMODE(mode))} {path.relative_to(platform.home)}")
+    assert loose == []
+
+
+def test_internal_servers_listen_on_loopback_only(platform: Platform) -> None:
+    import psutil
+
+    from candela import embedded
+
+    settings = platform.settings()
+    pids = {p.pid for p in embedded.platform_processes(settings)}
+    listening = [
+        c
+        for c in psutil.net_connections(kind="inet")
+        if c.pid in pids and c.status == psutil.CONN_LISTEN
+    ]
+    assert {c.laddr.port for c in listening} >= {platform.port}
+    assert [c for c in listening if c.laddr.ip not in ("127.0.0.1", "::1")] == []
+    ports = embedded.recorded_ports(settings)
+    assert set(ports) == set(embedded.INTERNAL_PORTS)
+    assert not {8793, 8794, 8974} & {c.laddr.port for c in listening}
+
+
+def test_dead_scheduler_and_database_are_repaired_by_up(platform: Platform) -> None:
+    """kill -9 of the scheduler and of PostgreSQL: `status` says so (exit 1, the API server is
+    not called healthy), `up` restarts both, stops the orphans and says up only when healthy."""
+    import os
+    import signal
+
+    from candela import embedded
+
+    settings = platform.settings()
+    scheduler = embedded.component_pid(settings, "scheduler")
+    postmaster = embedded._pg_pid(settings)
+    assert scheduler and postmaster
+    os.kill(scheduler, signal.SIGKILL)
+    os.kill(postmaster, signal.SIGKILL)
+    time.sleep(2)
+    r = platform.candela("status")
+    assert r.returncode == 1, r.stdout
+    assert "healthy at" not in r.stdout
+    r = platform.candela("up")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Candela is up" in r.stdout
+    r = platform.candela("status")
+    assert r.returncode == 0, r.stdout
+    assert "healthy at" in r.stdout and "orphan" not in r.stdout
+    assert embedded.orphans(settings) == []
+
+
 def test_down_leaves_nothing_running(platform: Platform) -> None:
     r = platform.candela("down")
     assert r.returncode == 0

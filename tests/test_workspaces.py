@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import pytest
+from click.testing import Result
 from typer.testing import CliRunner
 
 from candela import cli_storage as ws
-from candela import s3server
+from candela import embedded, s3server
+from candela.settings import Settings
 from candela_sdk.errors import InputError, OutputError
 
 
@@ -91,6 +95,99 @@ def test_storage_cli(
     assert r.exit_code == 0 and (tmp_path / "out.txt").read_text() == "hi"
     r = runner.invoke(ws.app, ["ls", "../x"])
     assert r.exit_code == 2 and "leaves your workspace" in r.output
-    r = runner.invoke(ws.app, ["ls", "--user", "bob"])  # alice's keys, bob's workspace
-    assert r.exit_code == 2 and "access denied" in r.output
+    r = runner.invoke(ws.app, ["ls", "--user", "bob"])  # alice is no admin: refused at once
+    assert r.exit_code == 2 and "only an admin may use another user's workspace" in r.output
     assert "Traceback" not in r.output
+
+
+def _modes(root: Path) -> dict[Path, int]:
+    return {p: stat.S_IMODE(p.lstat().st_mode) for p in [root, *root.rglob("*")]}
+
+
+def test_platform_s3_isolates_users(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`candela up --s3`: bob cannot read alice's workspace with the CLI, with boto3 and his
+    own keys, nor through the filesystem; the pipeline's keys reach only the results bucket."""
+    for key in ("CANDELA_S3_ENDPOINT_URL", "CANDELA_S3_ACCESS_KEY_ID", "CANDELA_STORAGE_ROOT"):
+        monkeypatch.delenv(key, raising=False)
+    home = tmp_path / "home"
+    monkeypatch.setenv("CANDELA_HOME", str(home))
+    settings = Settings(home=home, users=["alice", "bob"], s3_port=s3server.free_port())
+    with embedded.private_umask():
+        server = s3server.platform_up(settings, export=False)
+    try:
+        runner = CliRunner()
+        secret = tmp_path / "secret.txt"
+        secret.write_text("alice only")
+
+        def cli(user: str, *args: str) -> Result:
+            # a fresh process' environment: only who runs the command and where the home is
+            for key in list(os.environ):
+                if key.startswith("CANDELA_S3_"):
+                    monkeypatch.delenv(key)
+            return runner.invoke(ws.app, list(args), env={"CANDELA_USER": user})
+
+        r = cli("alice", "put", str(secret), "secret.txt")
+        assert r.exit_code == 0 and "s3://ws-alice/secret.txt" in r.output, r.output
+        # the CLI: another workspace only for an admin
+        r = cli("bob", "ls", "--user", "alice")
+        assert r.exit_code == 2 and "only an admin" in r.output
+        r = cli("bob", "get", "secret.txt", str(tmp_path / "stolen.txt"), "--user", "alice")
+        assert r.exit_code == 2 and not (tmp_path / "stolen.txt").exists()
+        r = cli("admin", "ls", "--user", "alice")
+        assert r.exit_code == 0 and r.output.split() == ["secret.txt"], r.output
+        # boto3 with bob's own keys (as written for him under the home)
+        bob = s3server.read_credentials(home, "bob")
+        assert bob is not None
+        import boto3
+        from botocore.exceptions import ClientError
+
+        client = boto3.client(
+            "s3",
+            endpoint_url=bob["CANDELA_S3_ENDPOINT_URL"],
+            aws_access_key_id=bob["CANDELA_S3_ACCESS_KEY_ID"],
+            aws_secret_access_key=bob["CANDELA_S3_SECRET_ACCESS_KEY"],
+            region_name="us-east-1",
+        )
+        for call in (
+            lambda: client.get_object(Bucket="ws-alice", Key="secret.txt"),
+            lambda: client.list_objects_v2(Bucket="ws-alice"),
+            lambda: client.put_object(Bucket="ws-alice", Key="x", Body=b"x"),
+            lambda: client.get_object(Bucket="candela", Key="anything"),
+        ):
+            with pytest.raises(ClientError) as exc:
+                call()
+            assert exc.value.response["Error"]["Code"] in ("AccessDenied", "403")
+        client.put_object(Bucket="ws-bob", Key="mine.txt", Body=b"bob")  # his own works
+        # the pipeline: results bucket yes, a workspace no
+        pipe = server.client(s3server.PIPELINE)
+        pipe.put_object(Bucket="candela", Key="results/x.json", Body=b"{}")
+        with pytest.raises(ClientError):
+            pipe.get_object(Bucket="ws-alice", Key="secret.txt")
+        # the filesystem: credentials and volume files for their owner only (modes: root reads
+        # everything anyway)
+        modes = _modes(home / "s3")
+        assert any(p.suffix == ".dat" for p in modes), sorted(modes)  # volume files exist
+        # (SeaweedFS writes its volume-info files .vif 0644 whatever the umask: metadata only,
+        # inside folders no one else may enter)
+        loose = {
+            p: oct(m)
+            for p, m in modes.items()
+            if m & 0o077 and not p.is_symlink() and (p.is_dir() or p.suffix != ".vif")
+        }
+        assert not loose, loose
+        assert {p.stem for p in (home / "s3" / "users").iterdir()} == {
+            "admin",
+            "pipeline",
+            "alice",
+            "bob",
+        }
+        # the components get the pipeline's keys and write their outputs to S3
+        env: dict[str, str] = {}
+        monkeypatch.setattr(s3server.os, "environ", env)
+        again = s3server.platform_up(settings)
+        assert again.pid == server.pid  # same users: the running server is kept
+        assert env["CANDELA_STORAGE_ROOT"] == "s3://candela/"
+        assert env["CANDELA_S3_ACCESS_KEY_ID"] == server.identity("pipeline").access_key
+        monkeypatch.undo()
+    finally:
+        s3server.stop(home, timeout=2)

@@ -3,7 +3,8 @@
 The pod runs the same command line as the local runner. Resources come from the service's
 declaration (``nvidia.com/gpu`` for GPU services, with the GPU node selector and toleration),
 S3 and database credentials from Kubernetes Secrets, and the JSON result comes back through the
-XCom sidecar (``/airflow/xcom/return.json``). Exit code 3 ("no data") skips the task.
+XCom sidecar (``/airflow/xcom/return.json``). Exit code 3 ("no data") skips the task; exit code
+2 (bad input) fails it without retry, with the service's reason (:func:`pod_failure`).
 """
 
 from __future__ import annotations
@@ -13,9 +14,16 @@ from typing import Any
 
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 from airflow.providers.cncf.kubernetes.secret import Secret
+from airflow.sdk.exceptions import AirflowException, AirflowSkipException
 from kubernetes.client import models as k8s
 
-from candela_operators.command import NO_DATA_EXIT_CODE, build_command
+from candela_operators.command import (
+    BAD_INPUT_EXIT_CODE,
+    NO_DATA_EXIT_CODE,
+    build_command,
+    failure_reason,
+    step_failure,
+)
 
 
 def pod_settings(service_name: str) -> dict[str, Any]:
@@ -75,6 +83,8 @@ class KubernetesStepOperator(KubernetesPodOperator):
         merged.setdefault("get_logs", True)
         merged.setdefault("on_finish_action", "delete_succeeded_pod")
         merged.setdefault("name", f"candela-{service}")
+        # a failed container's termination message is its log tail: the service's reason
+        merged.setdefault("termination_message_policy", "FallbackToLogsOnError")
         super().__init__(**merged)
         self.service = service
         self.service_args = service_args
@@ -87,3 +97,45 @@ class KubernetesStepOperator(KubernetesPodOperator):
     def build_pod_request_obj(self, context: Any = None, *, dry_run: bool = False) -> k8s.V1Pod:
         self._render_command()
         return super().build_pod_request_obj(context, dry_run=dry_run)
+
+    def cleanup(
+        self,
+        pod: k8s.V1Pod,
+        remote_pod: k8s.V1Pod,
+        xcom_result: dict[str, Any] | None = None,
+        context: Any = None,
+    ) -> None:
+        try:
+            super().cleanup(pod, remote_pod, xcom_result=xcom_result, context=context)
+        except AirflowSkipException:
+            raise
+        except AirflowException as exc:
+            failure = pod_failure(self.service, remote_pod, self.base_container_name, xcom_result)
+            if failure is None:
+                raise
+            raise failure from exc
+
+
+def _terminated(pod: k8s.V1Pod | None, container_name: str) -> Any:
+    """The ``V1ContainerStateTerminated`` of a pod's container, ``None`` while it runs."""
+    status = getattr(pod, "status", None)
+    for cs in getattr(status, "container_statuses", None) or []:
+        if cs.name == container_name:
+            return cs.state.terminated if cs.state else None
+    return None
+
+
+def pod_failure(
+    service: str, pod: k8s.V1Pod | None, container_name: str, xcom_result: Any = None
+) -> AirflowException | None:
+    """The non-retryable task failure for a pod whose service exited 2 (bad input), else ``None``.
+
+    The reason is the ``error`` of the service's JSON result (XCom sidecar), else found in the
+    container's termination message (its log tail, ``FallbackToLogsOnError``).
+    """
+    terminated = _terminated(pod, container_name)
+    if terminated is None or terminated.exit_code != BAD_INPUT_EXIT_CODE:
+        return None
+    tail = (terminated.message or "").splitlines()
+    result = xcom_result if isinstance(xcom_result, dict) else None
+    return step_failure(service, BAD_INPUT_EXIT_CODE, failure_reason(result, tail))

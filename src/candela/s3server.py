@@ -7,8 +7,14 @@ requires credentials: its identities file (``<home>/s3/identities.json``, mode 0
 ``admin`` identity with generated keys plus any identities given to :func:`start`, e.g. one per
 user restricted to that user's workspace bucket.
 
-State under ``home``: ``s3/data`` (the objects), ``s3/identities.json``, ``s3/server.json``
-(ports, endpoint, admin keys), ``run/seaweedfs.pid``, ``logs/seaweedfs.log``.
+State under ``home`` (private: umask 077, so volume files are 0600): ``s3/data`` (the objects),
+``s3/identities.json``, ``s3/server.json`` (ports, endpoint, keys), ``s3/users/<name>.json``
+(each identity's credentials, 0600), ``run/seaweedfs.pid``, ``logs/seaweedfs.log``.
+
+``candela up --s3`` (:func:`platform_up`) creates one identity per platform user (``admin``, the
+gateway's administrator, plus each of ``CANDELA_USERS``), each limited to its workspace bucket
+``ws-<user>``, and one for the pipeline (``pipeline``: the results bucket ``candela``, read-only
+``eodata``), whose keys are the only ones the Airflow components get.
 """
 
 from __future__ import annotations
@@ -37,6 +43,10 @@ HOST = "127.0.0.1"
 PID_NAME = "seaweedfs.pid"
 DEFAULT_BUCKETS = ("eodata", "candela")
 ADMIN_ACTIONS = ("Admin", "Read", "Write", "List", "Tagging")
+PIPELINE = "pipeline"
+RESULTS_BUCKET = "candela"
+EODATA_BUCKET = "eodata"
+PLATFORM_MARK = "CANDELA_PLATFORM"  # = candela.embedded.PLATFORM_MARK
 
 
 class S3ServerError(Exception):
@@ -65,6 +75,12 @@ class Identity:
     def for_bucket(cls, name: str, bucket: str) -> Identity:
         """An identity that may read, write and list ``bucket`` and nothing else."""
         return cls.generate(name, [f"{a}:{bucket}" for a in ("Read", "Write", "List", "Tagging")])
+
+    @classmethod
+    def for_pipeline(cls, name: str = PIPELINE) -> Identity:
+        """The pipeline's identity: the results bucket, and read-only ``eodata``."""
+        actions = [f"{a}:{RESULTS_BUCKET}" for a in ("Read", "Write", "List", "Tagging")]
+        return cls.generate(name, [*actions, f"Read:{EODATA_BUCKET}", f"List:{EODATA_BUCKET}"])
 
     def config(self) -> dict[str, Any]:
         return {
@@ -213,11 +229,13 @@ def start(
     identities: Sequence[Identity] = (),
     buckets: Iterable[str] = DEFAULT_BUCKETS,
     timeout: float = 90.0,
+    replace: bool = False,
 ) -> S3Server:
     """Start SeaweedFS with its S3 gateway on ``127.0.0.1:port``; wait until it answers.
 
     Idempotent: a server already running under ``home`` is returned as is. ``buckets`` are
-    created (as the admin identity) when missing.
+    created (as the admin identity) when missing. The identities of an earlier start are kept
+    (same keys) unless ``replace``: then only ``identities`` (and the admin) are configured.
     """
     home = Path(home).absolute()
     current = running(home)
@@ -227,14 +245,14 @@ def start(
     if port_in_use(port):
         raise S3ServerError(f"port {port} is already in use: choose another S3 port")
     paths = _paths(home)
-    for key in ("data",):
-        paths[key].mkdir(parents=True, exist_ok=True)
-    paths["pid"].parent.mkdir(parents=True, exist_ok=True)
-    paths["log"].parent.mkdir(parents=True, exist_ok=True)
+    for folder in (paths["data"], paths["pid"].parent, paths["log"].parent):
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     # a restart keeps the keys handed out before (the identities of the state file)
     previous = _previous_identities(paths["state"])
     admin = previous.pop("admin", None) or Identity.generate("admin", ADMIN_ACTIONS)
+    if replace:
+        previous = {}
     for ident in identities:
         previous[ident.name] = ident
     idents = list(previous.values())
@@ -273,7 +291,11 @@ def start(
         "-s3.port.lance=0",
         f"-s3.config={paths['identities']}",
     ]
-    logf = open(paths["log"], "ab")  # noqa: SIM115 (handed to the child)
+    old_umask = os.umask(0o077)
+    try:
+        logf = open(paths["log"], "ab")
+    finally:
+        os.umask(old_umask)
     proc = subprocess.Popen(
         args,
         stdout=logf,
@@ -281,6 +303,8 @@ def start(
         stdin=subprocess.DEVNULL,
         cwd=str(paths["s3"]),
         start_new_session=True,
+        umask=0o077,  # volume files, filer store: owner only
+        env={**os.environ, PLATFORM_MARK: str(home)},
     )
     logf.close()
     paths["pid"].write_text(str(proc.pid))
@@ -358,14 +382,92 @@ def up(home: Path, port: int | None = None, *, export: bool = True) -> S3Server:
     home = Path(home).absolute()
     server = running(home)
     if server is None:
-        if port is None:
-            state = _paths(home)["state"]
-            recorded = json.loads(state.read_text())["port"] if state.exists() else None
-            candidates = [p for p in (recorded, 8333) if p]
-            port = next((p for p in candidates if not port_in_use(p)), None) or free_port()
-        server = start(home, port)
+        server = start(home, port or _default_port(home))
     if export:
         os.environ.update(server.env())
+    return server
+
+
+def _default_port(home: Path) -> int:
+    """The port recorded by an earlier start, else 8333 if free, else any free port."""
+    state = _paths(home)["state"]
+    recorded = json.loads(state.read_text())["port"] if state.exists() else None
+    candidates = [p for p in (recorded, 8333) if p]
+    return next((p for p in candidates if not port_in_use(p)), None) or free_port()
+
+
+def credentials_file(home: Path, name: str) -> Path:
+    """Where ``candela up --s3`` writes the S3 credentials of identity ``name`` (mode 0600)."""
+    return Path(home).absolute() / "s3" / "users" / f"{name}.json"
+
+
+def read_credentials(home: Path, name: str) -> dict[str, str] | None:
+    """``CANDELA_S3_*`` variables of identity ``name`` from its file; ``None`` if unreadable."""
+    try:
+        data = json.loads(credentials_file(home, name).read_text())
+    except (OSError, ValueError):
+        return None
+    return {k: str(v) for k, v in data.items() if k.startswith("CANDELA_S3_")}
+
+
+def _reuse(previous: dict[str, Identity], wanted: Identity) -> Identity:
+    """The identity of an earlier start if it had the same rights (its keys stay valid)."""
+    old = previous.get(wanted.name)
+    return old if old is not None and old.actions == wanted.actions else wanted
+
+
+def platform_up(settings: Any, *, export: bool = True) -> S3Server:
+    """``candela up --s3``: SeaweedFS with one identity per platform user and one for the pipeline.
+
+    Identities: ``admin`` (everything), ``pipeline`` (results bucket ``candela`` + read-only
+    ``eodata``) and, for each of ``settings.users``, one limited to its bucket ``ws-<user>``.
+    Each identity's credentials go to ``HOME/s3/users/<name>.json`` (0600). A running server
+    whose identities differ from the configured users is restarted (same port, same keys for
+    the identities that stay). With ``export`` the pipeline's ``CANDELA_S3_*`` and
+    ``CANDELA_STORAGE_ROOT=s3://candela/`` (unless configured) go to ``os.environ``, so the
+    Airflow components started afterwards write their outputs to S3 with the pipeline's keys
+    only.
+    """
+    from candela.users import bucket_for
+
+    home = settings.home_abs
+    users = [u for u in dict.fromkeys(settings.users) if u not in ("admin", PIPELINE)]
+    previous = _previous_identities(_paths(home)["state"])
+    wanted = [_reuse(previous, Identity.for_pipeline())]
+    wanted += [_reuse(previous, Identity.for_bucket(u, bucket_for(u))) for u in users]
+    buckets = [*DEFAULT_BUCKETS, bucket_for("admin"), *[bucket_for(u) for u in users]]
+    server = running(home)
+    if server is not None:
+        have = {i.name: i.actions for i in server.identities}
+        if have != {i.name: i.actions for i in wanted}:
+            log.info("users changed: restarting SeaweedFS with the new identities")
+            port = server.port
+            stop(home)
+            server = start(home, port, identities=wanted, buckets=buckets, replace=True)
+        else:
+            server.ensure_buckets(buckets)
+    else:
+        port = settings.s3_port
+        if port is not None and port_in_use(port):
+            raise S3ServerError(
+                f"port {port} is already in use: choose another with CANDELA_S3_PORT"
+            )
+        server = start(
+            home, port or _default_port(home), identities=wanted, buckets=buckets, replace=True
+        )
+    buckets_of = {"admin": "*", PIPELINE: RESULTS_BUCKET, **{u: bucket_for(u) for u in users}}
+    folder = credentials_file(home, "admin").parent
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for old in folder.glob("*.json"):
+        if old.stem not in buckets_of:  # a user removed from CANDELA_USERS
+            old.unlink()
+    for name, bucket in buckets_of.items():
+        data = {"user": name, "bucket": bucket, **server.env(name)}
+        _write_private(credentials_file(home, name), json.dumps(data, indent=2))
+    if export:
+        os.environ.update(server.env(PIPELINE))
+        if not settings.storage_root:
+            os.environ["CANDELA_STORAGE_ROOT"] = f"s3://{RESULTS_BUCKET}/"
     return server
 
 

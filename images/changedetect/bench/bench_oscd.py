@@ -21,11 +21,11 @@ from candela_changedetect.oscd import build_stack
 
 RUNS = [
     ("cva", {}),
-    ("cva", {"threshold_method": "otsu"}),
+    ("cva", {"threshold_rule": "otsu"}),
     ("cva", {"standardise": "per_date"}),
     ("irmad", {}),
-    ("irmad", {"auto_threshold": 0.99}),
-    ("irmad", {"consistency_correction": False, "max_iterations": 30}),
+    ("irmad", {"threshold_rule": "chi2", "alpha": 0.01}),
+    ("irmad", {"ridge": 0.0, "max_iterations": 30}),
 ]
 
 

@@ -409,7 +409,8 @@ def test_evaluate_cli(tmp_path: Path, write_tif: Any, capsys: Any) -> None:
 
 #: Lower bounds on Bordeaux, from the measured values (cva F1 0.177, kappa 0.166; irmad F1
 #: 0.067, recall 0.84) with margin. A trivial or random mask scores F1 ≈ 0.02, kappa ≈ 0.
-BORDEAUX_BOUNDS = {"cva": {"f1": 0.13, "kappa": 0.12}, "irmad": {"f1": 0.045, "recall": 0.6}}
+# measured with the defaults chosen by leave-one-city-out: cva F1 0.173, irmad 0.19 (README)
+BORDEAUX_BOUNDS = {"cva": {"f1": 0.15, "kappa": 0.14}, "irmad": {"f1": 0.16, "kappa": 0.15}}
 
 
 @pytest.mark.parametrize("model", ["cva", "irmad"])
@@ -441,5 +442,69 @@ def test_bordeaux_end_to_end(
     metrics = ev["metrics"]
     for key, bound in BORDEAUX_BOUNDS[model].items():
         assert metrics[key] >= bound, (key, metrics)
-    # Bordeaux is ~1 % urban change; the model must not flag most of the scene
-    assert result["changed_fraction"] < 0.35
+    # Bordeaux is ~1 % urban change; the calibrated cut flags about that much
+    assert 0.003 < result["changed_fraction"] < 0.05
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        (b"parcel 12; parcel 13\n", "not valid JSON"),
+        (b"\xff\xfe\x00junk\x80\x81", "not a UTF-8 text file"),
+        (b'{"type": "Point", "coordinates": [0, 0]}', "not a GeoJSON FeatureCollection"),
+        (b'{"type": "FeatureCollection", "features": []}', "no feature"),
+        (None, "cannot read"),  # a folder where a file is expected
+    ],
+)
+def test_a_bad_zones_file_is_refused_before_any_computing(
+    pair: dict[str, Any],
+    tmp_path: Path,
+    capsys: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    content: bytes | None,
+    why: str,
+) -> None:
+    from candela_changedetect import models
+
+    zones = tmp_path / "junk.txt"
+    if content is None:
+        zones.mkdir()
+    else:
+        zones.write_bytes(content)
+
+    def no_model(*a: Any, **k: Any) -> Any:
+        raise AssertionError("a change model was created despite a bad --zones file")
+
+    monkeypatch.setattr(models, "create_model", no_model)
+    out = tmp_path / "results" / "out"
+    code, result = run(
+        ["detect", "--before", str(pair["before"]), "--after", str(pair["after"]),
+         "--output", str(out), "--zones", str(zones)],
+        capsys,
+    )  # fmt: skip
+    assert code == 2, result
+    assert result["outcome"] == "bad_input" and why in result["error"], result
+    assert "junk.txt" in result["error"]
+    assert "\n" not in result["error"]
+    assert not out.exists() and not (tmp_path / "results").exists()
+
+
+def test_a_failed_detection_leaves_no_empty_output_folder(
+    pair: dict[str, Any], tmp_path: Path, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failure while the outputs are written (here: the quicklook) leaves no folder behind."""
+    from candela_changedetect import quicklook
+
+    def broken(*a: Any, **k: Any) -> Any:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(quicklook, "render", broken)
+    out = tmp_path / "out"
+    code, result = run(
+        ["detect", "--before", str(pair["before"]), "--after", str(pair["after"]),
+         "--output", str(out)],
+        capsys,
+    )  # fmt: skip
+    assert code != 0, result
+    assert not out.exists(), list(out.iterdir())
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out.")] == []

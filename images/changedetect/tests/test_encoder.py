@@ -217,16 +217,12 @@ def test_smooth_log_score_is_a_normalised_gaussian_of_the_log() -> None:
 
 
 def test_without_smoothing_or_refinement_score_is_the_raw_residual(fitted: Any) -> None:
-    """smooth_sigma 0: the score is the raw residual magnitude; smoothing changes only the map,
-    and with threshold_rule kittler not the cut (chosen on the raw log score)."""
+    """smooth_sigma 0: the score is the raw residual magnitude; smoothing changes the map."""
     model, src, truth = fitted
-    raw = create_model("encoder", {**FAST, "smooth_sigma": 0, "threshold_rule": "kittler"})
+    raw = create_model("encoder", {**FAST, "smooth_sigma": 0})
     raw.fit(src)
-    smooth = create_model("encoder", {**FAST, "threshold_rule": "kittler"})
-    smooth.fit(src)
-    assert isinstance(raw, EncoderModel) and isinstance(smooth, EncoderModel)
-    assert raw.extra == 0 and smooth.extra == 3
-    assert raw.threshold_score == pytest.approx(smooth.threshold_score, rel=1e-6)
+    assert isinstance(raw, EncoderModel) and isinstance(model, EncoderModel)
+    assert raw.extra == 0 and model.extra == 3
     raw.drop_cache()
     blk = next(iter(src.blocks()))
     s0 = raw.score(blk)
@@ -239,17 +235,24 @@ def test_without_smoothing_or_refinement_score_is_the_raw_residual(fitted: Any) 
     assert np.std(np.log(s1[outside])) < np.std(np.log(s0[outside]))
 
 
-def test_robust_z_cut_is_median_plus_z_mad_of_the_smoothed_log_score(fitted: Any) -> None:
-    """Default rule: threshold = median + z x 1.4826 MAD of ln(score) over the valid pixels
-    (computed here directly from the scores, the model reads it off its histogram)."""
+def test_cut_is_the_shared_calibration_of_the_smoothed_log_score(fitted: Any) -> None:
+    """The cut is the shared calibration of ln(score) over the valid pixels, equal to the one
+    recomputed from the score map (what ``evaluate --protocol loo`` does); with robust_z it is
+    median + z x 1.4826 MAD (computed here directly from the scores)."""
+    from candela_changedetect.calibration import EDGES, fit_cut, log_histogram
+
     model, src, truth = fitted
-    assert model.options.threshold_rule == "robust_z" and model.options.z == 4.0
     model.drop_cache()
-    ls = np.concatenate([np.log(model.score(b)[np.isfinite(model.score(b))]) for b in src.blocks()])
+    score = np.concatenate([model.score(b) for b in src.blocks()])
+    o = model.options
+    again = fit_cut(log_histogram(score), o.threshold_rule, z=o.z, z_floor=o.z_floor)
+    assert model.cut.t == again.t and model.cut.mu0 == again.mu0
+    ls = np.log(score[np.isfinite(score)].astype(np.float64))
     med = float(np.median(ls))
     mad = 1.4826 * float(np.median(np.abs(ls - med)))
-    binw = 2 * model.options.log_range / model.options.bins
-    assert math.log(model.threshold_score) == pytest.approx(med + 4.0 * mad, abs=10 * binw)
+    binw = float(EDGES[1] - EDGES[0])
+    robust = fit_cut(log_histogram(score), "robust_z", z=4.0)
+    assert robust.t == pytest.approx(med + 4.0 * mad, abs=10 * binw)
     assert math.log(model.nochange_mean) == pytest.approx(med, abs=2 * binw)
     # p = 0.5 at the cut, 0.01 at the median
     assert model.probability(np.array([model.threshold_score]))[0] == pytest.approx(0.5)

@@ -85,8 +85,10 @@ def test_models_side_by_side_per_city_and_averaged(
         for k in ("precision", "recall", "f1", "iou", "kappa", "best_f1", "flagged"):
             assert 0 <= r[k] <= 1, (city, k, r[k])
         assert r["best_f1"] >= r["f1"] - 1e-9
-    # an obvious square of change: cva finds it in every city
-    assert all(rows[(c, "cva")]["f1"] > 0.8 for c in ("alpha", "beta", "gamma"))
+    # an obvious square of change: cva finds it in every city (gamma's date 2 is resampled
+    # from a shifted grid: its blurred edges flag a little more)
+    assert all(rows[(c, "cva")]["f1"] > 0.83 for c in ("alpha", "beta")), rows
+    assert rows[("gamma", "cva")]["f1"] > 0.7, rows
     # the reported mean is over the reported cities only
     want = np.mean([rows[("alpha", "cva")]["f1"], rows[("gamma", "cva")]["f1"]])
     assert res["means"]["report"]["cva"]["f1"] == pytest.approx(want)
@@ -155,3 +157,78 @@ def test_dataset_folder_without_labels_or_a_lone_file(tmp_path: Path, capsys: An
     assert code == 2 and "give --prediction" in json.dumps(res) + err
     code, res, err = _run(["evaluate", "--labels", str(tmp_path / "missing")], capsys)
     assert code == 2 and "not found" in json.dumps(res) + err
+
+
+def test_leave_one_city_out_protocol(tmp_path: Path, make_pair: Any, capsys: Any) -> None:
+    """``--protocol loo``: each city is scored with the cut rule and setting chosen on the
+    others (checked against the per-candidate table), score maps are cached and reused."""
+    root = tmp_path / "oscd"
+    for i, name in enumerate(("alpha", "beta", "gamma")):
+        _city(root, name, make_pair, seed=10 + i)
+    out = tmp_path / "loo.json"
+    cache = tmp_path / "cache"
+    argv = [
+        "evaluate", "--labels", str(root), "--protocol", "loo", "--models", "cva,irmad",
+        "--grid", '{"irmad": [{"ridge": 0.03}, {"ridge": 0.1}]}', "--cache", str(cache),
+        "--output", str(out),
+    ]  # fmt: skip
+    code, res, err = _run(argv, capsys)
+    assert code == 0, res
+    assert res["protocol"] == "loo" and res["cities"] == ["alpha", "beta", "gamma"]
+    rows = {(r["city"], r["model"]): r for r in res["rows"]}
+    assert len(rows) == 6
+    for (city, model), r in rows.items():
+        cands = res["means"][model]["candidates_all_cities"]
+        # the choice for `city` is the best mean F1 over the two other cities
+        others = [c for c in res["cities"] if c != city]
+        score = {k: np.mean([v["f1_per_city"][c] for c in others]) for k, v in cands.items()}
+        chosen = json.dumps(r["chosen"], sort_keys=True)
+        assert score[chosen] == pytest.approx(max(score.values()))
+        # and its held-out F1 is that candidate's F1 on the city
+        assert r["f1"] == pytest.approx(cands[chosen]["f1_per_city"][city])
+        assert r["best_f1"] >= r["f1"] - 1e-9
+        assert r["true_share"] == pytest.approx(16 * 16 / 64**2, rel=0.01)
+        assert 0 <= r["flagged"] <= 1
+        if model == "irmad":
+            assert r["chosen"]["ridge"] in (0.03, 0.1)
+    assert rows[("alpha", "cva")]["f1"] > 0.8  # an obvious square: found with any sane cut
+    assert res["ratios"]["irmad_over_cva"] == pytest.approx(
+        res["means"]["irmad"]["loo_f1"] / res["means"]["cva"]["loo_f1"]
+    )
+    assert "| alpha | cva |" in err and "(LOO mean F1 at auto)" in err
+    assert json.loads(out.read_text())["rows"] == res["rows"]
+    maps = sorted(p.relative_to(cache).parts[0] for p in cache.rglob("*.npy"))
+    assert maps == ["cva"] * 3 + ["irmad"] * 6  # one score map per city, model and setting
+    # a second run reads the cached maps and gives the same table
+    stamp = {p: p.stat().st_mtime_ns for p in cache.rglob("*.npy")}
+    code, again, _ = _run(argv, capsys)
+    assert code == 0 and again["rows"] == res["rows"]
+    assert stamp == {p: p.stat().st_mtime_ns for p in cache.rglob("*.npy")}
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--tuning", "beta"], "--tuning does not apply"),
+        (["--grid", '{"encoder": [{}]}'], "--grid for models not in --models: encoder"),
+        (["--grid", '{"cva": [{"nosuch": 1}]}'], "invalid --model-options for cva"),
+        (["--seeds", "a,b"], "--seeds must be comma-separated integers"),
+        (["--cities", "alpha"], "at least 2 labelled cities"),
+        (["--protocol", "kfold"], "protocol"),
+    ],
+)
+def test_loo_bad_input(
+    tmp_path: Path, make_pair: Any, capsys: Any, extra: list[str], message: str
+) -> None:
+    root = tmp_path / "oscd"
+    _city(root, "alpha", make_pair, seed=1)
+    _city(root, "beta", make_pair, seed=2)
+    out = tmp_path / "m.json"
+    code, res, err = _run(
+        ["evaluate", "--labels", str(root), "--models", "cva", "--protocol", "loo",
+         "--output", str(out), *extra],
+        capsys,
+    )  # fmt: skip
+    assert code == 2, res
+    assert message in json.dumps(res) + err
+    assert not out.exists()

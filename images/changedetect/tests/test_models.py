@@ -83,20 +83,76 @@ def test_cva_probability_is_logistic_around_threshold(make_pair: Any) -> None:
     assert model.score_at(0.5) == pytest.approx(t)
 
 
-def test_irmad_is_calibrated_on_gaussian_no_change() -> None:
-    """With no change at all, P(χ² CDF >= 0.99) must be about 1 %: the consistency correction
-    keeps the statistic chi-square at the IRMAD fixed point (Nielsen's raw update inflates it)."""
-    rng = np.random.default_rng(7)
-    p, n = 6, 150
+def _numpy_irmad(x: np.ndarray, y: np.ndarray, ridge: float, iterations: int) -> dict[str, Any]:
+    """IR-MAD written out step by step (Nielsen 2007) with plain numpy on (n, p) pixels: the
+    generalised eigenproblems of CCA solved directly (not the Cholesky/SVD route of the model)."""
+    n, p = x.shape
+    w = np.ones(n)
+    for _ in range(iterations):
+        sw = w.sum()
+        mx, my = w @ x / sw, w @ y / sw
+        xc, yc = x - mx, y - my
+        sxx = (xc * w[:, None]).T @ xc / sw
+        syy = (yc * w[:, None]).T @ yc / sw
+        sxy = (xc * w[:, None]).T @ yc / sw
+        sxx = sxx + ridge * np.diag(np.diag(sxx))
+        syy = syy + ridge * np.diag(np.diag(syy))
+        # Σxx⁻¹ Σxy Σyy⁻¹ Σyx a = ρ² a, then b ∝ Σyy⁻¹ Σyx a
+        ev, a = np.linalg.eig(np.linalg.solve(sxx, sxy) @ np.linalg.solve(syy, sxy.T))
+        order = np.argsort(-ev.real)
+        rho = np.sqrt(np.clip(ev.real[order], 0, 1))
+        a = a.real[:, order]
+        a = a / np.sqrt(np.einsum("ij,ik,kj->j", a, sxx, a))  # aᵀ Σxx a = 1
+        b = np.linalg.solve(syy, sxy.T) @ a
+        b = b / np.sqrt(np.einsum("ij,ik,kj->j", b, syy, b))  # bᵀ Σyy b = 1, aᵀ Σxy b > 0
+        mad = xc @ a - yc @ b
+        z = np.sum(mad**2 / (2 * (1 - rho)), axis=1)
+        w = chi2_sf(z, p)  # no-change probability
+    return {"rho": rho, "z": z, "a": a, "b": b, "mad": mad}
+
+
+def test_irmad_matches_a_direct_numpy_computation() -> None:
+    """Each step of the model (weighted CCA, MAD variates, their variance, Z, the reweighting)
+    against the direct computation above, on a small synthetic pair with a changed patch."""
+    from candela_changedetect.models.irmad import cca, weighted_moments
+
+    rng = np.random.default_rng(11)
+    p, side = 4, 40
     mixing = rng.normal(size=(p, p))
-    x = np.einsum("ij,jrc->irc", mixing, rng.normal(size=(p, n, n))) + 1000
-    y = 0.8 * x + 0.6 * np.einsum("ij,jrc->irc", mixing, rng.normal(size=(p, n, n))) + 200
-    src = ArrayPair(x, y, nodata=None)
-    prob, model = _probabilities("irmad", src)
-    assert model.converged
-    assert 0.005 < (prob >= 0.99).mean() < 0.02
-    raw, _ = _probabilities("irmad", src, consistency_correction=False)
-    assert (raw >= 0.99).mean() > 0.04  # the uncorrected update flags several times more
+    x = np.einsum("ij,jrc->irc", mixing, rng.normal(size=(p, side, side))) + 50
+    y = 0.9 * x + 0.4 * rng.normal(size=(p, side, side)) + 5
+    y[:, 5:12, 5:12] += rng.normal(3, 1, size=(p, 1, 1))  # a changed patch
+    x, y = (np.round(v, 2).astype(np.float32) for v in (x, y))  # what the blocks carry
+    xs, ys = (v.reshape(p, -1).T.astype(np.float64) for v in (x, y))
+    ridge = 0.03
+    # step 1-3 on uniform weights: one CCA
+    t1 = cca(*weighted_moments(xs, ys, np.ones(len(xs))), ridge)
+    ref1 = _numpy_irmad(xs, ys, ridge, 1)
+    np.testing.assert_allclose(t1.rho, ref1["rho"], rtol=1e-8)
+    np.testing.assert_allclose(t1.mad_var, 2 * (1 - ref1["rho"]), rtol=1e-8)
+    # MAD variates equal up to the sign of each canonical pair
+    signs = np.sign(np.sum(t1.mad(xs, ys) * ref1["mad"], axis=0))
+    np.testing.assert_allclose(t1.mad(xs, ys) * signs, ref1["mad"], rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(t1.chi2(xs, ys), ref1["z"], rtol=1e-8)
+    # the whole model: a fixed number of reweighting passes (tolerance 0 never stops early)
+    src = ArrayPair(x, y, nodata=None, block_rows=7)
+    model = create_model("irmad", {"ridge": ridge, "max_iterations": 6, "tolerance": 1e-300})
+    model.fit(src)
+    ref = _numpy_irmad(xs, ys, ridge, 6)
+    assert model.iterations == 6
+    np.testing.assert_allclose(model.transform.rho, ref["rho"], rtol=1e-7)
+    z = np.concatenate([model.score(blk) for blk in src.blocks()]).ravel()
+    np.testing.assert_allclose(z, ref["z"], rtol=1e-5)
+    # converged run: the correlations settle and the changed patch has the highest Z
+    conv = create_model("irmad", {"ridge": ridge})
+    conv.fit(src)
+    assert conv.converged and conv.history[-1] < 1e-4
+    zc = np.concatenate([conv.score(blk) for blk in src.blocks()])
+    assert np.median(zc[5:12, 5:12]) > np.quantile(zc, 0.97)
+    # chi2 rule: the cut is the 1 - alpha quantile of chi-square with p degrees of freedom
+    chi = create_model("irmad", {"ridge": ridge, "threshold_rule": "chi2", "alpha": 1e-3})
+    chi.fit(src)
+    assert chi.score_at(0.5) == pytest.approx(chi2_ppf(1 - 1e-3, p), rel=1e-9)
 
 
 def test_chi2_against_closed_forms() -> None:

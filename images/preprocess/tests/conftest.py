@@ -14,7 +14,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from preprocess_helpers import BORDEAUX, build_safe_l1c, build_safe_l2a  # noqa: E402
+from preprocess_helpers import BORDEAUX, build_safe_l1c, build_safe_l2a
 
 # --- running the service ------------------------------------------------------------------------
 

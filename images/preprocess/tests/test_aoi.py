@@ -128,6 +128,12 @@ def test_bad_aoi(run_service, tmp_path: Path) -> None:
         tmp_path / "missing.geojson",
     )
     assert rc == 2 and "AOI file not found" in res["error"]
+    (tmp_path / "junk.txt").write_bytes(b"\xff\xfe\x00junk")
+    for aoi, why in ((tmp_path / "junk.txt", "not a UTF-8 text file"), (tmp_path, "cannot read")):
+        rc, res = run_service(
+            "--product", BORDEAUX / "imgs_1", "--output", out / "x.tif", "--aoi", aoi
+        )
+        assert rc == 2 and why in res["error"], res
     assert not out.exists()
 
 

@@ -34,7 +34,7 @@ def test_writing_folder_is_all_or_nothing(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError), storage.writing_folder(target) as stage:
         (stage / "a.txt").write_text("a")
         raise RuntimeError("boom")
-    assert not target.exists() or not any(target.iterdir())
+    assert not target.exists(), "a failed write left the output folder it created"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
     with storage.writing_folder(target) as stage:
         (stage / "a.txt").write_text("a")
@@ -42,6 +42,26 @@ def test_writing_folder_is_all_or_nothing(tmp_path: Path) -> None:
         (stage / "sub" / "b.txt").write_text("b")
     assert (target / "a.txt").read_text() == "a"
     assert (target / "sub" / "b.txt").read_text() == "b"
+
+
+def test_a_failed_write_keeps_an_output_folder_that_was_there(tmp_path: Path) -> None:
+    target = tmp_path / "result"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    with pytest.raises(RuntimeError), storage.writing_folder(target) as stage:
+        (stage / "a.txt").write_text("a")
+        raise RuntimeError("boom")
+    assert [p.name for p in target.iterdir()] == ["old.txt"]
+
+
+def test_unreadable_input_is_bad_input(tmp_path: Path) -> None:
+    (tmp_path / "bin.txt").write_bytes(b"\xff\xfe\x00\x80")
+    with pytest.raises(InputError, match="not a UTF-8 text file"):
+        storage.read_text(tmp_path / "bin.txt")
+    with pytest.raises(InputError, match="cannot read .*Is a directory"):
+        storage.read_text(tmp_path)
+    with pytest.raises(InputError, match="no such file"):
+        storage.read_bytes(tmp_path / "missing")
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")

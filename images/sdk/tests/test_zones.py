@@ -103,7 +103,7 @@ def test_bad_zones_files() -> None:
         load_zones(b"{nope", "z.geojson")
     with pytest.raises(InputError, match="has no feature"):
         load_zones('{"type": "FeatureCollection", "features": []}', "z.geojson")
-    with pytest.raises(InputError, match="neither GeoJSON nor a GeoPackage"):
+    with pytest.raises(InputError, match="not a UTF-8 text file"):
         load_zones(b"\xff\xfe\x00garbage", "z.bin")
 
 

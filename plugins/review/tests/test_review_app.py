@@ -178,6 +178,13 @@ def test_search_filters(client: Any, world: dict[str, Any]) -> None:
         ({"limit": "0"}, "limit"),
         ({"limit": "many"}, "limit"),
         ({"token": "x"}, "token"),
+        ({"token": "next:9223372036854775808"}, "token"),
+        ({"token": "next:-1"}, "token"),
+        ({"token": "next:\u00b2"}, "token"),
+        ({"limit": "1e400"}, "limit"),
+        ({"limit": "99999999999999999999999"}, "limit"),
+        ({"bbox": "nan,0,1,1"}, "bbox"),
+        ({"datetime": "../.."}, "open at both ends"),
         ({"frobnicate": "1"}, "unsupported"),
     ],
 )
@@ -196,6 +203,57 @@ def test_malformed_post_body(client: Any) -> None:
     assert r.status_code == 400 and "JSON" in r.json()["description"]
     r = client.post("/candela/stac/search", json={"intersects": {"type": "Point"}})
     assert r.status_code == 400 and "intersects" in r.json()["description"]
+    for body, word in (
+        ({"token": "next:9223372036854775808"}, "token"),
+        ({"token": 2}, "token"),
+        ({"limit": 2.5}, "limit"),
+        ({"limit": True}, "limit"),
+        ({"limit": 1e300}, "limit"),
+        ({"bbox": {"west": 0}}, "bbox"),
+        ({"bbox": [0, 0, 1, "x"]}, "bbox"),
+        ({"datetime": 2017}, "datetime"),
+        ({"ids": [1, 2]}, "ids"),
+    ):
+        r = client.post("/candela/stac/search", json=body)
+        assert r.status_code == 400, (body, r.text)
+        assert word in r.json()["description"], (body, r.text)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"token": "next:2147483647"},  # far past the end: an empty page, not an error
+        {"datetime": "0001-01-01T00:00:00+05:00/9999-12-31T23:59:59-05:00"},
+        {"bbox": "-180,-90,180,90", "limit": "1000"},
+    ],
+)
+def test_extreme_but_valid_queries_answer(client: Any, params: dict[str, str]) -> None:
+    r = client.get("/candela/stac/search", params=params)
+    assert r.status_code == 200, r.text
+    assert r.json()["type"] == "FeatureCollection"
+
+
+def test_query_parsing_refuses_what_the_database_cannot_take() -> None:
+    """Without a server: every malformed parameter is a BadRequest (a 400), never a crash."""
+    from candela.web_errors import BadRequest
+    from candela_review import stac_api
+
+    assert stac_api.parse_token("next:12") == 12 and stac_api.parse_token(None) == 0
+    assert stac_api.parse_limit("7") == 7 and stac_api.parse_limit(7.0) == 7
+    bad = [
+        {"token": "next:9223372036854775808"},
+        {"token": "next:" + "9" * 5000},
+        {"token": "next:\u0663"},  # an Arabic-Indic digit: isdigit(), but not a token of ours
+        {"limit": float("inf")},
+        {"limit": float("nan")},
+        {"limit": "1" * 5000},
+        {"bbox": [0, 0, float("inf"), 1]},
+        {"datetime": "2017-13-01T00:00:00Z"},
+    ]
+    for params in bad:
+        with pytest.raises(BadRequest) as err:
+            stac_api.parse_query(params)
+        assert err.value.status == 400, params
 
 
 def test_paging(world: dict[str, Any], client: Any, tmp_path: Path) -> None:

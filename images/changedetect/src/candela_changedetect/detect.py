@@ -61,6 +61,21 @@ def _require(uri: str, flag: str) -> None:
         raise InputError(f"{flag} not found: {storage.to_uri(uri)}")
 
 
+def _zones_text(uri: str) -> bytes:
+    """The content of the ``--zones`` file, refused now (bad input) if it is not zones GeoJSON
+    or a GeoPackage.
+
+    Checked before any computing: a bad zones file must not cost a whole change map.
+    """
+    from candela_sdk import storage
+    from candela_sdk.zones import load_zones
+
+    _require(uri, "--zones")
+    data = storage.read_bytes(uri)
+    load_zones(data, uri)
+    return data
+
+
 def _check_grid(a: str, b: str, what: str) -> None:
     from candela_sdk.errors import InputError
     from candela_sdk.grids import grids_match
@@ -133,10 +148,7 @@ def run_detect(params: DetectParams) -> dict[str, Any]:
         if uri:
             _require(uri, flag)
             _check_grid(params.before, uri, f"--before and {flag} {uri}")
-    zones_text = None
-    if params.zones:
-        _require(params.zones, "--zones")
-        zones_text = storage.read_bytes(params.zones)
+    zones_text = _zones_text(params.zones) if params.zones else None
     model = create_model(params.model, params.model_options)
 
     with storage.rasterio_env():
@@ -204,6 +216,7 @@ def _write_outputs(
 ) -> dict[str, Any]:
     import rasterio
 
+    from candela_changedetect.calibration import FLAGGED_WARNING_SHARE
     from candela_changedetect.geo import ground_pixel_size_m
     from candela_changedetect.quicklook import QuicklookAccumulator, render
     from candela_sdk import storage
@@ -278,6 +291,15 @@ def _write_outputs(
             else counts["changed"] / counts["valid"]
         )
         pixel_area = row_pixel_areas_m2(transform, crs, height // 2, 1)
+        warnings = []
+        share = counts["changed"] / counts["valid"]
+        if auto and share > FLAGGED_WARNING_SHARE:
+            warnings.append(
+                f"the automatic threshold flags {100 * share:.1f} % of the valid pixels (more "
+                f"than {100 * FLAGGED_WARNING_SHARE:.0f} %): urban change between two dates is "
+                "usually 0.3-5 %; check clouds, snow, season or misregistration"
+            )
+            log.warning("detect: %s", warnings[-1])
         statistics: dict[str, Any] = {
             "model": params.model,
             "threshold": threshold,
@@ -311,6 +333,7 @@ def _write_outputs(
                 "pixels": int(hist.sum()),
                 "of": "change probability of every valid pixel",
             },
+            "warnings": warnings,
         }
         names_out = [
             "change_probability.tif",

@@ -169,21 +169,14 @@ def _names(text: str | None) -> list[str]:
     return [t.strip() for t in (text or "").split(",") if t.strip()]
 
 
-def run_dataset(params: EvaluateParams) -> dict[str, Any]:
-    """Every model on every labelled city of an OSCD-layout folder, side by side."""
-    import sys
-    import tempfile
-    import time
+def _dataset(params: EvaluateParams) -> tuple[Any, list[str], list[str], list[str]]:
+    """Validated (root, cities, tuning cities, models) of dataset mode; InputError else."""
     from pathlib import Path
 
-    import rasterio
-
     from candela_changedetect import oscd
-    from candela_changedetect.detect import run_detect
     from candela_changedetect.models import is_known
-    from candela_changedetect.params import DetectParams
     from candela_sdk import storage
-    from candela_sdk.errors import InputError, NoDataError
+    from candela_sdk.errors import InputError
 
     if params.labels.startswith("s3://"):
         raise InputError(
@@ -221,6 +214,27 @@ def run_dataset(params: EvaluateParams) -> dict[str, Any]:
     if stray:
         raise InputError(f"--model-options for models not in --models: {', '.join(stray)}")
 
+    return root, cities, tuning, models
+
+
+def run_dataset(params: EvaluateParams) -> dict[str, Any]:
+    """Every model on every labelled city of an OSCD-layout folder, side by side."""
+    import sys
+    import tempfile
+    import time
+    from pathlib import Path
+
+    import rasterio
+
+    from candela_changedetect import oscd
+    from candela_changedetect.detect import run_detect
+    from candela_changedetect.params import DetectParams
+    from candela_sdk import storage
+    from candela_sdk.errors import InputError, NoDataError
+
+    if params.protocol == "loo":
+        return run_loo(params)
+    root, cities, tuning, models = _dataset(params)
     rows: list[dict[str, Any]] = []
     aligned: dict[str, str] = {}
     t_start = time.perf_counter()
@@ -376,4 +390,354 @@ def markdown_table(rows: list[dict[str, Any]], means: dict[str, Any], models: li
         for key, value in per_model.items():
             if key.endswith("_over_cva"):
                 lines.append(f"\n{key.replace('_', ' ')} ({group} mean F1): {value:.2f}x")
+    return "\n".join(lines)
+
+
+# --- leave-one-city-out protocol (--protocol loo) ------------------------------------------
+
+
+def candidate_key(options: dict[str, Any]) -> str:
+    return json.dumps(options, sort_keys=True)
+
+
+def cut_metrics(
+    u: np.ndarray, ref: np.ndarray, hist: np.ndarray, candidate: dict[str, Any], dof: int
+) -> dict[str, Any]:
+    """F1, precision, recall and flagged share of the automatic cut ``candidate`` applied to
+    ``u = ln(score)`` (labelled valid pixels; ``ref`` True = change), the cut computed from
+    ``hist`` (the log histogram of every valid pixel, as ``detect`` does)."""
+    from candela_changedetect.calibration import fit_cut
+
+    opts = {k: v for k, v in candidate.items() if k != "threshold_rule"}
+    cut = fit_cut(hist, str(candidate["threshold_rule"]), dof=dof, **opts)
+    pred = u >= cut.t
+    tp = int(np.sum(pred & ref))
+    fp = int(np.sum(pred & ~ref))
+    fn = int(np.sum(~pred & ref))
+    m = confusion_metrics(tp, fp, fn, int(pred.size) - tp - fp - fn)
+    return {
+        "f1": m["f1"] or 0.0,
+        "precision": m["precision"],
+        "recall": m["recall"],
+        "flagged": float(pred.mean()) if pred.size else 0.0,
+        "cut": cut.t,
+        "rule_applied": cut.rule,
+    }
+
+
+def score_best_f1(score: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
+    """(F1, flagged share) at the best cut of a non-negative score (exact, ties together)."""
+    f1, _, flagged = best_f1(score, np.where(ref, 2, 1).astype(np.uint8))
+    return f1, flagged
+
+
+def loo_select(
+    table: dict[str, dict[str, list[dict[str, Any]]]], cities: list[str]
+) -> dict[str, Any]:
+    """Leave-one-city-out choice among candidates.
+
+    ``table[candidate][city]`` lists one metrics dict per seed. For each held-out city the
+    candidate with the highest mean F1 over the *other* cities (and seeds) is chosen (ties: the
+    earlier candidate) and its per-seed metrics on the held-out city are the result; the
+    choice on all cities is returned too (what would ship)."""
+
+    def mean_f1(cand: str, members: list[str]) -> float:
+        vals = [m["f1"] for c in members for m in table[cand][c]]
+        return float(np.mean(vals)) if vals else -1.0
+
+    folds = {}
+    for held in cities:
+        others = [c for c in cities if c != held]
+        best = max(table, key=lambda cand: mean_f1(cand, others))
+        folds[held] = {
+            "chosen": best,
+            "train_f1": mean_f1(best, others),
+            "seeds": table[best][held],
+        }
+    final = max(table, key=lambda cand: mean_f1(cand, cities))
+    summary = {
+        cand: {
+            "mean_f1": mean_f1(cand, cities),
+            "f1_per_city": {c: float(np.mean([m["f1"] for m in table[cand][c]])) for c in cities},
+            "flagged_per_city": {
+                c: float(np.mean([m["flagged"] for m in table[cand][c]])) for c in cities
+            },
+        }
+        for cand in table
+    }
+    return {
+        "folds": folds,
+        "final": final,
+        "final_mean_f1_all_cities": mean_f1(final, cities),
+        "candidates": summary,
+    }
+
+
+#: options that only move the cut, not the score (left out of the score-map cache key)
+CUT_OPTIONS = ("threshold_rule", "z", "z_floor", "alpha")
+
+
+def score_options(model: Any) -> dict[str, Any]:
+    """The model's effective options that change its score (cache key of a score map)."""
+    dump = model.options.model_dump(mode="json")
+    return {k: v for k, v in dump.items() if k not in CUT_OPTIONS}
+
+
+def _score_map(
+    cache: Any, city: str, before: Any, after: Any, model: str, options: dict[str, Any]
+) -> np.ndarray:
+    """The model's score of every pixel (NaN where not valid), computed once per options."""
+    import hashlib
+
+    import rasterio
+
+    from candela_changedetect import oscd
+    from candela_changedetect.blocks import RasterPair
+    from candela_changedetect.models import create_model
+
+    m = create_model(model, options)
+    effective = score_options(m)
+    key = hashlib.sha1(candidate_key(effective).encode()).hexdigest()[:12]
+    path = cache / model / key / f"{city}.npy"
+    if path.exists():
+        return np.asarray(np.load(path))
+    with rasterio.open(before) as bds, rasterio.open(after) as ads:
+        src = RasterPair(bds, ads, band_names=list(oscd.BANDS))
+        m.fit(src)
+        score = np.concatenate([m.score(blk) for blk in src.blocks()]).astype(np.float32)
+        drop = getattr(m, "drop_cache", None)
+        if drop is not None:
+            drop()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    (path.parent / "options.json").write_text(candidate_key(effective) + "\n")
+    np.save(path, score)
+    return score
+
+
+def _rule_candidates(model: Any) -> list[dict[str, Any]]:
+    """The cut rules compared for a model: the shared ones (+ chi2 for IR-MAD) and, first, the
+    model's own default (so ties keep it)."""
+    from candela_changedetect.calibration import CANDIDATES, CHI2_CANDIDATES
+
+    o = model.options
+    default: dict[str, Any] = {"threshold_rule": o.threshold_rule}
+    if o.threshold_rule in ("robust_z", "nochange_z"):
+        default["z"] = o.z
+    elif o.threshold_rule == "mixture":
+        default["z_floor"] = o.z_floor
+    elif o.threshold_rule == "chi2":
+        default["alpha"] = o.alpha
+    pool = [dict(c) for c in CANDIDATES]
+    if "alpha" in type(o).model_fields:
+        pool += [dict(c) for c in CHI2_CANDIDATES]
+    return [default] + [c for c in pool if c != default]
+
+
+def run_loo(params: EvaluateParams) -> dict[str, Any]:
+    """Leave-one-city-out: every choice (cut rule and its parameter, the ``--grid`` settings)
+    is made on the other cities and scored on the held-out one; seeds (``--seeds``, models with
+    a ``seed`` option) give the spread. Score maps are computed once per city, model, setting
+    and seed (kept in ``--cache`` when given)."""
+    import sys
+    import tempfile
+    import time
+    from pathlib import Path
+
+    import rasterio
+
+    from candela_changedetect import oscd
+    from candela_changedetect.calibration import log_histogram
+    from candela_changedetect.models import create_model
+    from candela_sdk import storage
+    from candela_sdk.errors import InputError
+
+    root, cities, tuning, models = _dataset(params)
+    if tuning:
+        raise InputError("--tuning does not apply to --protocol loo (every city is held out once)")
+    if len(cities) < 2:
+        raise InputError("--protocol loo needs at least 2 labelled cities")
+    stray = sorted(set(params.grid) - set(models))
+    if stray:
+        raise InputError(f"--grid for models not in --models: {', '.join(stray)}")
+    try:
+        seeds = [int(s) for s in _names(params.seeds)] or [0]
+    except ValueError:
+        raise InputError(
+            f"--seeds must be comma-separated integers, not {params.seeds!r}"
+        ) from None
+    probes = {m: create_model(m, params.model_options.get(m, {})) for m in models}
+    for m in models:  # every setting must be valid options before anything runs
+        for setting in params.grid.get(m, [{}]):
+            create_model(m, {**params.model_options.get(m, {}), **setting})
+
+    t_start = time.perf_counter()
+    tmp = tempfile.TemporaryDirectory(prefix="candela-loo-")
+    cache = Path(params.cache) if params.cache else Path(tmp.name)
+    try:
+        data: dict[str, Any] = {}
+        for city in cities:
+            d = root / city
+            work = cache / "stacks" / city
+            work.mkdir(parents=True, exist_ok=True)
+            before, after = work / "before.tif", work / "after.tif"
+            if not after.exists():
+                grid_date = None if oscd.same_grid(d) else 1
+                try:
+                    oscd.build_stack(d, 1, before)
+                    oscd.build_stack(d, 2, after, grid_date=grid_date)
+                except (FileNotFoundError, rasterio.errors.RasterioIOError) as exc:
+                    raise InputError(f"{city}: {exc}") from None
+            labels = oscd.labels_file(d)
+            assert labels is not None
+            with rasterio.open(labels) as lds:
+                data[city] = (before, after, lds.read(1))
+        report: dict[str, Any] = {}
+        for m in models:
+            base = params.model_options.get(m, {})
+            seeded = "seed" in type(probes[m].options).model_fields  # type: ignore[attr-defined]
+            dof = len(oscd.BANDS)
+            rules = _rule_candidates(probes[m])
+            table: dict[str, dict[str, list[dict[str, Any]]]] = {}
+            for setting in params.grid.get(m, [{}]):
+                for city in cities:
+                    before, after, ref_all = data[city]
+                    for seed in seeds if seeded else [None]:
+                        opts = {**base, **setting} | ({} if seed is None else {"seed": seed})
+                        log.info("evaluate loo: %s %s %s", city, m, candidate_key(opts))
+                        score = _score_map(cache, city, before, after, m, opts)
+                        if score.shape != ref_all.shape:
+                            raise InputError(f"{city}: labels and stack differ in size")
+                        hist = log_histogram(score)
+                        use = np.isfinite(score) & ((ref_all == 1) | (ref_all == 2))
+                        s_use = score[use]
+                        u = np.log(np.maximum(s_use.astype(np.float64), 1e-300))
+                        ref = ref_all[use] == 2
+                        bf, bflag = score_best_f1(s_use, ref)
+                        for rule in rules:
+                            cand = candidate_key({**setting, **rule})
+                            met = cut_metrics(u, ref, hist, rule, dof)
+                            met.update(
+                                {"seed": seed, "best_f1": bf, "best_flagged": bflag,
+                                 "true_share": float(ref.mean())}
+                            )  # fmt: skip
+                            table.setdefault(cand, {}).setdefault(city, []).append(met)
+            sel = loo_select(table, cities)
+            # the model's defaults: the grid setting with its default score options (if any)
+            plain = score_options(probes[m])
+            same = [
+                st
+                for st in params.grid.get(m, [{}])
+                if {k: v for k, v in score_options(create_model(m, {**base, **st})).items()
+                    if k != "seed"} == {k: v for k, v in plain.items() if k != "seed"}
+            ]  # fmt: skip
+            default = candidate_key({**(same[0] if same else {}), **rules[0]})
+            report[m] = {
+                "selection": sel,
+                "default": default,
+                "default_rows": {c: table[default][c] for c in cities} if default in table else {},
+            }
+        doc = _loo_document(report, cities, models, seeds)
+    finally:
+        tmp.cleanup()
+    doc["seconds"] = round(time.perf_counter() - t_start, 1)
+    doc["grid"] = {m: params.grid.get(m, [{}]) for m in models}
+    doc["model_options"] = {m: params.model_options.get(m) or "defaults" for m in models}
+    table_md = loo_markdown(doc)
+    sys.stderr.write(table_md + "\n")
+    result: dict[str, Any] = {**doc, "outputs": {}}
+    if params.output:
+        storage.write_text(params.output, json.dumps(doc, indent=2) + "\n")
+        md = params.output.rsplit(".", 1)[0] + ".md"
+        storage.write_text(md, table_md + "\n")
+        result["outputs"] = {"metrics": storage.to_uri(params.output), "table": storage.to_uri(md)}
+    return result
+
+
+def _loo_document(
+    report: dict[str, Any], cities: list[str], models: list[str], seeds: list[int]
+) -> dict[str, Any]:
+    rows = []
+    means: dict[str, Any] = {}
+    for m in models:
+        sel = report[m]["selection"]
+        per_seed: dict[str, list[float]] = {}
+        for city in cities:
+            fold = sel["folds"][city]
+            runs = fold["seeds"]
+            row = {
+                "city": city,
+                "model": m,
+                "chosen": json.loads(fold["chosen"]),
+                "true_share": runs[0]["true_share"],
+            }
+            for k in ("f1", "precision", "recall", "flagged", "best_f1", "best_flagged"):
+                row[k] = _mean([r[k] for r in runs])
+            row["per_seed"] = [
+                {k: r[k] for k in ("seed", "f1", "best_f1", "flagged", "rule_applied")}
+                for r in runs
+            ]
+            rows.append(row)
+            for r in runs:
+                per_seed.setdefault(str(r["seed"]), []).append(r["f1"])
+        seed_means = {s: float(np.mean(v)) for s, v in per_seed.items()}
+        sel_rows = [r for r in rows if r["model"] == m]
+        means[m] = {
+            "loo_f1": _mean([r["f1"] for r in sel_rows]),
+            "loo_best_f1": _mean([r["best_f1"] for r in sel_rows]),
+            "loo_flagged": _mean([r["flagged"] for r in sel_rows]),
+            "true_share": _mean([r["true_share"] for r in sel_rows]),
+            "loo_f1_per_seed": seed_means,
+            "seed_spread": (max(seed_means.values()) - min(seed_means.values()))
+            if seed_means
+            else None,
+            "final_choice": json.loads(sel["final"]),
+            "final_choice_mean_f1_all_cities": sel["final_mean_f1_all_cities"],
+            "candidates_all_cities": dict(
+                sorted(sel["candidates"].items(), key=lambda kv: -kv[1]["mean_f1"])
+            ),
+            "default_options": json.loads(report[m]["default"]),
+            "default_f1_per_city": {
+                c: _mean([r["f1"] for r in v]) for c, v in report[m]["default_rows"].items()
+            },
+        }
+        means[m]["default_mean_f1"] = _mean(list(means[m]["default_f1_per_city"].values()))
+    cva = means.get("cva", {}).get("loo_f1")
+    ratios = {f"{m}_over_cva": means[m]["loo_f1"] / cva for m in models if m != "cva" and cva}
+    best = max(models, key=lambda m: means[m]["loo_f1"] or 0.0)
+    return {
+        "protocol": "loo",
+        "cities": cities,
+        "seeds": seeds,
+        "rows": rows,
+        "means": means,
+        "ratios": ratios,
+        "best_model_at_auto": best,
+    }
+
+
+def loo_markdown(doc: dict[str, Any]) -> str:
+    def f(v: Any, pct: bool = False) -> str:
+        if v is None:
+            return "–"
+        return f"{100 * v:.2f} %" if pct else f"{v:.3f}"
+
+    lines = [
+        "| city | model | F1 auto (LOO) | best F1 | flagged | true | chosen on the other cities |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in doc["rows"]:
+        chosen = ", ".join(f"{k}={v}" for k, v in r["chosen"].items())
+        lines.append(
+            f"| {r['city']} | {r['model']} | {f(r['f1'])} | {f(r['best_f1'])} | "
+            f"{f(r['flagged'], True)} | {f(r['true_share'], True)} | {chosen} |"
+        )
+    for m, v in doc["means"].items():
+        seeds = " / ".join(f"{x:.3f}" for x in v["loo_f1_per_seed"].values())
+        lines.append(
+            f"| **mean** | {m} | **{f(v['loo_f1'])}** | {f(v['loo_best_f1'])} | "
+            f"{f(v['loo_flagged'], True)} | {f(v['true_share'], True)} | seeds: {seeds} |"
+        )
+    for k, v in doc["ratios"].items():
+        lines.append(f"\n{k.replace('_', ' ')} (LOO mean F1 at auto): {v:.2f}x")
+    lines.append(f"\nbest LOO mean F1 at the automatic threshold: {doc['best_model_at_auto']}")
     return "\n".join(lines)

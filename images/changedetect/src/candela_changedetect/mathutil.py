@@ -168,18 +168,3 @@ def chi2_ppf(q: float, dof: int) -> float:
         else:
             hi = mid
     return 0.5 * (lo + hi)
-
-
-def chi2_weighted_variance_factor(dof: int) -> float:
-    """``c(p) = E[S(Z)·Z] / (p·E[S(Z)])`` for ``Z ~ χ²ₚ`` and ``S`` its survival function.
-
-    If a Gaussian population is weighted by ``S(Z)`` (IRMAD's no-change weights), the weighted
-    variance of each standardised component is ``c(p)`` times the true one (c < 1). Dividing the
-    weighted MAD variances by ``c(p)`` makes the reweighting consistent: for Gaussian no-change
-    data ``Z`` stays chi-square at the fixed point instead of being inflated by ``1/c``.
-    ``E[S(Z)] = 1/2`` since ``S(Z)`` is uniform.
-    """
-    z = np.linspace(1e-12, 40.0 * dof + 100.0, 200_001)
-    logf = (dof / 2 - 1) * np.log(z) - z / 2 - (dof / 2) * math.log(2.0) - math.lgamma(dof / 2)
-    integrand = chi2_sf(z, dof) * z * np.exp(logf)
-    return float(2.0 * np.trapezoid(integrand, z) / dof)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
@@ -11,7 +11,7 @@ from candela_sdk.registry import BUILTIN_NAMES, builtin_names, check_model_name
 from candela_sdk.registry import NAME_PATTERN as MODEL_NAME_PATTERN
 
 THRESHOLD_HELP = (
-    "'auto' (the model's own cut: 0.5 for cva and encoder, 0.9999 for irmad) or a change-probability "
+    "'auto' (the model's calibrated cut: probability 0.5 for every built-in model) or a change-probability "
     "threshold strictly between 0 and 1; pixels with probability >= threshold are change"
 )
 
@@ -107,6 +107,21 @@ class EvaluateParams(ServiceParams):
         description='dataset mode: options per model as JSON, e.g. {"encoder": {"seed": 1}}',
     )
     threshold: str = Field("auto", description="dataset mode: " + THRESHOLD_HELP)
+    protocol: Literal["fixed", "loo"] = Field(
+        "fixed",
+        description="dataset mode: fixed (each model with its options, --tuning cities apart) "
+        "or loo (leave-one-city-out: the cut rule and the --grid settings chosen on the other "
+        "cities, scored on the held-out one)",
+    )
+    grid: dict[str, list[dict[str, Any]]] = Field(
+        default_factory=dict,
+        description="loo: settings per model compared (each needs its own run), e.g. "
+        '{"encoder": [{}, {"epochs": 8}], "irmad": [{"ridge": 0.01}, {"ridge": 0.1}]}',
+    )
+    seeds: str = Field("0", description="loo: comma-separated seeds of models with a seed")
+    cache: str | None = Field(
+        None, description="loo: local folder keeping the stacks and score maps between runs"
+    )
 
     @field_validator("threshold")
     @classmethod

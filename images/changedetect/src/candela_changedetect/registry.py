@@ -105,7 +105,7 @@ def inspect_keras(path: str | Path) -> dict[str, Any]:
 
     try:
         net = keras.saving.load_model(str(path), compile=False)
-    except Exception as exc:  # noqa: BLE001 - any load failure is bad input
+    except Exception as exc:
         raise InputError(f"not a loadable .keras model: {path}: {exc}") from None
     if len(net.inputs) != 2 or {"forward", "backward"} - {layer.name for layer in net.layers}:
         raise InputError(

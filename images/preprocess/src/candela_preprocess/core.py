@@ -146,7 +146,7 @@ def _publish_folder(local: Path, uri: str) -> None:
 def _remove(uri: str, recursive: bool = False) -> None:
     try:
         storage.delete(uri, recursive=recursive)
-    except Exception as exc:  # noqa: BLE001 - best effort cleanup, the original error matters
+    except Exception as exc:
         log.warning("could not remove %s after a failure: %s", uri, exc)
 
 

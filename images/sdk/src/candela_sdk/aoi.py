@@ -193,7 +193,7 @@ def load_aoi(value: str | dict[str, Any]) -> Aoi:
 
             try:
                 found = storage.exists(text)
-            except Exception:  # noqa: BLE001 - an unreachable store is "not found" here
+            except Exception:
                 found = False
             if not found:
                 raise AoiError(
@@ -201,9 +201,13 @@ def load_aoi(value: str | dict[str, Any]) -> Aoi:
                 )
             label = text.rstrip("/").rsplit("/", 1)[-1]
             try:
-                doc = json.loads(storage.read_text(text))
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError, InputError) as exc:
-                raise AoiError(f"the AOI file {text} is not valid JSON ({exc})") from None
+                raw = storage.read_text(text)
+            except InputError as exc:  # a folder, not UTF-8 text, …: said by storage
+                raise AoiError(f"the AOI file: {exc}") from None
+            try:
+                doc = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise AoiError(f"the AOI file {text} is not valid JSON ({exc.msg})") from None
     try:
         geom = parse_geojson(doc)
     except AoiError as exc:

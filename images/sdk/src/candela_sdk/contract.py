@@ -305,7 +305,6 @@ def main(service: Service, argv: Sequence[str] | None = None) -> int:
     try:
         result = execute(service, params)
     except CandelaError as exc:
-        log.error("%s", exc)
         print(f"{parser.prog}: {exc.outcome.replace('_', ' ')}: {exc}", file=sys.stderr)
         emit_result({"service": service.name, "outcome": exc.outcome, "error": str(exc)})
         return int(exc.exit_code)

@@ -214,6 +214,8 @@ def read_bytes(uri: str | os.PathLike[str]) -> bytes:
             return Path(loc.path).read_bytes()
         except FileNotFoundError:
             raise InputError(f"no such file: {loc.uri}") from None
+        except OSError as exc:  # a folder, no permission: bad input, not a crash
+            raise InputError(f"cannot read {loc.uri}: {exc.strerror or exc}") from None
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
@@ -223,7 +225,11 @@ def read_bytes(uri: str | os.PathLike[str]) -> bytes:
 
 
 def read_text(uri: str | os.PathLike[str]) -> str:
-    return read_bytes(uri).decode()
+    """The UTF-8 text at ``uri``; :class:`InputError` if it cannot be read or is not text."""
+    try:
+        return read_bytes(uri).decode()
+    except UnicodeDecodeError:
+        raise InputError(f"not a UTF-8 text file: {to_uri(uri)}") from None
 
 
 def list_names(uri: str | os.PathLike[str]) -> list[str]:
@@ -347,12 +353,15 @@ def writing_folder(uri: str | os.PathLike[str]) -> Iterator[Path]:
     place only after every file was written; on failure the staging folder is removed.
     """
     loc = parse(uri)
+    created = False
     if loc.scheme == "file":
         final = Path(loc.path)
+        created = not final.exists()
         _check_local_target(final / "x")
         stage = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
     else:
         stage = Path(tempfile.mkdtemp(prefix="candela-out-"))
+    published = False
     try:
         yield stage
         files = sorted(p for p in stage.rglob("*") if p.is_file())
@@ -364,10 +373,15 @@ def writing_folder(uri: str | os.PathLike[str]) -> Iterator[Path]:
                 os.replace(f, dst)
             else:
                 upload_file(f, loc.join(rel).uri)
+        published = True
     except OSError as exc:
         raise OutputError(f"cannot write {loc.uri}: {exc.strerror or exc}") from None
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+        if created and not published:
+            # the output folder this call created stays only with the outputs in it
+            with contextlib.suppress(OSError):
+                final.rmdir()
 
 
 # --- removing -------------------------------------------------------------------------------

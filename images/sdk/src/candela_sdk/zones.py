@@ -79,7 +79,9 @@ def load_zones(data: str | bytes, uri: str) -> tuple[list[dict[str, Any]], str]:
         try:
             data = data.decode("utf-8-sig")
         except UnicodeDecodeError:
-            raise InputError(f"zones file is neither GeoJSON nor a GeoPackage: {uri}") from None
+            raise InputError(
+                f"zones file is not a UTF-8 text file (GeoJSON) nor a GeoPackage: {uri}"
+            ) from None
     try:
         doc = json.loads(data)
     except json.JSONDecodeError as exc:
@@ -231,7 +233,7 @@ def zone_statistics(
             continue
         try:
             g = transform_geom(zones_crs, mask_ds.crs, geom) if mask_ds.crs else geom
-        except Exception as exc:  # noqa: BLE001 - GDAL/PROJ raise several types
+        except Exception as exc:
             raise InputError(
                 f"cannot reproject zone {stats['zone_id']} from {zones_crs}: {exc}"
             ) from None

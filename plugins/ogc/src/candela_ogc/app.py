@@ -345,7 +345,7 @@ async def job_list(
     request: Request,
     af: Airflow,
     limit: int = 100,
-    processID: Annotated[list[str] | None, Query()] = None,  # noqa: N803 (OGC name)
+    processID: Annotated[list[str] | None, Query()] = None,
     status: Annotated[list[str] | None, Query()] = None,
 ) -> dict[str, Any]:
     base = _base(request)

@@ -34,7 +34,7 @@ ASSET_KEYS = (
 )
 
 
-def ReviewError(message: str, status: int = 400) -> WebError:  # noqa: N802 - kept for callers
+def ReviewError(message: str, status: int = 400) -> WebError:
     """Deprecated: raise the kind of failure from :mod:`candela.web_errors` instead."""
     return error_for_status(status)(message)
 
@@ -129,7 +129,7 @@ def _exists(uri: str) -> bool:
 
     try:
         return storage.exists(uri)
-    except Exception:  # noqa: BLE001 - S3 errors of any kind mean "not there for us"
+    except Exception:
         return False
 
 

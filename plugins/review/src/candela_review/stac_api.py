@@ -32,6 +32,7 @@ CONFORMANCE = [
 ]
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 1000
+MAX_OFFSET = 2**31 - 1  # a paging token's offset: far beyond any results table
 GEOJSON = "application/geo+json"
 
 
@@ -105,25 +106,40 @@ def parse_datetime(value: Any) -> tuple[dt.datetime | None, dt.datetime | None]:
     return t, t
 
 
+def _whole_number(value: Any) -> int | None:
+    """``value`` as an integer if it is one (JSON number or ASCII digits), else ``None``."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else None
+    if isinstance(value, str):
+        text = value.strip()
+        digits = text.removeprefix("-")
+        if digits.isascii() and digits.isdigit() and len(digits) <= 18:
+            return int(text)
+    return None
+
+
 def parse_limit(value: Any) -> int:
     if value is None or value == "":
         return DEFAULT_LIMIT
-    try:
-        n = int(value)
-    except (TypeError, ValueError):
-        raise BadRequest(f"limit must be an integer; got {value!r}") from None
-    if not 1 <= n <= MAX_LIMIT:
-        raise BadRequest(f"limit must be between 1 and {MAX_LIMIT}; got {n}")
+    n = _whole_number(value)
+    if n is None or not 1 <= n <= MAX_LIMIT:
+        raise BadRequest(f"limit must be an integer between 1 and {MAX_LIMIT}; got {value!r}")
     return n
 
 
 def parse_token(value: Any) -> int:
+    """The offset in a ``next:N`` paging token (the ``next`` links of this API)."""
     if value is None or value == "":
         return 0
-    text = str(value).removeprefix("next:")
-    if not text.isdigit():
+    text = value.removeprefix("next:") if isinstance(value, str) else None
+    n = _whole_number(text) if text and text[0] != "-" else None
+    if n is None or n > MAX_OFFSET:
         raise BadRequest(f"token {value!r} is not a paging token of this API")
-    return int(text)
+    return n
 
 
 def parse_query(params: dict[str, Any]) -> Query:

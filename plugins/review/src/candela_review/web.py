@@ -55,12 +55,12 @@ class Context:
     def dsn(self) -> str:
         if self._dsn:
             return self._dsn
-        from candela import embedded
+        from candela_sdk.settings import platform_dsn
 
-        try:
-            return embedded.platform_dsn(self.settings)
-        except embedded.PlatformError as exc:
-            raise Unavailable(str(exc)) from None
+        dsn = platform_dsn(self.settings)
+        if dsn is None:
+            raise Unavailable("the embedded database is not running: start it with `candela up`")
+        return dsn
 
     @property
     def dsn_or_none(self) -> str | None:

@@ -21,9 +21,9 @@ Options come from ``--model-options`` (JSON) and are validated by the model's ``
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, TypeVar, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -69,3 +69,16 @@ def parse_options(model: str, schema: type[OptionsT], options: dict[str, Any]) -
             f"{'.'.join(str(p) for p in e['loc']) or 'options'}: {e['msg']}" for e in exc.errors()
         ]
         raise InputError(f"invalid --model-options for {model}: {'; '.join(parts)}") from None
+
+
+class CalibratedOptions(ModelOptions):
+    """The automatic-threshold options every built-in model shares
+    (:mod:`candela_changedetect.calibration`); each model sets its own defaults."""
+
+    threshold_rule: Literal["robust_z", "nochange_z", "kittler", "otsu", "mixture"] = Field(
+        "robust_z", description="automatic cut on ln(score) (see candela_changedetect.calibration)"
+    )
+    z: float = Field(4.0, gt=0, le=20, description="robust_z / nochange_z: cut in spreads")
+    z_floor: float = Field(
+        2.0, ge=0, le=20, description="mixture: the cut stays at least median + z_floor x MAD"
+    )

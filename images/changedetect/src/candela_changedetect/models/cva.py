@@ -9,23 +9,12 @@ Score
     normalisation): it removes illumination/season shifts but also rescales real differences,
     and it scored lower on the OSCD cities we measured (mean F1 0.17 vs 0.24, see the README).
 
-Threshold
-    Kittler–Illingworth minimum-error thresholding (default) on the magnitude histogram. It fits
-    one Gaussian on each side of the cut, each with its own variance and prior, which suits
-    CVA's situation: a large, narrow no-change mode and a small, wide tail of changes (typically
-    1–5 % of the pixels). Otsu's criterion (``threshold_method="otsu"``) maximises the
-    between-class variance as if both classes were comparable in size and spread, which can pull
-    the cut into the no-change mode when changes are rare: on four OSCD cities (pooled
-    statistics) Otsu flagged anywhere from 1 % to 18 % of the pixels (KI: 1.6–5 %) and had the
-    lower F1 on three of them (Bordeaux 0.06 vs 0.18; see the README).
-
-Probability
-    A logistic centred on the magnitude threshold ``T``:
-    ``p = 1 / (1 + exp(−(m − T) / s))`` with ``s = (T − μ₀) / ln 99``, where μ₀ is the mean
-    magnitude of the no-change class (below ``T``). So ``p = 0.5`` exactly at ``T`` (the
-    ``--threshold auto`` cut), ``p = 0.01`` at the typical no-change magnitude and ``p = 0.99``
-    symmetrically above ``T``. It is monotonic in the magnitude, unlike the posterior of an
-    unequal-variance Gaussian mixture, which rises again near zero.
+Threshold and probability
+    The shared calibration of ``ln(magnitude)`` (:mod:`candela_changedetect.calibration`):
+    ``threshold_rule`` and its parameter were chosen by leave-one-city-out on the labelled OSCD
+    cities (README), like every model's. The former Kittler–Illingworth cut on the raw
+    magnitude is ``threshold_rule: kittler`` on the log magnitude (not the same cut).
+    Probability: the logistic on the log magnitude, 0.5 at the cut, 0.01 at the median pixel.
 
 Statistics take two passes over the blocks (moments, then the magnitude histogram on a range
 derived from the moments); scoring is per pixel, so blockwise results equal whole-array ones.
@@ -41,24 +30,21 @@ import numpy as np
 from pydantic import Field
 
 from candela_changedetect.blocks import Block, BlockSource
-from candela_changedetect.mathutil import kittler_illingworth_threshold, otsu_threshold
-from candela_changedetect.models.base import ModelOptions, parse_options
+from candela_changedetect.calibration import Cut, fit_cut, log_histogram
+from candela_changedetect.models.base import CalibratedOptions, parse_options
 
 log = logging.getLogger(__name__)
 
-LN99 = math.log(99.0)
 
-
-class CVAOptions(ModelOptions):
+class CVAOptions(CalibratedOptions):
+    # chosen by leave-one-city-out on the five labelled OSCD cities (README)
+    threshold_rule: Literal["robust_z", "nochange_z", "kittler", "otsu", "mixture"] = Field(
+        "nochange_z",
+        description="automatic cut on ln(score) (see candela_changedetect.calibration)",
+    )
+    z: float = Field(2.5, gt=0, le=20, description="robust_z / nochange_z: cut in spreads")
     standardise: Literal["pooled", "per_date"] = Field(
         "pooled", description="per-band statistics pooled over both dates (default) or per date"
-    )
-    threshold_method: Literal["kittler_illingworth", "otsu"] = Field(
-        "kittler_illingworth", description="automatic threshold on the magnitude histogram"
-    )
-    bins: int = Field(4096, ge=64, le=1_000_000, description="magnitude histogram bins")
-    range_factor: float = Field(
-        8.0, gt=1, description="histogram range = range_factor × RMS magnitude (tail clipped)"
     )
 
 
@@ -76,6 +62,7 @@ class CVAModel:
         self.nochange_mean = math.nan
         self.scale = math.nan
         self.rms = math.nan
+        self.cut: Cut | None = None
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> CVAModel:
@@ -118,35 +105,28 @@ class CVAModel:
         sdb[sdb <= 1e-12] = 1.0
         sda[sda <= 1e-12] = 1.0
         self.mean_before, self.std_before, self.mean_after, self.std_after = mb, sdb, ma, sda
-        # expected squared magnitude from the moments, to size the histogram
+        # expected squared magnitude from the moments (reported)
         eu2 = qa / n / sda**2 - 2 * sab / n / (sda * sdb) + qb / n / sdb**2
         eu = sa / n / sda - sb / n / sdb
         c = ma / sda - mb / sdb
         ed2 = float(np.sum(eu2 - 2 * c * eu + c**2))
         self.rms = math.sqrt(max(ed2, 1e-12))
-        hmax = self.options.range_factor * self.rms
-        edges = np.linspace(0.0, hmax, self.options.bins + 1)
-        hist = np.zeros(self.options.bins, dtype=np.int64)
+        hist = np.zeros(0, dtype=np.int64)
         for blk in source.blocks():
-            m = self._magnitude(blk.before[:, blk.valid], blk.after[:, blk.valid])
-            hist += np.histogram(np.minimum(m, hmax * (1 - 1e-12)), bins=edges)[0]
-        if self.options.threshold_method == "otsu":
-            t = otsu_threshold(hist, edges)
-        else:
-            t = kittler_illingworth_threshold(hist, edges)
-        centers = 0.5 * (edges[:-1] + edges[1:])
-        below = centers < t
-        mu0 = float((hist[below] * centers[below]).sum() / max(hist[below].sum(), 1))
-        self.threshold_magnitude = t
-        self.nochange_mean = mu0
-        self.scale = max((t - mu0) / LN99, 1e-6 * max(t, 1e-12))
+            h = log_histogram(self.score(blk))
+            hist = h if hist.size == 0 else hist + h
+        o = self.options
+        self.cut = fit_cut(hist, o.threshold_rule, z=o.z, z_floor=o.z_floor)
+        self.threshold_magnitude = math.exp(self.cut.t)
+        self.nochange_mean = math.exp(self.cut.mu0)
+        self.scale = self.cut.scale
         log.info(
-            "cva: %d valid pixels, RMS magnitude %.3f, threshold %.3f (%s), no-change mean %.3f",
+            "cva: %d valid pixels, RMS magnitude %.3f, threshold %.3f (%s), median %.3f",
             n,
             self.rms,
-            t,
-            self.options.threshold_method,
-            mu0,
+            self.threshold_magnitude,
+            self.cut.rule,
+            self.nochange_mean,
         )
 
     def _magnitude(self, before: np.ndarray, after: np.ndarray) -> np.ndarray:
@@ -170,20 +150,15 @@ class CVAModel:
         return m
 
     def probability(self, score: np.ndarray) -> np.ndarray:
-        x = (score.astype(np.float64) - self.threshold_magnitude) / self.scale
-        with np.errstate(over="ignore"):
-            p = 1.0 / (1.0 + np.exp(-x))
-        return p
+        assert self.cut is not None
+        return self.cut.probability(score)
 
     def auto_threshold(self) -> float:
         return 0.5
 
     def score_at(self, probability: float) -> float | None:
-        if not 0 < probability < 1:
-            return None
-        return float(
-            self.threshold_magnitude + self.scale * math.log(probability / (1 - probability))
-        )
+        assert self.cut is not None
+        return self.cut.score_at(probability)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -191,8 +166,9 @@ class CVAModel:
             "valid_pixels": self.valid_pixels,
             "rms_magnitude": self.rms,
             "magnitude_threshold": self.threshold_magnitude,
-            "nochange_mean_magnitude": self.nochange_mean,
-            "logistic_scale": self.scale,
+            "median_magnitude": self.nochange_mean,
+            "threshold_rule_applied": None if self.cut is None else self.cut.rule,
+            "logistic_scale_log": self.scale,
             "mean_before": _list(self.mean_before),
             "std_before": _list(self.std_before),
             "mean_after": _list(self.mean_after),
