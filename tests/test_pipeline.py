@@ -95,3 +95,94 @@ def test_consecutive_pairs() -> None:
 
 def test_safe_key() -> None:
     assert safe_key("manual__2026-11-25T09:00:00+00:00") == "manual__2026-11-25T09_00_00_00_00"
+
+
+# A FeatureCollection AOI over Bordeaux: two separate squares, about 3 km apart.
+_SQUARES = [(-0.595, 44.815, -0.585, 44.825), (-0.565, 44.850, -0.556, 44.860)]
+FEATURE_COLLECTION = {
+    "type": "FeatureCollection",
+    "features": [
+        {
+            "type": "Feature",
+            "id": f"zone-{i}",
+            "properties": {"name": f"square {i}"},
+            "geometry": {
+                "type": "Polygon",
+                "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]],
+            },
+        }
+        for i, (w, s, e, n) in enumerate(_SQUARES)
+    ],
+}
+
+
+def test_feature_collection_aoi_end_to_end(tmp_path, monkeypatch) -> None:
+    """search arguments → split into pieces → preprocess --aoi → zone statistics, with the
+    same FeatureCollection (split_aoi used to fail on it with GeometryTypeError)."""
+    import json
+    from pathlib import Path
+
+    import numpy as np
+    import rasterio
+    from rasterio.transform import from_origin
+    from shapely.geometry import shape
+    from shapely.ops import unary_union
+
+    from candela_preprocess.service import SERVICE as PREPROCESS
+    from candela_sdk.aoi import parse_geojson
+    from candela_sdk.contract import main
+    from candela_sdk.zones import load_zones, zone_statistics
+    from candela_search import SearchParams
+    from candela_search.core import Query, footprint_intersects
+    from candela_search.ingest import recognise
+
+    bordeaux = Path(__file__).resolve().parents[1] / "data" / "oscd" / "bordeaux"
+    params = {"collection": "sentinel-2-l1c", "aoi": FEATURE_COLLECTION, "tile_size_km": 2}
+    union = unary_union([shape(f["geometry"]) for f in FEATURE_COLLECTION["features"]])
+
+    # search: the service accepts it and tests footprints against the union of the features
+    query = Query.from_params(SearchParams.model_validate(search_arguments(params)))
+    assert query.aoi is not None and query.aoi.geometry.equals(union)
+    records = recognise(bordeaux)
+    assert len(records) == 2 and all(footprint_intersects(r, query.aoi) for r in records)
+
+    # pieces: the FeatureCollection itself and the run's AOI geometry give the same pieces
+    aoi = aoi_geometry(params)
+    assert aoi is not None and shape(aoi).equals(union)
+    pieces = split_aoi(FEATURE_COLLECTION, 2)
+    same = split_aoi(aoi, 2)
+    assert len(pieces) == len(same) >= 2
+    assert all(shape(a).equals(shape(b)) for a, b in zip(pieces, same, strict=True))
+    assert abs(unary_union([shape(p) for p in pieces if p]).area - union.area) < 1e-12
+
+    # preprocess: every piece, and the whole FeatureCollection, as --aoi
+    found = {
+        "products": [{"id": "b1", "href": str(bordeaux / "imgs_1"), "datetime": "2016-05-04"}],
+        "items": [{"id": "b1", "bbox": list(records[0].bbox)}],
+    }
+    jobs = preprocess_arguments(found, tmp_path.as_uri(), pieces)
+    assert len(jobs) == len(pieces)
+    monkeypatch.setenv("CANDELA_RESULT_PATH", str(tmp_path / "result.json"))
+    for job in [*jobs, {**jobs[0], "aoi": json.dumps(FEATURE_COLLECTION)}]:
+        out = tmp_path / f"{len(list(tmp_path.glob('*.tif')))}.tif"
+        argv = ["--product", job["product"], "--output", str(out), "--aoi", job["aoi"]]
+        assert main(PREPROCESS, [*argv, "--bands", "B02", "--no-quality-gate"]) == 0
+        with rasterio.open(out) as ds:
+            w, s, e, n = ds.bounds
+        pw, ps, pe, pn = parse_geojson(json.loads(job["aoi"])).bounds
+        assert w <= pw and s <= ps and e >= pe and n >= pn  # the output covers the piece
+
+    # zones: the FeatureCollection as a zones file, counted on a mask (change west of -0.575)
+    mask = tmp_path / "mask.tif"
+    transform = from_origin(-0.60, 44.87, 0.001, 0.001)
+    data = np.zeros((60, 50), dtype="uint8")
+    data[:, :25] = 1
+    profile = {"driver": "GTiff", "width": 50, "height": 60, "count": 1, "dtype": "uint8"}
+    with rasterio.open(mask, "w", crs="EPSG:4326", transform=transform, **profile) as ds:
+        ds.write(data, 1)
+    features, crs = load_zones(json.dumps(FEATURE_COLLECTION).encode(), "zones.geojson")
+    with rasterio.open(mask) as ds:
+        stats = zone_statistics(features, crs, ds)
+    assert [s["zone_id"] for s in stats] == ["zone-0", "zone-1"]
+    assert stats[0]["changed_fraction"] == 1.0 and stats[1]["changed_fraction"] == 0.0
+    assert all(s["valid_pixels"] > 50 for s in stats)

@@ -21,8 +21,8 @@ class StepArgumentsError(AirflowFailException, ValueError):
 
 def build_command(service_name: str, service_args: dict[str, Any]) -> list[str]:
     """``[console-script, (subcommand), --flag, value, …]`` for the service, validated."""
-    from candela.services import get_service
     from candela_sdk.contract import format_validation_error
+    from candela_sdk.services import get_service
 
     service = get_service(service_name)
     try:

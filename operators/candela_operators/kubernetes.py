@@ -28,8 +28,8 @@ from candela_operators.command import (
 
 def pod_settings(service_name: str) -> dict[str, Any]:
     """KubernetesPodOperator arguments for a service, from the platform settings."""
-    from candela.services import get_service
     from candela_operators.settings import get_settings
+    from candela_sdk.services import get_service
 
     s = get_settings()
     svc = get_service(service_name)

@@ -32,7 +32,7 @@ def release_claim(context: Any) -> None:
 
 def remove_partial_outputs(context: Any) -> None:
     """Task failure callback: remove temporaries an interrupted step left beside its output."""
-    from candela.pipeline import remove_temporaries
+    from candela_sdk.storage import remove_temporaries
 
     task = context.get("task")
     args = getattr(task, "service_args", None)

@@ -179,7 +179,7 @@ def _print_status(s: Settings) -> list[Any]:
 @app.command()
 def services(as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
     """The catalogue of processing services, with their parameters."""
-    from candela.services import catalogue
+    from candela_sdk.services import catalogue
 
     cat = catalogue()
     if as_json:
@@ -264,8 +264,8 @@ def incomplete_reason(record: Any) -> str:
     band's file when the product is on this machine. Other sources (STAC items with their own
     asset names, single-file stacks, Sentinel-1) are not judged here.
     """
-    from candela_preprocess.bands import DEFAULT_BANDS
     from candela_sdk import storage
+    from candela_sdk.sentinel2 import DEFAULT_BANDS
 
     if not record.collection.startswith("sentinel-2") or record.source not in (
         "oscd",

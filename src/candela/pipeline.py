@@ -13,6 +13,8 @@ import re
 from typing import Any
 
 from candela.settings import Settings
+from candela_sdk import aoi as sdk_aoi
+from candela_sdk.aoi import split_aoi as split_aoi  # the DAG imports it from here
 
 log = logging.getLogger(__name__)
 
@@ -27,37 +29,6 @@ def safe_key(text: str) -> str:
 def output_prefix(settings: Settings, dag_id: str, key: str) -> str:
     """Where a run's outputs go: one prefix per workflow and parameter set (idempotent reruns)."""
     return f"{settings.storage.rstrip('/')}/results/{safe_key(dag_id)}/{key}"
-
-
-def remove_temporaries(uri: str) -> list[str]:
-    """Remove what an interrupted write may have left beside ``uri`` (never ``uri`` itself).
-
-    The services publish atomically (temporary name, then rename or S3 copy); a process killed
-    mid-write can leave those temporaries behind. Failure callbacks call this.
-    """
-    from candela_sdk import storage
-
-    loc = storage.parse(uri)
-    removed: list[str] = []
-    if loc.scheme == "file":
-        import shutil
-        from pathlib import Path
-
-        target = Path(loc.path)
-        if not target.parent.is_dir():
-            return removed
-        for p in target.parent.glob(f".{target.name}.*"):
-            if ".tmp" in p.name:
-                shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
-                removed.append(str(p))
-        return removed
-    client = storage.s3_client()
-    resp = client.list_objects_v2(Bucket=loc.bucket, Prefix=loc.path + ".")
-    for obj in resp.get("Contents", []):
-        if obj["Key"].endswith(".uploading"):
-            client.delete_object(Bucket=loc.bucket, Key=obj["Key"])
-            removed.append(f"s3://{loc.bucket}/{obj['Key']}")
-    return removed
 
 
 def search_arguments(params: dict[str, Any]) -> dict[str, Any]:
@@ -78,48 +49,9 @@ def search_arguments(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def aoi_geometry(params: dict[str, Any]) -> dict[str, Any] | None:
-    """The run's area of interest as a GeoJSON geometry (from ``aoi`` or ``bbox``)."""
-    if params.get("aoi"):
-        aoi = params["aoi"]
-        return dict(aoi.get("geometry", aoi)) if aoi.get("type") == "Feature" else dict(aoi)
-    if params.get("bbox"):
-        w, s, e, n = params["bbox"]
-        return {
-            "type": "Polygon",
-            "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]],
-        }
-    return None
-
-
-def split_aoi(aoi: dict[str, Any] | None, tile_size_km: float) -> list[dict[str, Any] | None]:
-    """Cut a large AOI into pieces of at most ``tile_size_km`` a side (processed in parallel).
-
-    Pieces are the cells of a regular lon/lat grid over the AOI's bounds, clipped to the AOI; a
-    cell that misses the AOI is dropped. A small AOI (or none) stays one piece.
-    """
-    import math
-
-    from shapely.geometry import box, mapping, shape
-
-    if aoi is None:
-        return [None]
-    geom = shape(aoi)
-    w, s, e, n = geom.bounds
-    lat = math.radians((s + n) / 2)
-    km_lon = max(111.32 * math.cos(lat), 1e-6)
-    nx = max(1, math.ceil((e - w) * km_lon / tile_size_km))
-    ny = max(1, math.ceil((n - s) * 110.57 / tile_size_km))
-    if nx == ny == 1:
-        return [aoi]
-    pieces: list[dict[str, Any] | None] = []
-    dx, dy = (e - w) / nx, (n - s) / ny
-    for j in range(ny):
-        for i in range(nx):
-            cell = box(w + i * dx, s + j * dy, w + (i + 1) * dx, s + (j + 1) * dy)
-            part = geom.intersection(cell)
-            if not part.is_empty and part.area > 0:
-                pieces.append(dict(mapping(part)))
-    return pieces
+    """The run's area of interest as one GeoJSON geometry (from ``aoi`` or ``bbox``); a Feature
+    or FeatureCollection becomes the union of its geometries (:func:`candela_sdk.aoi.aoi_geometry`)."""
+    return sdk_aoi.aoi_geometry(params.get("aoi") or None, params.get("bbox") or None)
 
 
 def preprocess_arguments(

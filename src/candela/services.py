@@ -1,35 +1,7 @@
-"""The catalogue of processing services, built from the ``candela.services`` entry points."""
+"""The service catalogue; its home is :mod:`candela_sdk.services` (re-exported here)."""
 
 from __future__ import annotations
 
-from functools import cache
-from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any
+from candela_sdk.services import UnknownService, all_services, catalogue, get_service
 
-if TYPE_CHECKING:
-    from candela_sdk.contract import Service
-
-
-class UnknownService(KeyError):
-    def __str__(self) -> str:
-        return f"unknown service {self.args[0]!r}; known: {', '.join(sorted(all_services()))}"
-
-
-@cache
-def all_services() -> dict[str, Service]:
-    found: dict[str, Service] = {}
-    for ep in entry_points(group="candela.services"):
-        svc = ep.load()
-        found[svc.name] = svc
-    return dict(sorted(found.items()))
-
-
-def get_service(name: str) -> Service:
-    try:
-        return all_services()[name]
-    except KeyError:
-        raise UnknownService(name) from None
-
-
-def catalogue() -> list[dict[str, Any]]:
-    return [svc.describe() for svc in all_services().values()]
+__all__ = ["UnknownService", "all_services", "catalogue", "get_service"]

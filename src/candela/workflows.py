@@ -133,7 +133,8 @@ class ChangeDetectionConf(RunConf):
     aoi: dict[str, Any] | None = Field(
         None,
         title="Area of interest",
-        description="area of interest as a GeoJSON geometry (overrides bbox)",
+        description="area of interest as GeoJSON: a geometry, Feature or FeatureCollection "
+        "(overrides bbox)",
     )
     start: dt.date = Field(dt.date(2016, 1, 1), title="Start", description="first day")
     end: dt.date = Field(dt.date(2017, 12, 31), title="End", description="last day")
@@ -170,23 +171,17 @@ class ChangeDetectionConf(RunConf):
     @field_validator("bbox")
     @classmethod
     def _bbox(cls, v: list[float] | None) -> list[float] | None:
-        if v is None:
-            return v
-        w, s, e, n = v
-        for name, lat in (("south", s), ("north", n)):
-            if not -90 <= lat <= 90:
-                raise ValueError(f"{name} {lat} is not a latitude (-90..90)")
-        if not w < e:
-            raise ValueError(f"west ({w}) must be less than east ({e})")
-        if not s < n:
-            raise ValueError(f"south ({s}) must be less than north ({n})")
-        return v
+        from candela_sdk.aoi import check_bbox  # the one rule for an area of interest
+
+        return None if v is None else check_bbox(v)
 
     @field_validator("aoi")
     @classmethod
     def _aoi(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
-        if v and not isinstance(v.get("type"), str):  # ({} is no AOI, as in the pipeline)
-            raise ValueError("not a GeoJSON object (no 'type')")
+        from candela_sdk.aoi import parse_geojson
+
+        if v:  # ({} is no AOI, as in the pipeline)
+            parse_geojson(v)
         return v
 
     @field_validator("model")

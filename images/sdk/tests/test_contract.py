@@ -98,3 +98,36 @@ def test_describe_exports_json_schema() -> None:
     assert d["parameters"]["required"] == ["before"]
     assert d["resources"]["gpu"] == 1
     assert d["command"] == ["candela-toy", "go"]
+
+
+class BoxParams(ServiceParams):
+    bbox: list[float] | None = Field(None, min_length=4, max_length=4)
+    names: list[str] = Field(default_factory=list)
+
+
+BOX = Service(
+    name="box",
+    summary="a box",
+    params=BoxParams,
+    run=lambda p: p.model_dump(),
+    command="candela-box",
+)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--bbox", "-0.68", "44.83", "-0.56", "44.93"],
+        ["--bbox=-0.68,44.83,-0.56,44.93"],
+        ["--bbox", "-0.68,44.83,-0.56,44.93"],
+        ["--bbox", "-0.68,44.83", "-0.56,44.93"],
+    ],
+)
+def test_number_lists_apart_or_comma_separated(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A value starting with a minus sign (a western longitude) is a value, not an option."""
+    assert main(BOX, [*argv, "--names", "a,b"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["bbox"] == [-0.68, 44.83, -0.56, 44.93]
+    assert out["names"] == ["a,b"]  # only number lists are split on commas

@@ -102,3 +102,23 @@ def test_unwritable_output_location(tmp_path: Path) -> None:
     blocker.write_text("not a folder")
     with pytest.raises(OutputError, match="cannot create the output folder"):
         storage.write_text(blocker / "x.json", "x")
+
+
+def test_delete_and_temporaries(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    target = out / "x.tif"
+    target.write_text("done")
+    (out / ".x.tif.1234abcd.tmp").write_text("half")  # a write killed midway
+    (out / ".x.tif.99.tmp").mkdir()
+    (out / ".other.tif.1.tmp").write_text("another output's")
+    removed = storage.remove_temporaries(target.as_uri())
+    assert sorted(Path(r).name for r in removed) == [".x.tif.1234abcd.tmp", ".x.tif.99.tmp"]
+    assert target.exists() and (out / ".other.tif.1.tmp").exists()
+    storage.delete(target)
+    storage.delete(target)  # nothing there is fine
+    assert not target.exists()
+    (out / "report").mkdir()
+    (out / "report" / "index.html").write_text("<html/>")
+    storage.delete(out / "report", recursive=True)
+    assert not (out / "report").exists()

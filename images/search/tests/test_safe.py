@@ -12,9 +12,9 @@ import json
 import pytest
 from shapely.geometry import Point, shape
 
+from candela_sdk.sentinel2 import MetadataError, parse_footprint, parse_mtd
 from candela_search.ingest import recognise
 from candela_search.records import Skipped
-from candela_search.safe import MetadataError, parse_footprint, parse_mtd
 
 
 def test_l2a_metadata_fields(make_safe) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from candela_sdk import contract
-from candela_sdk.errors import ExitCode
+from candela_sdk.errors import ExitCode, InputError
 from candela_search import SERVICE, SearchParams, as_feature_collection, catalog, search
 from candela_search.cli import run as cli_run
 from candela_search.ingest import recognise
@@ -206,10 +206,31 @@ def test_cli_bad_collection_exit_2(capsys) -> None:
     assert "--collection: Input should be 'sentinel-2-l2a'" in capsys.readouterr().err
 
 
-def test_cli_without_database_is_bad_input(capsys, monkeypatch) -> None:
+def test_cli_without_database_is_bad_input(capsys, monkeypatch, tmp_path: Path) -> None:
     monkeypatch.delenv("CANDELA_DATABASE_URL", raising=False)
+    monkeypatch.setenv("CANDELA_HOME", str(tmp_path / "no-platform"))
     assert contract.main(SERVICE, ["--collection", "sentinel-2-l2a"]) == 2
-    assert "pass --dsn or set CANDELA_DATABASE_URL" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "pass --dsn or set CANDELA_DATABASE_URL" in err and "no-platform" in err
+
+
+def test_dsn_of_the_running_embedded_platform(monkeypatch, tmp_path: Path) -> None:
+    """Without --dsn or CANDELA_DATABASE_URL, the catalogue of the platform at CANDELA_HOME."""
+    import os
+
+    from candela_search.catalog import resolve_dsn
+
+    monkeypatch.delenv("CANDELA_DATABASE_URL", raising=False)
+    monkeypatch.setenv("CANDELA_HOME", str(tmp_path))
+    (tmp_path / "pg").mkdir()
+    pid_file = tmp_path / "pg" / "postmaster.pid"
+    # postmaster.pid: pid, data dir, start time, port, socket dir, ...
+    pid_file.write_text(f"{os.getpid()}\n{tmp_path / 'pg'}\n1700000000\n5432\n/tmp/sock\n")
+    assert resolve_dsn() == "postgresql://postgres@/candela?host=/tmp/sock"
+    assert resolve_dsn("postgresql://elsewhere/x") == "postgresql://elsewhere/x"
+    pid_file.write_text("999999999\n/x\n0\n5432\n/tmp/sock\n")  # not running
+    with pytest.raises(InputError, match="start the platform"):
+        resolve_dsn()
 
 
 def test_cli_feature_collection(loaded: Catalogue, capsys, tmp_path: Path, monkeypatch) -> None:
@@ -232,6 +253,29 @@ def test_cli_feature_collection(loaded: Catalogue, capsys, tmp_path: Path, monke
     with pytest.raises(SystemExit) as exc:
         cli_run([*argv, "--format", "csv"])
     assert exc.value.code == 2
+
+
+@pytest.mark.parametrize(
+    "bbox_args",
+    [
+        ["--bbox", "-0.68", "44.83", "-0.56", "44.93"],
+        ["--bbox=-0.68,44.83,-0.56,44.93"],
+        ["--bbox", "-0.68,44.83,-0.56,44.93"],
+        ["--bbox", "-0.68, 44.83, -0.56, 44.93"],
+    ],
+)
+def test_cli_bbox_forms(loaded: Catalogue, capsys, bbox_args: list[str]) -> None:
+    """W S E N and W,S,E,N; a western longitude such as Bordeaux's is a value, not an option."""
+    assert cli_run(["--collection", "sentinel-2-l1c", *bbox_args]) == 0
+    out = _last_json(capsys.readouterr().out)
+    assert out["count"] == 3, out
+
+
+def test_bbox_text_from_python() -> None:
+    p = SearchParams.model_validate(
+        {"collection": "sentinel-2-l1c", "bbox": "-0.68,44.83,-0.56,44.93"}
+    )
+    assert p.bbox == [-0.68, 44.83, -0.56, 44.93]
 
 
 def test_service_declaration() -> None:

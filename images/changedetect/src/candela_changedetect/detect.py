@@ -36,7 +36,7 @@ import numpy as np
 from candela_changedetect import __version__
 
 if TYPE_CHECKING:
-    from candela_changedetect.service import DetectParams
+    from candela_changedetect.params import DetectParams
 
 log = logging.getLogger(__name__)
 
@@ -61,18 +61,19 @@ def _require(uri: str, flag: str) -> None:
         raise InputError(f"{flag} not found: {storage.to_uri(uri)}")
 
 
-def _zones_text(uri: str) -> str:
-    """The text of the ``--zones`` file, refused now (bad input) if it is not zones GeoJSON.
+def _zones_text(uri: str) -> bytes:
+    """The content of the ``--zones`` file, refused now (bad input) if it is not zones GeoJSON
+    or a GeoPackage.
 
     Checked before any computing: a bad zones file must not cost a whole change map.
     """
-    from candela_changedetect.geo import load_zones
     from candela_sdk import storage
+    from candela_sdk.zones import load_zones
 
     _require(uri, "--zones")
-    text = storage.read_text(uri)
-    load_zones(text, uri)
-    return text
+    data = storage.read_bytes(uri)
+    load_zones(data, uri)
+    return data
 
 
 def _check_grid(a: str, b: str, what: str) -> None:
@@ -211,24 +212,24 @@ def _write_outputs(
     threshold: float,
     auto: bool,
     times: tuple[dt.datetime | None, dt.datetime | None],
-    zones_text: str | None,
+    zones_text: bytes | None,
 ) -> dict[str, Any]:
     import rasterio
 
     from candela_changedetect.calibration import FLAGGED_WARNING_SHARE
-    from candela_changedetect.geo import (
+    from candela_changedetect.geo import ground_pixel_size_m
+    from candela_changedetect.quicklook import QuicklookAccumulator, render
+    from candela_sdk import storage
+    from candela_sdk.cog import CogSpec, cog_writer
+    from candela_sdk.errors import NoDataError
+    from candela_sdk.zones import (
         grid_zones,
-        ground_pixel_size_m,
         load_zones,
         row_pixel_areas_m2,
         zone_statistics,
         zones_csv,
         zones_geojson,
     )
-    from candela_changedetect.quicklook import QuicklookAccumulator, render
-    from candela_sdk import storage
-    from candela_sdk.cog import CogSpec, cog_writer
-    from candela_sdk.errors import NoDataError
 
     crs, transform, width, height = grid["crs"], grid["transform"], grid["width"], grid["height"]
     score_threshold = model.score_at(threshold)

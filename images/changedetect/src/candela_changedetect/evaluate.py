@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from candela_changedetect.service import EvaluateParams
+    from candela_changedetect.params import EvaluateParams
 
 log = logging.getLogger(__name__)
 
@@ -228,7 +228,7 @@ def run_dataset(params: EvaluateParams) -> dict[str, Any]:
 
     from candela_changedetect import oscd
     from candela_changedetect.detect import run_detect
-    from candela_changedetect.service import DetectParams
+    from candela_changedetect.params import DetectParams
     from candela_sdk import storage
     from candela_sdk.errors import InputError, NoDataError
 

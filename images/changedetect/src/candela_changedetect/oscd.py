@@ -13,16 +13,19 @@ from pathlib import Path
 
 import numpy as np
 
+from candela_sdk.sentinel2 import DEFAULT_BANDS, band_files
+
 #: the 10 Sentinel-2 bands at 10 and 20 m, in the preprocessing service's order
-BANDS: tuple[str, ...] = ("B02", "B03", "B04", "B08", "B05", "B06", "B07", "B8A", "B11", "B12")
+BANDS: tuple[str, ...] = DEFAULT_BANDS
 
 
 def band_file(city_dir: Path, date: int, band: str) -> Path:
     folder = city_dir / f"imgs_{date}"
-    hits = sorted(folder.glob(f"*_{band}.tif"))
-    if not hits:
+    names = [p.name for p in folder.iterdir()] if folder.is_dir() else []
+    hit = band_files(names).get(band)
+    if hit is None:
         raise FileNotFoundError(f"band {band} missing in {folder}")
-    return hits[0]
+    return folder / hit
 
 
 def labels_file(city_dir: Path) -> Path | None:

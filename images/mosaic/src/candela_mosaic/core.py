@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from candela_mosaic import __version__
-from candela_mosaic.service import MosaicParams
+from candela_mosaic.params import MosaicParams
 from candela_sdk import storage
 from candela_sdk.errors import InputError
 

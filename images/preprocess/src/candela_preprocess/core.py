@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from candela_preprocess import code_version
-from candela_preprocess.bands import REFERENCE_BAND, S2_BANDS
 from candela_preprocess.gridmath import (
     PixelWindow,
     block_windows,
@@ -38,10 +37,11 @@ from candela_preprocess.layouts import Product, open_product
 from candela_preprocess.quality import PixelSample, QualityGateError, sample_step
 from candela_sdk import storage
 from candela_sdk.errors import InputError, NoDataError, OutputError
+from candela_sdk.sentinel2 import BANDS, REFERENCE_BAND
 from candela_sdk.settings import get_settings
 
 if TYPE_CHECKING:
-    from candela_preprocess.service import PreprocessParams
+    from candela_preprocess.params import PreprocessParams
 
 log = logging.getLogger(__name__)
 
@@ -138,35 +138,14 @@ def _preflight_output(uri: str) -> None:
     os.unlink(probe)
 
 
-def _remove_folder(uri: str) -> None:
-    loc = storage.parse(uri)
-    try:
-        if loc.scheme == "file":
-            shutil.rmtree(loc.path, ignore_errors=True)
-        else:
-            client = storage.s3_client()
-            pages = client.get_paginator("list_objects_v2").paginate(
-                Bucket=loc.bucket, Prefix=loc.path.rstrip("/") + "/"
-            )
-            for page in pages:
-                for obj in page.get("Contents", []):
-                    client.delete_object(Bucket=loc.bucket, Key=obj["Key"])
-    except Exception as exc:
-        log.warning("could not remove %s after a failure: %s", uri, exc)
-
-
 def _publish_folder(local: Path, uri: str) -> None:
     with storage.writing_folder(uri) as stage:
         shutil.copytree(local, stage, dirs_exist_ok=True)
 
 
-def _remove(uri: str) -> None:
-    loc = storage.parse(uri)
+def _remove(uri: str, recursive: bool = False) -> None:
     try:
-        if loc.scheme == "file":
-            Path(loc.path).unlink(missing_ok=True)
-        else:
-            storage.s3_client().delete_object(Bucket=loc.bucket, Key=loc.path)
+        storage.delete(uri, recursive=recursive)
     except Exception as exc:
         log.warning("could not remove %s after a failure: %s", uri, exc)
 
@@ -349,9 +328,9 @@ def resolve_grid(params: PreprocessParams, product: Product, ref: Any) -> Target
 
     aoi = None
     if params.aoi:
-        from candela_preprocess.aoi import load_aoi
+        from candela_sdk.aoi import load_aoi
 
-        aoi = load_aoi(params.aoi)
+        aoi = load_aoi(params.aoi).geometry
 
     if params.grid_like:
         from affine import Affine
@@ -367,7 +346,7 @@ def resolve_grid(params: PreprocessParams, product: Product, ref: Any) -> Target
                 f"product {product.uri} does not overlap the grid of {params.grid_like}"
             )
         if aoi is not None:
-            from candela_preprocess.aoi import to_crs
+            from candela_sdk.aoi import to_crs
 
             if not to_crs(aoi, grid.crs).intersects(product_fp.intersection(grid_fp)):
                 raise NoDataError(
@@ -379,7 +358,7 @@ def resolve_grid(params: PreprocessParams, product: Product, ref: Any) -> Target
     grid = _grid_of(ref)
     if aoi is None:
         return grid
-    from candela_preprocess.aoi import to_crs
+    from candela_sdk.aoi import to_crs
 
     geom = to_crs(aoi, grid.crs)
     footprint = _box(grid.bounds)
@@ -499,8 +478,8 @@ def preprocess(params: PreprocessParams) -> dict[str, Any]:
             band_tags=[
                 {
                     "BAND_NAME": b,
-                    "NATIVE_RESOLUTION_M": str(S2_BANDS[b].resolution),
-                    "CENTER_WAVELENGTH_UM": str(S2_BANDS[b].center_wavelength),
+                    "NATIVE_RESOLUTION_M": str(BANDS[b].resolution),
+                    "CENTER_WAVELENGTH_UM": str(BANDS[b].center_wavelength),
                 }
                 for b in bands
             ],
@@ -598,7 +577,7 @@ def preprocess(params: PreprocessParams) -> dict[str, Any]:
             for uri in published:
                 _remove(uri)
             if report_published:
-                _remove_folder(outs.report)
+                _remove(outs.report, recursive=True)
             raise
     return {
         "output": outs.stack,
@@ -780,7 +759,7 @@ def build_item(
     eo_bands = []
     raster_bands = []
     for i, b in enumerate(bands):
-        info = S2_BANDS[b]
+        info = BANDS[b]
         eo: dict[str, Any] = {
             "name": b,
             "center_wavelength": info.center_wavelength,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 import time
 import types
@@ -114,6 +115,56 @@ def _is_list(annotation: Any) -> bool:
     return False
 
 
+def _is_number_list(annotation: Any) -> bool:
+    """list[float] / list[int] (optional or not): given as ``1 2 3`` or ``1,2,3`` on the CLI."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_is_number_list(a) for a in typing.get_args(annotation) if a is not type(None))
+    if origin not in (list, tuple, Sequence):
+        return False
+    args = [a for a in typing.get_args(annotation) if a is not Ellipsis]
+    return bool(args) and all(a in (float, int) for a in args)
+
+
+_NUMBER = r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+_NUMBERS = re.compile(rf"^{_NUMBER}(?:\s*,\s*{_NUMBER})*,?$")
+
+
+def _number_list_argv(service: Service, argv: list[str]) -> list[str]:
+    """The values after a number-list flag as one ``--flag=v1,v2,…`` argument.
+
+    argparse reads a value such as ``-0.68,44.83,-0.56,44.93`` (it starts with ``-`` and is not
+    a plain negative number) as an unknown option; joined to its flag it is a value.
+    """
+    flags = {
+        _flag(name)
+        for name, info in service.params.model_fields.items()
+        if _is_number_list(info.annotation)
+    }
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        i += 1
+        if arg in flags:
+            values = []
+            while i < len(argv) and _NUMBERS.match(argv[i].strip()):
+                values.append(argv[i].strip().rstrip(","))
+                i += 1
+            if values:
+                arg = f"{arg}={','.join(values)}"
+        out.append(arg)
+    return out
+
+
+def _split_numbers(service: Service, raw: dict[str, Any]) -> dict[str, Any]:
+    """Number lists given as ``W,S,E,N`` become their values."""
+    for name, info in service.params.model_fields.items():
+        if _is_number_list(info.annotation) and isinstance(raw.get(name), list):
+            raw[name] = [p.strip() for v in raw[name] for p in str(v).split(",") if p.strip()]
+    return raw
+
+
 def _is_structured(annotation: Any) -> bool:
     """dict-like or model-like values travel as one JSON argument."""
     origin = typing.get_origin(annotation)
@@ -167,6 +218,8 @@ def build_parser(service: Service) -> argparse.ArgumentParser:
         elif _is_structured(info.annotation):
             parser.add_argument(flag, dest=name, type=_json_arg, default=None, help=help_text)
         elif _is_list(info.annotation):
+            if _is_number_list(info.annotation):
+                help_text += " (values apart, or comma-separated)"
             parser.add_argument(flag, dest=name, nargs="+", default=None, help=help_text)
         else:
             parser.add_argument(
@@ -238,9 +291,10 @@ def execute(service: Service, params: ServiceParams) -> dict[str, Any]:
 def main(service: Service, argv: Sequence[str] | None = None) -> int:
     """CLI entry point shared by every service: parse, validate, run, report, exit code."""
     parser = build_parser(service)
-    ns = parser.parse_args(argv)
+    ns = parser.parse_args(_number_list_argv(service, list(sys.argv[1:] if argv is None else argv)))
     configure_logging(ns.log_level)
     raw = {k: v for k, v in vars(ns).items() if k != "log_level" and v is not None}
+    raw = _split_numbers(service, raw)
     try:
         params = service.params.model_validate(raw)
     except ValidationError as exc:

@@ -382,3 +382,57 @@ def writing_folder(uri: str | os.PathLike[str]) -> Iterator[Path]:
             # the output folder this call created stays only with the outputs in it
             with contextlib.suppress(OSError):
                 final.rmdir()
+
+
+# --- removing -------------------------------------------------------------------------------
+
+
+def delete(uri: str | os.PathLike[str], recursive: bool = False) -> None:
+    """Remove the file or object at ``uri``; with ``recursive`` the folder (prefix) and all
+    below it. Nothing there is not an error."""
+    loc = parse(uri)
+    if loc.scheme == "file":
+        path = Path(loc.path)
+        if recursive and path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        return
+    client = s3_client()
+    if not recursive:
+        client.delete_object(Bucket=loc.bucket, Key=loc.path)
+        return
+    pages = client.get_paginator("list_objects_v2").paginate(
+        Bucket=loc.bucket, Prefix=loc.path.rstrip("/") + "/"
+    )
+    for page in pages:
+        for obj in page.get("Contents", []):
+            client.delete_object(Bucket=loc.bucket, Key=obj["Key"])
+
+
+def remove_temporaries(uri: str | os.PathLike[str]) -> list[str]:
+    """Remove what an interrupted write may have left beside ``uri`` (never ``uri`` itself).
+
+    Writes are atomic (:func:`writing`, :func:`upload_file`, :func:`writing_folder`: a temporary
+    name, then a rename or an S3 copy); a process killed mid-write can leave those temporaries
+    behind: ``.<name>.<id>.tmp…`` files or folders beside a local output, ``<key>.….uploading``
+    objects beside an S3 one. Returns what was removed.
+    """
+    loc = parse(uri)
+    removed: list[str] = []
+    if loc.scheme == "file":
+        target = Path(loc.path)
+        if not target.parent.is_dir():
+            return removed
+        for p in target.parent.glob(f".{target.name}.*"):
+            if ".tmp" in p.name:
+                shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+                removed.append(str(p))
+        return removed
+    client = s3_client()
+    resp = client.list_objects_v2(Bucket=loc.bucket, Prefix=loc.path + ".")
+    for obj in resp.get("Contents", []):
+        if obj["Key"].endswith(".uploading"):
+            client.delete_object(Bucket=loc.bucket, Key=obj["Key"])
+            removed.append(f"s3://{loc.bucket}/{obj['Key']}")
+    return removed

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from candela_search.service import SERVICE, Collection, Provider, SearchParams
+from candela_search.params import Collection, Provider, SearchParams
+from candela_search.service import SERVICE
 
 if TYPE_CHECKING:
     from candela_search.core import SearchResult

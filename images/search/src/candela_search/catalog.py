@@ -1,7 +1,8 @@
 """The local catalogue: rows of ``candela.products`` (this package's table: ``migrations/``).
 
 :func:`add` is an idempotent upsert: a product whose id is already there is updated in place.
-The database is named by a DSN: an argument, else ``$CANDELA_DATABASE_URL``.
+The database is named by a DSN: an argument, else ``$CANDELA_DATABASE_URL``, else the embedded
+platform's database when that platform runs at ``$CANDELA_HOME`` (default ``.candela``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from candela_search.records import ProductRecord, Skipped
 log = logging.getLogger(__name__)
 
 DSN_ENV = "CANDELA_DATABASE_URL"
+HOME_ENV = "CANDELA_HOME"
 
 _UPSERT = """
 INSERT INTO candela.products AS p (
@@ -46,12 +48,18 @@ RETURNING (xmax = 0) AS inserted
 
 
 def resolve_dsn(dsn: str | None = None) -> str:
-    """``dsn`` if given, else ``$CANDELA_DATABASE_URL``; an :class:`InputError` if neither."""
+    """``dsn`` if given, else ``$CANDELA_DATABASE_URL``, else the database of the embedded
+    platform running at ``$CANDELA_HOME``; an :class:`InputError` if none."""
+    from candela_sdk.settings import platform_dsn
     from candela_search.settings import get_settings
 
-    value = dsn or get_settings().database_url
+    settings = get_settings()
+    value = dsn or platform_dsn(settings)
     if not value:
-        raise InputError(f"no catalogue database: pass --dsn or set {DSN_ENV}")
+        raise InputError(
+            f"no catalogue database: pass --dsn or set {DSN_ENV}, or start the platform "
+            f"(`candela up`) at {HOME_ENV}={settings.home}"
+        )
     return value
 
 

@@ -19,11 +19,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from candela_sdk.aoi import Aoi, from_bbox, load_aoi
 from candela_sdk.errors import NoDataError
-from candela_search.aoi import Aoi, from_bbox, load_aoi
+from candela_search.params import SearchParams
 from candela_search.providers import get_provider
 from candela_search.records import ProductRecord
-from candela_search.service import SearchParams
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ Recognised (tried in this order on every path):
   the band files use the compact naming ``T30TXQ_20171026T110131_B02.tif`` and that date agrees,
   its sensing time is used too. Footprint from the B02 raster, href the band folder.
 * **Sentinel-2 SAFE** folder or ``.zip`` with ``MTD_MSIL1C.xml`` / ``MTD_MSIL2A.xml``
-  (see :mod:`candela_search.safe`).
+  (see :mod:`candela_sdk.sentinel2`).
 * **BigEarthNet patch** folder with ``<patch>_labels_metadata.json`` (Sentinel-2 L2A patches
   ``S2A_MSIL2A_…_<row>_<col>`` and Sentinel-1 GRD patches ``S1A_IW_GRDH_1SDV_…_<tile>_<r>_<c>``).
 * **STAC item** JSON file (a Feature, or a FeatureCollection of items).
@@ -33,7 +33,21 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from candela_search import items as stac
+from candela_sdk import stac
+from candela_sdk.sentinel2 import (
+    BAND_NAMES,
+    BIGEARTHNET_S1,
+    BIGEARTHNET_S2,
+    MTD_NAMES,
+    MetadataError,
+    SafeMetadata,
+    band_files,
+    bigearthnet_time,
+    finest_images,
+    parse_mtd,
+    parse_oscd_dates,
+    resolution,
+)
 from candela_search.records import (
     COLLECTIONS,
     ProductRecord,
@@ -47,28 +61,11 @@ from candela_search.records import (
     tile_from_name,
     utc,
 )
-from candela_search.safe import MTD_NAMES, MetadataError, band_assets, parse_mtd
 
 log = logging.getLogger(__name__)
 
 MAX_DEPTH = 6
-
-S2_GSD = {
-    "B01": 60,
-    "B02": 10,
-    "B03": 10,
-    "B04": 10,
-    "B05": 20,
-    "B06": 20,
-    "B07": 20,
-    "B08": 10,
-    "B8A": 20,
-    "B09": 60,
-    "B10": 60,
-    "B11": 20,
-    "B12": 20,
-}
-_BAND_FILE = re.compile(r"_(B\d{2}|B8A)\.tiff?$", re.IGNORECASE)
+SOFTWARE = stac.package_software("candela-search")
 
 
 class Refused(Exception):
@@ -80,6 +77,40 @@ Detector = Callable[[Path, list[Skipped]], list[ProductRecord] | None]
 
 def _uri(path: Path) -> str:
     return path.resolve().as_uri()
+
+
+def _record(
+    item_id: str,
+    collection: str,
+    when: dt.datetime,
+    geometry: dict[str, Any],
+    bbox: tuple[float, float, float, float],
+    href: str,
+    properties: dict[str, Any],
+    assets: dict[str, dict[str, Any]],
+    **fields: Any,
+) -> ProductRecord:
+    """A catalogue record and its STAC item, both from the same fields."""
+    item = stac.build_item(
+        item_id=item_id,
+        collection=collection,
+        datetime=when,
+        geometry=geometry,
+        bbox=bbox,
+        properties=properties,
+        assets=assets,
+        software=SOFTWARE,
+    )
+    return ProductRecord(
+        id=item_id,
+        collection=collection,
+        datetime=when,
+        geometry=geometry,
+        bbox=bbox,
+        href=href,
+        item=item,
+        **fields,
+    )
 
 
 # --- public API ----------------------------------------------------------------------------
@@ -184,25 +215,23 @@ def _walk(
 # --- OSCD ----------------------------------------------------------------------------------
 
 
-def _oscd_dates(text: str) -> dict[str, dt.date]:
-    dates = {}
-    for line in text.splitlines():
-        m = re.match(r"^\s*(date_\d)\s*:\s*(\d{8})\s*$", line)
-        if m:
-            try:
-                dates[m.group(1)] = dt.datetime.strptime(m.group(2), "%Y%m%d").date()
-            except ValueError:
-                raise Refused(f"dates.txt has an impossible date {m.group(2)!r}") from None
-    return dates
-
-
 def _band_files(folder: Path) -> dict[str, Path]:
-    bands = {}
-    for f in sorted(folder.iterdir()):
-        m = _BAND_FILE.search(f.name)
-        if m and f.is_file():
-            bands[m.group(1).upper()] = f
-    return bands
+    names = [f.name for f in folder.iterdir() if f.is_file()]
+    return {band: folder / name for band, name in band_files(names).items()}
+
+
+def _band_assets(files: dict[str, Path]) -> dict[str, dict[str, Any]]:
+    """Assets of per-band GeoTIFFs (OSCD, BigEarthNet)."""
+    return {
+        band: {
+            "href": _uri(f),
+            "type": stac.GEOTIFF,
+            "title": f"{band} ({resolution(band) or '?'} m)",
+            "roles": ["data"],
+            "gsd": float(resolution(band) or 0) or None,
+        }
+        for band, f in files.items()
+    }
 
 
 def detect_oscd(path: Path, skipped: list[Skipped]) -> list[ProductRecord] | None:
@@ -214,7 +243,10 @@ def detect_oscd(path: Path, skipped: list[Skipped]) -> list[ProductRecord] | Non
     ):
         return None
     city = path.name
-    dates = _oscd_dates((path / "dates.txt").read_text(errors="replace"))
+    try:
+        dates = parse_oscd_dates((path / "dates.txt").read_text(errors="replace"))
+    except MetadataError as exc:
+        raise Refused(str(exc)) from None
     outline = path / f"{city}.geojson"
     for n in (1, 2):
         if f"date_{n}" not in dates:
@@ -247,16 +279,7 @@ def detect_oscd(path: Path, skipped: list[Skipped]) -> list[ProductRecord] | Non
         tile = tile_from_name(b02)
         platform = platform_from_name(b02)
         orbit = re.search(r"_A(\d{6})_", b02)
-        assets: dict[str, dict[str, Any]] = {
-            band: {
-                "href": _uri(f),
-                "type": stac.GEOTIFF,
-                "title": f"{band} ({S2_GSD.get(band, '?')} m)",
-                "roles": ["data"],
-                "gsd": float(S2_GSD[band]) if band in S2_GSD else None,
-            }
-            for band, f in bands.items()
-        }
+        assets = _band_assets(bands)
         if outline.is_file():
             assets["outline"] = {
                 "href": _uri(outline),
@@ -276,24 +299,16 @@ def detect_oscd(path: Path, skipped: list[Skipped]) -> list[ProductRecord] | Non
             "processing:level": "L1C",
             "candela:source": f"OSCD {city} imgs_{n}",
         }
-        item = stac.build_item(
-            item_id=item_id,
-            collection="sentinel-2-l1c",
-            datetime=when,
-            geometry=fp["geometry"],
-            bbox=fp["bbox"],
-            properties=props,
-            assets=assets,
-        )
         records.append(
-            ProductRecord(
-                id=item_id,
-                collection="sentinel-2-l1c",
-                datetime=when,
-                geometry=fp["geometry"],
-                bbox=fp["bbox"],
-                href=_uri(folder),
-                item=item,
+            _record(
+                item_id,
+                "sentinel-2-l1c",
+                when,
+                fp["geometry"],
+                fp["bbox"],
+                _uri(folder),
+                props,
+                assets,
                 platform=platform,
                 tile=tile,
                 source="oscd",
@@ -343,6 +358,8 @@ def detect_safe(path: Path, skipped: list[Skipped]) -> list[ProductRecord] | Non
     from shapely.geometry.polygon import orient
     from shapely.validation import make_valid
 
+    if not md.footprint:
+        raise Refused("the footprint (Global_Footprint/EXT_POS_LIST) is missing")
     poly = Polygon(md.footprint)
     if not poly.is_valid:
         poly = make_valid(poly)
@@ -400,24 +417,16 @@ def detect_safe(path: Path, skipped: list[Skipped]) -> list[ProductRecord] | Non
         "candela:bands": bands or None,
     }
     bbox = bbox_of(geometry)
-    item = stac.build_item(
-        item_id=item_id,
-        collection=md.collection,
-        datetime=md.start_time,
-        geometry=geometry,
-        bbox=bbox,
-        properties=props,
-        assets=assets,
-    )
     return [
-        ProductRecord(
-            id=item_id,
-            collection=md.collection,
-            datetime=md.start_time,
-            geometry=geometry,
-            bbox=bbox,
-            href=_uri(path),
-            item=item,
+        _record(
+            item_id,
+            md.collection,
+            md.start_time,
+            geometry,
+            bbox,
+            _uri(path),
+            props,
+            assets,
             platform=platform,
             tile=tile,
             cloud_cover=md.cloud_cover,
@@ -428,20 +437,44 @@ def detect_safe(path: Path, skipped: list[Skipped]) -> list[ProductRecord] | Non
     ]
 
 
-# --- BigEarthNet ---------------------------------------------------------------------------
+def band_assets(
+    md: SafeMetadata, base_href: str | None
+) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Assets for the band files of a SAFE folder (finest resolution per band) + band names.
 
-_BEN_S2 = re.compile(r"^(S2[A-D])_MSIL2A_(\d{8}T\d{5,6})_(\d+)_(\d+)$")
-_BEN_S1 = re.compile(r"^(S1[A-D])_IW_GRDH_1SDV_(\d{8}T\d{6})_(\d{2}[A-Z]{3})_(\d+)_(\d+)$")
+    ``base_href`` is the folder's ``file://`` URI; ``None`` (a zip) gives no band assets.
+    """
+    best = finest_images(md.image_files)
+    bands = sorted(best)
+    if base_href is None:
+        return {}, bands
+    assets: dict[str, dict[str, Any]] = {}
+    q = md.quantification_value
+    for band in bands:
+        res, path = best[band]
+        spec: dict[str, Any] = {
+            "href": f"{base_href.rstrip('/')}/{path}.jp2",
+            "type": "image/jp2",
+            "title": f"{band}" + (f" ({res} m)" if res else ""),
+            "roles": ["data"] if band not in ("TCI",) else ["visual"],
+        }
+        if res:
+            spec["gsd"] = float(res)
+        if q and band in BAND_NAMES:
+            spec["raster:scale"] = 1.0 / q
+            spec["raster:offset"] = md.add_offsets.get(band, 0.0) / q
+        assets[band] = spec
+    return assets, bands
+
+
+# --- BigEarthNet ---------------------------------------------------------------------------
 
 
 def _ben_time(meta: dict[str, Any], *keys: str) -> dt.datetime:
-    for key in keys:
-        if meta.get(key):
-            try:
-                return utc(dt.datetime.fromisoformat(str(meta[key]).replace(" ", "T")))
-            except ValueError:
-                raise Refused(f"BigEarthNet {key} {meta[key]!r} is not a date") from None
-    raise Refused(f"BigEarthNet metadata has no {' or '.join(keys)}")
+    try:
+        return bigearthnet_time(meta, *keys)
+    except MetadataError as exc:
+        raise Refused(str(exc)) from None
 
 
 def detect_bigearthnet(path: Path, skipped: list[Skipped]) -> list[ProductRecord] | None:
@@ -458,8 +491,8 @@ def detect_bigearthnet(path: Path, skipped: list[Skipped]) -> list[ProductRecord
         raise Refused(f"{meta_file.name} is not a JSON object")
     name = path.name
     labels = meta.get("labels") if isinstance(meta.get("labels"), list) else None
-    s2 = _BEN_S2.match(name)
-    s1 = _BEN_S1.match(name)
+    s2 = BIGEARTHNET_S2.match(name)
+    s1 = BIGEARTHNET_S1.match(name)
     if s2:
         collection = "sentinel-2-l2a"
         when = _ben_time(meta, "acquisition_date")
@@ -469,16 +502,7 @@ def detect_bigearthnet(path: Path, skipped: list[Skipped]) -> list[ProductRecord
         rel = re.search(r"_R(\d{3})_", source)
         files = _band_files(path)
         main = "B02"
-        assets: dict[str, dict[str, Any]] = {
-            band: {
-                "href": _uri(f),
-                "type": stac.GEOTIFF,
-                "title": f"{band} ({S2_GSD.get(band, '?')} m)",
-                "roles": ["data"],
-                "gsd": float(S2_GSD[band]) if band in S2_GSD else None,
-            }
-            for band, f in files.items()
-        }
+        assets = _band_assets(files)
         props: dict[str, Any] = {
             "constellation": "sentinel-2",
             "instruments": ["msi"],
@@ -548,24 +572,16 @@ def detect_bigearthnet(path: Path, skipped: list[Skipped]) -> list[ProductRecord
             "candela:source": "BigEarthNet",
         }
     )
-    item = stac.build_item(
-        item_id=name,
-        collection=collection,
-        datetime=when,
-        geometry=fp["geometry"],
-        bbox=fp["bbox"],
-        properties=props,
-        assets=assets,
-    )
     return [
-        ProductRecord(
-            id=name,
-            collection=collection,
-            datetime=when,
-            geometry=fp["geometry"],
-            bbox=fp["bbox"],
-            href=_uri(path),
-            item=item,
+        _record(
+            name,
+            collection,
+            when,
+            fp["geometry"],
+            fp["bbox"],
+            _uri(path),
+            props,
+            assets,
             platform=platform,
             tile=tile,
             processing_baseline=baseline,
@@ -826,31 +842,23 @@ def detect_geotiff(path: Path, skipped: list[Skipped]) -> list[ProductRecord] | 
         "processing:version": baseline,
         "candela:source": "GeoTIFF",
     }
-    item = stac.build_item(
-        item_id=item_id,
-        collection=collection,
-        datetime=when,
-        geometry=fp["geometry"],
-        bbox=fp["bbox"],
-        properties=props,
-        assets={
-            "data": {
-                "href": _uri(path),
-                "type": stac.COG if cog else stac.GEOTIFF,
-                "title": name,
-                "roles": ["data"],
-            }
-        },
-    )
     return [
-        ProductRecord(
-            id=item_id,
-            collection=collection,
-            datetime=when,
-            geometry=fp["geometry"],
-            bbox=fp["bbox"],
-            href=_uri(path),
-            item=item,
+        _record(
+            item_id,
+            collection,
+            when,
+            fp["geometry"],
+            fp["bbox"],
+            _uri(path),
+            props,
+            {
+                "data": {
+                    "href": _uri(path),
+                    "type": stac.COG if cog else stac.GEOTIFF,
+                    "title": name,
+                    "roles": ["data"],
+                }
+            },
             platform=platform,
             tile=tile,
             cloud_cover=cloud,

@@ -15,31 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from candela_sdk.sentinel2 import baseline_from_name as baseline_from_name
+from candela_sdk.stac import isoformat as isoformat
+
 COLLECTIONS = ("sentinel-2-l2a", "sentinel-2-l1c", "sentinel-1-grd")
 
 # tile in a product or file name: "_T30TXQ_" (S2 names) or "T30TXQ_" at the start (compact
 # band names); never the "T163055" of a time stamp (digits after the first two).
 _TILE_IN_NAME = re.compile(r"(?:^|_)T(\d{2}[A-Z]{3})(?=_|\.|$)")
 _TILE = re.compile(r"^T\d{2}[A-Z]{3}$")
-_BASELINE_IN_NAME = re.compile(r"_N(\d{2})(\d{2})(?=_|\.|$)")
 _BASELINE_SUFFIX = re.compile(r"_N\d{2}\.\d{2}$")
-
-# Band order of the Sentinel-2 metadata's band_id / bandId attributes (0..12).
-S2_BANDS = (
-    "B01",
-    "B02",
-    "B03",
-    "B04",
-    "B05",
-    "B06",
-    "B07",
-    "B08",
-    "B8A",
-    "B09",
-    "B10",
-    "B11",
-    "B12",
-)
 
 
 @dataclass
@@ -97,10 +82,6 @@ class Scan:
 # --- helpers -------------------------------------------------------------------------------
 
 
-def isoformat(value: dt.datetime) -> str:
-    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
-
-
 def utc(value: dt.datetime) -> dt.datetime:
     """A naive datetime is UTC; an aware one is converted to UTC."""
     if value.tzinfo is None:
@@ -124,12 +105,6 @@ def normalise_tile(value: str | None) -> str | None:
     if not text.startswith("T"):
         text = "T" + text
     return text if _TILE.match(text) else None
-
-
-def baseline_from_name(name: str) -> str | None:
-    """``02.06`` from a product name with ``_N0206_``."""
-    m = _BASELINE_IN_NAME.search(name)
-    return f"{m.group(1)}.{m.group(2)}" if m else None
 
 
 def baseline_key(baseline: str | None) -> tuple[int, ...]:

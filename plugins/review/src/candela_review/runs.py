@@ -344,12 +344,15 @@ def _stamp(uri: str) -> float:
 def _stored_zones(uri: str, source: str, stamp: float) -> dict[str, Any]:
     from rasterio.warp import transform_geom
 
-    doc = _read_json(uri)
-    if doc is None:
-        raise NotFound("the zone statistics of this result are not readable")
-    crs = ((doc.get("crs") or {}).get("properties") or {}).get("name") or "EPSG:4326"
-    rows = []
-    for i, f in enumerate(doc.get("features") or []):
+    from candela_sdk.errors import CandelaError
+    from candela_sdk.zones import read_zones
+
+    try:
+        features, crs = read_zones(uri)
+    except (CandelaError, OSError):
+        raise NotFound("the zone statistics of this result are not readable") from None
+    rows: list[dict[str, Any]] = []
+    for i, f in enumerate(features):
         p = f.get("properties") or {}
         geom = f.get("geometry")
         g84 = transform_geom(crs, "EPSG:4326", geom) if geom and crs != "EPSG:4326" else geom
@@ -374,99 +377,6 @@ def _stored_zones(uri: str, source: str, stamp: float) -> dict[str, Any]:
         )
     rows.sort(key=lambda r: -(r["changed_area_ha"] or 0.0))
     return {"source": source, "zones": rows}
-
-
-GRID_M = 1000.0
-
-
-def compute_zones(mask_uri: str, zones_uri: str | None) -> dict[str, Any]:
-    """DEPRECATED, unused: the pipeline stores the zone statistics (``zones_for`` reads them).
-    Kept only so parallel edits merge; delete it together with ``_metric_crs``."""
-    import rasterio
-    from rasterio.warp import transform_bounds, transform_geom
-
-    from candela_changedetect.geo import zone_statistics
-    from candela_sdk import storage
-
-    with storage.rasterio_env(), rasterio.open(storage.gdal_path(mask_uri)) as ds:
-        if zones_uri:
-            doc = json.loads(storage.read_text(zones_uri))
-            feats = doc.get("features") or []
-            crs = ((doc.get("crs") or {}).get("properties") or {}).get("name") or "EPSG:4326"
-            rows = []
-            for i, f in enumerate(feats):
-                p = f.get("properties") or {}
-                geom = f.get("geometry")
-                g84 = transform_geom(crs, "EPSG:4326", geom) if crs != "EPSG:4326" else geom
-                rows.append(
-                    {
-                        "id": str(f.get("id", p.get("zone_id", i))),
-                        "name": str(p.get("name") or p.get("nom") or p.get("label") or ""),
-                        "valid_area_ha": p.get("change_valid_area_ha"),
-                        "changed_area_ha": p.get("change_changed_area_ha"),
-                        "changed_fraction": p.get("change_changed_fraction"),
-                        "geometry": g84,
-                    }
-                )
-            source = "zones given to the run (zones.geojson)"
-        else:
-            if ds.crs is None:
-                raise NotFound("no zones and the raster has no CRS: no grid to count on")
-            grid_crs = _metric_crs(ds)
-            left, bottom, right, top = transform_bounds(ds.crs, grid_crs, *ds.bounds)
-            crs_text = grid_crs
-            feats = []
-            x0 = GRID_M * (left // GRID_M)
-            y = GRID_M * (bottom // GRID_M)
-            while y < top:
-                x = x0
-                while x < right:
-                    ring = [[x, y], [x + GRID_M, y], [x + GRID_M, y + GRID_M], [x, y + GRID_M]]
-                    cell = {"type": "Polygon", "coordinates": [[*ring, ring[0]]]}
-                    name = f"E{int(x // GRID_M)} N{int(y // GRID_M)}"
-                    feats.append(
-                        {"type": "Feature", "id": name, "properties": {}, "geometry": cell}
-                    )
-                    x += GRID_M
-                y += GRID_M
-            stats = zone_statistics(feats, crs_text, ds)
-            rows = []
-            for f, s in zip(feats, stats, strict=True):
-                if not s["valid_pixels"]:
-                    continue
-                rows.append(
-                    {
-                        "id": s["zone_id"],
-                        "name": f"1 km cell {s['zone_id']}",
-                        "valid_area_ha": s["valid_area_ha"],
-                        "changed_area_ha": s["changed_area_ha"],
-                        "changed_fraction": s["changed_fraction"],
-                        "geometry": transform_geom(crs_text, "EPSG:4326", f["geometry"]),
-                    }
-                )
-            source = f"1 km grid cells in {crs_text} (the run was given no zones)"
-        for r in rows:
-            g = r["geometry"]
-            pts = [tuple(c) for ring in _rings(g) for c in ring]
-            if pts:
-                xs, ys = zip(*[(p[0], p[1]) for p in pts], strict=True)
-                r["bbox"] = [min(xs), min(ys), max(xs), max(ys)]
-            else:
-                r["bbox"] = list(transform_bounds(ds.crs, "EPSG:4326", *ds.bounds))
-    rows.sort(key=lambda r: -(r["changed_area_ha"] or 0.0))
-    return {"source": source, "zones": rows}
-
-
-def _metric_crs(ds: Any) -> str:
-    """The raster's CRS when projected, else the UTM zone of its centre."""
-    from rasterio.warp import transform_bounds
-
-    if ds.crs.is_projected:
-        return str(ds.crs.to_string())
-    w, s, e, n = transform_bounds(ds.crs, "EPSG:4326", *ds.bounds)
-    lon, lat = (w + e) / 2, (s + n) / 2
-    zone = int((lon + 180) // 6) + 1
-    return f"EPSG:{(32600 if lat >= 0 else 32700) + zone}"
 
 
 def _rings(geom: dict[str, Any] | None) -> list[list[Any]]:

@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from candela_search import items as stac
+from candela_sdk import stac
 from candela_search.providers.remote import endpoint, get_json
 from candela_search.records import (
     ProductRecord,
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from candela_search.core import Query
 
 log = logging.getLogger(__name__)
+SOFTWARE = stac.package_software("candela-search")
 
 DEFAULT_URL = "https://catalogue.dataspace.copernicus.eu/odata/v1"
 PAGE = 100
@@ -121,6 +122,7 @@ def record_from_product(product: dict[str, Any], collection: str) -> ProductReco
         "cdse:online": product.get("Online"),
     }
     item = stac.build_item(
+        software=SOFTWARE,
         item_id=item_id,
         collection=collection,
         datetime=start,
