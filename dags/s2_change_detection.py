@@ -65,7 +65,7 @@ def s2_change_detection() -> None:
         from candela.callbacks import _dsn
         from candela.db.runs import claim
         from candela.pipeline import aoi_geometry, output_prefix, search_arguments, split_aoi
-        from candela.runs import RunConflict, output_key
+        from candela.runs import RunConflict, workflow_key
         from candela.settings import get_settings
         from candela.workflows import BadRunConf, validate_conf
 
@@ -76,7 +76,7 @@ def s2_change_detection() -> None:
             validate_conf(dag_id, params)
         except BadRunConf as exc:
             raise AirflowFailException(str(exc)) from None
-        key = output_key(dag_id, params)
+        key = workflow_key(dag_id, params)  # the same key the API server's run guard claimed
         dsn = _dsn()
         if dsn:
             try:

@@ -94,16 +94,24 @@ def test_unknown_model_is_refused_before_any_run(platform: Platform) -> None:
     assert "triggered" not in r.stdout  # refused by the run configuration: no run was created
 
 
-def test_cross_field_rules_fail_in_the_first_task_without_retry(platform: Platform) -> None:
-    # through the REST API (no CLI check): the Params' schema cannot compare two fields, so
-    # plan_run refuses the conf through the same model, at once, and nothing runs after it
+def test_bad_conf_through_rest_is_refused_at_the_call(platform: Platform) -> None:
+    # straight through the REST API (no CLI check): the API server's run guard validates the
+    # conf through the workflow's model (cross-field rules, unknown keys) before a run exists
+    from candela.airflow_api import AirflowApiError
+
     with platform.client() as c:
         c.unpause("s2_change_detection")
-        run = c.trigger("s2_change_detection", {"start": "2018-01-01", "end": "2017-01-01"})
-        final = c.follow("s2_change_detection", run["dag_run_id"], lambda _: None)
-    assert final.state == "failed"
-    assert final.tasks["plan_run"] == "failed"
-    assert final.tasks["search_products"] == "upstream_failed"
+        before = len(c.runs(1000, "s2_change_detection"))
+        for conf, named in [
+            ({"start": "2018-01-01", "end": "2017-01-01"}, "start"),
+            ({"bbox": [1, 0, 0, 1]}, "west"),
+            ({"colour": "red"}, "colour: unknown parameter"),
+            ({"threshold": 7}, "threshold"),
+        ]:
+            with pytest.raises(AirflowApiError) as err:
+                c.trigger("s2_change_detection", conf)
+            assert err.value.status == 400 and named in str(err.value), str(err.value)
+        assert len(c.runs(1000, "s2_change_detection")) == before
 
 
 def _wait_for_run(c, dag_id: str, pred, timeout: float = 300) -> dict:
@@ -317,17 +325,26 @@ def test_rerun_is_idempotent(platform: Platform) -> None:
 
 
 def test_identical_runs_at_once_are_refused(platform: Platform) -> None:
-    """Two runs with the same parameters at once: one writes, the other is refused."""
+    """Three runs with the same parameters at once: the first starts, the others are refused at
+    the call (409, naming the running one); no run is created for them."""
+    from candela.airflow_api import AirflowApiError
+
     assert platform.candela("catalog", "add", str(REPO / "data/oscd/bordeaux")).returncode == 0
     conf = {**BORDEAUX, "threshold": 0.6}
     with platform.client() as c:
-        ids = [c.trigger("s2_change_detection", conf)["dag_run_id"] for _ in range(2)]
-        finals = [c.follow("s2_change_detection", i, lambda st: None, timeout=600) for i in ids]
-        states = sorted(f.state for f in finals)
-        assert states == ["failed", "success"], [f.tasks for f in finals]
-        loser = ids[[f.state for f in finals].index("failed")]
-        log = c.task_log("s2_change_detection", loser, "plan_run")
-    assert "an identical run" in log
+        before = len(c.runs(1000, "s2_change_detection"))
+        first = c.trigger("s2_change_detection", conf)["dag_run_id"]
+        for _ in range(2):
+            with pytest.raises(AirflowApiError) as err:
+                c.trigger("s2_change_detection", conf)
+            assert err.value.status == 409 and first in str(err.value), str(err.value)
+        assert len(c.runs(1000, "s2_change_detection")) == before + 1
+        final = c.follow("s2_change_detection", first, lambda st: None, timeout=600)
+        assert final.state == "success", final.tasks
+        # ended: the same parameters may run again (the claim was released)
+        again = c.trigger("s2_change_detection", conf)["dag_run_id"]
+        final = c.follow("s2_change_detection", again, lambda st: None, timeout=600)
+        assert final.state == "success", final.tasks
 
 
 def test_area_without_products_ends_as_no_data(platform: Platform) -> None:

@@ -18,14 +18,18 @@ def _dsn() -> str | None:
 def release_claim(context: Any) -> None:
     """DAG success/failure callback: free the run's output key for the next identical run."""
     from candela.db.runs import release
-    from candela.runs import output_key
+    from candela.runs import workflow_key
+    from candela.workflows import BadRunConf
 
     dsn = _dsn()
     dag_run = context.get("dag_run")
     if dsn is None or dag_run is None:
         return
     dag_id = dag_run.dag_id
-    key = output_key(dag_id, dict(context.get("params") or {}))
+    try:
+        key = workflow_key(dag_id, dict(context.get("params") or {}))
+    except BadRunConf:  # refused in plan_run: it never claimed anything
+        return
     if release(dsn, key, dag_run.run_id):
         log.info("released output key %s of %s", key, dag_run.run_id)
 

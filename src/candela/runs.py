@@ -26,6 +26,19 @@ def output_key(dag_id: str, params: dict[str, Any]) -> str:
     return hashlib.sha256(f"{dag_id}\n{canonical}".encode()).hexdigest()[:16]
 
 
+def workflow_key(dag_id: str, conf: dict[str, Any]) -> str:
+    """The output key of a run of ``dag_id`` with ``conf``: its typed run configuration, all
+    defaults filled in, so that a conf given in full or in part, at the call (the API server's
+    run guard) or in the run (``plan_run``, the callbacks), gives the same key. Workflows
+    without a typed configuration hash ``conf`` as it is. :class:`candela.workflows.BadRunConf`
+    when the workflow refuses ``conf``."""
+    from candela.workflows import WORKFLOWS
+
+    model = WORKFLOWS.get(dag_id)
+    params = conf if model is None else model.checked(conf).model_dump(mode="json")
+    return output_key(dag_id, params)
+
+
 @dataclass
 class Watch:
     name: str

@@ -41,6 +41,15 @@ def claim(dsn: str, key: str, dag_id: str, run_id: str) -> None:
             )
 
 
+def holder(dsn: str, key: str) -> str | None:
+    """The run that holds ``key`` (``None``: free)."""
+    with connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT run_id FROM candela.run_claims WHERE output_key = %s", (key,)
+        ).fetchone()
+    return None if row is None else str(row[0])
+
+
 def release(dsn: str, key: str, run_id: str) -> bool:
     with connect(dsn) as conn:
         cur = conn.execute(
