@@ -207,6 +207,18 @@ def exists(uri: str | os.PathLike[str]) -> bool:
     return bool(resp.get("KeyCount"))
 
 
+def version_stamp(uri: str | os.PathLike[str]) -> float:
+    """A number that changes when the object at ``uri`` is rewritten (a local file's mtime), for
+    caches keyed by URI; 0.0 where it cannot be told cheaply (S3: outputs are immutable)."""
+    loc = parse(uri)
+    if loc.scheme == "file":
+        try:
+            return Path(loc.path).stat().st_mtime
+        except OSError:
+            return 0.0
+    return 0.0
+
+
 def read_bytes(uri: str | os.PathLike[str]) -> bytes:
     loc = parse(uri)
     if loc.scheme == "file":

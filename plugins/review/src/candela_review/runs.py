@@ -12,11 +12,11 @@ import logging
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from candela.settings import Settings
 from candela.web_errors import NotFound, WebError, error_for_status
+from candela_sdk.storage import version_stamp
 
 if TYPE_CHECKING:
     from candela.airflow_api import AirflowClient
@@ -310,7 +310,7 @@ def zones_for(result: Result) -> dict[str, Any]:
     if "zones_geojson" in result.missing:
         raise NotFound("the zone statistics of this result are missing from storage")
     source = (result.statistics or {}).get("zones_source") or "zones given to the run"
-    return _stored_zones(uri, source, _stamp(uri))
+    return _stored_zones(uri, source, version_stamp(uri))
 
 
 NO_STORED_ZONES = (
@@ -326,18 +326,6 @@ def histogram_for(result: Result) -> dict[str, Any]:
     if not isinstance(hist, dict) or not hist.get("counts"):
         raise NotFound("no histogram was stored with this result (it predates them)")
     return hist
-
-
-def _stamp(uri: str) -> float:
-    from candela_sdk import storage
-
-    loc = storage.parse(uri)
-    if loc.scheme == "file":
-        try:
-            return Path(loc.path).stat().st_mtime
-        except OSError:
-            return 0.0
-    return 0.0
 
 
 @lru_cache(maxsize=64)

@@ -21,6 +21,7 @@ from rio_tiler.errors import TileOutsideBounds
 from rio_tiler.io import Reader
 
 from candela.web_errors import BadRequest, Unprocessable
+from candela_sdk.storage import version_stamp
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,7 @@ def render_tile(uri: str, layer: str, z: int, x: int, y: int) -> bytes:
 
     check_tile(z, x, y)
     path = storage.gdal_path(uri)
-    stamp = _stamp(uri)
+    stamp = version_stamp(uri)
     with storage.rasterio_env(), Reader(path) as src:
         if not src.tile_exists(x, y, z):
             return empty_tile()
@@ -155,20 +156,6 @@ def render_tile(uri: str, layer: str, z: int, x: int, y: int) -> bytes:
         np.asarray(img.array).astype("uint8"), mask=np.ma.getmaskarray(img.array)
     )
     return bytes(img.render(img_format="PNG", colormap=MASK_CMAP))
-
-
-def _stamp(uri: str) -> float:
-    from pathlib import Path
-
-    from candela_sdk import storage
-
-    loc = storage.parse(uri)
-    if loc.scheme == "file":
-        try:
-            return Path(loc.path).stat().st_mtime
-        except OSError:
-            return 0.0
-    return 0.0
 
 
 def legend_png(layer: str) -> bytes:
