@@ -208,3 +208,25 @@ def test_a_dead_components_session_is_found_without_the_mark(tmp_path: Path) -> 
             os.kill(worker, 9)
         except ProcessLookupError:
             pass
+
+
+def test_a_session_id_reused_by_another_program_is_not_ours(tmp_path: Path) -> None:
+    """A recorded session whose id now leads another process (the pid was reused) is left out:
+    `candela down` must never sweep another program's (or another platform's) processes."""
+    s = _settings(tmp_path / "home")
+    s.run_dir.mkdir(parents=True)
+    other = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True
+    )
+    try:
+        started = psutil.Process(other.pid).create_time()
+        # as if our component had led session `other.pid` before that id was reused
+        (s.run_dir / "sessions").write_text(f"{other.pid} {started - 3600!r}\n")
+        assert embedded.recorded_sessions(s) == set()
+        assert other.pid not in {p.pid for p in embedded.orphans(s)}
+        # recorded with its own start time it is ours
+        embedded.record_session(s, other.pid)
+        assert embedded.recorded_sessions(s) == {other.pid}
+    finally:
+        other.kill()
+        other.wait(timeout=10)

@@ -474,18 +474,48 @@ def record_session(settings: Settings, pid: int) -> None:
 
     Airflow's processes rewrite their title over their environment (setproctitle), so the
     environment mark alone cannot find them: a killed scheduler's workers are found by their
-    session instead, which they keep after their leader died.
+    session instead, which they keep after their leader died. The leader's start time is kept
+    too, so that a session id reused by another program's process is never taken for ours.
     """
+    import psutil
+
+    try:
+        stamp = f" {psutil.Process(pid).create_time()!r}"
+    except psutil.Error:  # already gone: its id alone (a live process with it is not ours)
+        stamp = ""
     with private_umask(), open(_sessions_file(settings), "a") as f:
-        f.write(f"{pid}\n")
+        f.write(f"{pid}{stamp}\n")
 
 
 def recorded_sessions(settings: Settings) -> set[int]:
+    """Session ids of this platform's components, those whose id another process now leads
+    (the pid was reused) left out."""
+    import psutil
+
     try:
-        text = _sessions_file(settings).read_text()
+        lines = _sessions_file(settings).read_text().splitlines()
     except OSError:
         return set()
-    return {int(x) for x in text.split() if x.isdigit()}
+    found = set()
+    for line in lines:
+        parts = line.split()
+        if not parts or not parts[0].isdigit():
+            continue
+        sid = int(parts[0])
+        try:
+            started = float(parts[1]) if len(parts) > 1 else None
+        except ValueError:
+            continue
+        try:
+            leader = psutil.Process(sid)
+            if started is None or abs(leader.create_time() - started) > 0.01:
+                continue  # the id now leads another process's session: not ours
+        except psutil.NoSuchProcess:
+            pass  # the leader died (a killed component): its session may hold our orphans
+        except psutil.Error:
+            continue
+        found.add(sid)
+    return found
 
 
 def platform_processes(settings: Settings) -> list[Any]:
