@@ -37,10 +37,11 @@ from candela_changedetect.evaluate import _score_map, cut_metrics, score_best_f1
 RULES: dict[str, dict[str, Any]] = {
     "cva nochange_z 2.5 (CVA shipped)": {"model": "cva", "threshold_rule": "nochange_z", "z": 2.5},
     "cva robust_z 3": {"model": "cva", "threshold_rule": "robust_z", "z": 3.0},
+    "cva nochange_z 3": {"model": "cva", "threshold_rule": "nochange_z", "z": 3.0},
     "encoder robust_z 4 (old default)": {"threshold_rule": "robust_z", "z": 4.0},
     "encoder nochange_z 5": {"threshold_rule": "nochange_z", "z": 5.0},
-    "encoder share_cva max, own nochange_z 5 (new)": {
-        "threshold_rule": "share_cva", "cva_rule": "robust_z", "cva_z": 3.0,
+    "encoder share_cva max, own nochange_z 5 (new default)": {
+        "threshold_rule": "share_cva", "cva_rule": "nochange_z", "cva_z": 3.0,
         "share_combine": "max", "own_rule": "nochange_z", "z": 5.0,
     },
     "encoder share_cva geomean, own robust_z 4": {
