@@ -29,11 +29,13 @@ from candela_changedetect.cli import dispatch
 
 PROTOCOL = (
     "leave-one-city-out over the labelled cities: for each held-out city, the automatic-cut "
-    "rule and its parameter (calibration.CANDIDATES; chi2 alpha for IR-MAD) and the settings "
+    "rule and its parameter (calibration.CANDIDATES; chi2 alpha for IR-MAD; share_cva rules for "
+    "the encoder, calibration.SHARE_CANDIDATES) and the settings "
     "of --grid are chosen by the best mean F1 at the automatic threshold over the other cities "
     "(and seeds), then applied to the held-out city. 'final_choice' is the same choice made on "
     "all cities: what the models ship as defaults (so figures of the defaults on these cities "
-    "are not independent; the LOO figures are)."
+    "are not independent; the LOO figures are). 'rule_families': the same within each rule "
+    "family (the rule fixed, its parameters and settings chosen per fold)."
 )
 
 

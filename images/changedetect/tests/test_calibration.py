@@ -137,3 +137,69 @@ def test_detect_warns_when_auto_flags_too_much(
     assert shares["loose"][0] > FLAGGED_WARNING_SHARE
     assert len(shares["loose"][1]) == 1 and "flags" in shares["loose"][1][0]
     assert shares["default"][0] < FLAGGED_WARNING_SHARE and shares["default"][1] == []
+
+
+def test_cut_at_share_flags_that_share() -> None:
+    from candela_changedetect.calibration import cut_at_share, share_above
+
+    rng = np.random.default_rng(9)
+    s = _lognormal(rng, 0.03)
+    h = log_histogram(s)
+    for share in (0.001, 0.01, 0.03, 0.2):
+        t = cut_at_share(h, share)
+        flagged = float((np.log(s) >= t).mean())
+        assert flagged <= share + 1e-9 and flagged == pytest.approx(share, abs=0.002)
+        assert share_above(h, t) == pytest.approx(flagged, abs=1e-4)
+
+
+def test_share_cva_flags_what_cva_flags_even_where_the_own_cut_collapses() -> None:
+    """``share_cva``: the model's score is cut at the share CVA's automatic cut flags on the
+    same pair. Where the model's changed scores shrank toward its bulk (what run-time training
+    on a pair with much change does), its own robust_z cut flags almost nothing while its score
+    still ranks the changes first; ``max`` then flags CVA's share, ``geomean`` at least
+    ``share_floor`` of it, and both find the changes the own cut misses."""
+    from candela_changedetect.calibration import fit_share_cut, share_above
+
+    rng = np.random.default_rng(10)
+    n, k = 200_000, 10_000  # 5 % changed
+    # CVA: changes well apart from the bulk; its nochange_z 2.5 cut flags about the true share
+    cva = np.exp(np.r_[rng.normal(3.0, 0.6, k), rng.normal(0.0, 0.5, n - k)])
+    cva_hist = log_histogram(cva)
+    cva_cut = fit_cut(cva_hist, "nochange_z", z=2.5)
+    s_cva = float((np.log(cva) >= cva_cut.t).mean())
+    assert 0.035 < s_cva < 0.08
+    # the model: changes shrunk to ~3 spreads above its bulk, under median + 4 MAD, but
+    # still ranked first
+    model = np.exp(np.r_[rng.normal(1.6, 0.1, k), rng.normal(0.0, 0.5, n - k)])
+    truth = np.r_[np.ones(k, bool), np.zeros(n - k, bool)]
+    hist = log_histogram(model)
+    own = fit_cut(hist, "robust_z", z=4.0)
+    own_share = float((np.log(model) >= own.t).mean())
+    assert own_share < 0.001  # the collapse
+
+    def flagged_and_f1(cut_t: float) -> tuple[float, float]:
+        pred = np.log(model) >= cut_t
+        return float(pred.mean()), 2 * float((pred & truth).sum()) / (pred.sum() + k)
+
+    same = fit_share_cut(hist, cva_hist, share_combine="cva")
+    hybrid = fit_share_cut(hist, cva_hist, share_combine="max", z=4.0)
+    geo = fit_share_cut(hist, cva_hist, share_combine="geomean", share_floor=0.25, z=4.0)
+    geo0 = fit_share_cut(hist, cva_hist, share_combine="geomean", share_floor=0.0, z=4.0)
+    for cut in (same, hybrid):
+        f, _ = flagged_and_f1(cut.t)
+        assert f == pytest.approx(s_cva, abs=0.002), cut.rule
+    f_geo, f1_geo = flagged_and_f1(geo.t)
+    assert f_geo == pytest.approx(0.25 * s_cva, abs=0.002)  # the floor binds
+    assert flagged_and_f1(geo0.t)[0] == pytest.approx(math.sqrt(s_cva * own_share), abs=0.002)
+    f1_own = flagged_and_f1(own.t)[1]
+    assert f1_geo > f1_own + 0.2 and flagged_and_f1(hybrid.t)[1] > 0.8 > f1_own
+    # where the model's own share agrees with CVA's, geomean and max leave it about as it is
+    model2 = np.exp(np.r_[rng.normal(3.0, 0.5, k), rng.normal(0.0, 0.5, n - k)])
+    h2 = log_histogram(model2)
+    s_own2 = share_above(h2, fit_cut(h2, "robust_z", z=4.0).t)
+    g2 = fit_share_cut(h2, cva_hist, share_combine="geomean", share_floor=0.25, z=4.0)
+    assert share_above(h2, g2.t) == pytest.approx(math.sqrt(s_cva * s_own2), abs=0.002)
+    with pytest.raises(ValueError, match="share_combine"):
+        fit_share_cut(hist, cva_hist, share_combine="median")
+    with pytest.raises(ValueError, match="fit_share_cut"):
+        fit_cut(hist, "share_cva")

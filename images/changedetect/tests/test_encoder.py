@@ -58,7 +58,14 @@ def test_encoder_detects_the_changed_square(fitted: Any) -> None:
     change = p >= model.auto_threshold()
     tp = int((change & truth).sum())
     f1 = 2 * tp / (change.sum() + truth.sum())
-    assert f1 > 0.8, f1
+    # the default cut (share_cva: the larger of CVA's share and the encoder's own nochange_z 5
+    # share) over-flags this tiny, under-trained net's skewed scores (about 12 % where 6.25 %
+    # changed; robust_z 4 flagged 5 %, F1 0.90): the square is found, the cut is loose
+    assert f1 > 0.6, f1
+    assert truth.mean() < change.mean() < 2.5 * truth.mean()
+    from candela_changedetect.evaluate import best_f1
+
+    assert best_f1(p, np.where(truth, 2, 1).astype(np.uint8))[0] > 0.85
     d = model.describe()
     assert d["device"] == "cpu" and d["precision"] == "float32" and d["halo"] == 2
     assert len(d["train_loss"]) == FAST["epochs"] + 2  # + 2 refinement epochs (pair mode)
@@ -145,6 +152,9 @@ def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, dict
 def test_encoder_cli_with_nans(tmp_path: Path, capsys: Any, make_pair: Any, write_tif: Any) -> None:
     """float32 stacks with NaNs: those pixels are nodata in every output; contract.main too."""
     before, after, truth = make_pair(size=96, square=(30, 60, 30, 60))
+    # the former robust_z cut: the default share_cva over-flags a tiny net's skewed scores
+    # (test_encoder_detects_the_changed_square); NaN handling is what is tested here
+    opts = json.dumps({**FAST, "threshold_rule": "robust_z", "z": 4.0})
     b = before.astype(np.float32)
     b[:, 5:9, 10:20] = np.nan
     fb = write_tif(tmp_path / "b.tif", b, nodata=None)
@@ -152,7 +162,7 @@ def test_encoder_cli_with_nans(tmp_path: Path, capsys: Any, make_pair: Any, writ
     out = tmp_path / "out"
     code, res = _run(
         ["detect", "--before", str(fb), "--after", str(fa), "--model", "encoder",
-         "--output", str(out), "--model-options", json.dumps(FAST)],
+         "--output", str(out), "--model-options", opts],
         capsys,
     )  # fmt: skip
     assert code == 0, res
@@ -172,7 +182,7 @@ def test_encoder_cli_with_nans(tmp_path: Path, capsys: Any, make_pair: Any, writ
     code = contract.main(
         SERVICE,
         ["--before", str(fb), "--after", str(fa), "--model", "encoder", "--output", str(out2),
-         "--model-options", json.dumps(FAST), "--block-rows", "40"],
+         "--model-options", opts, "--block-rows", "40"],
     )  # fmt: skip
     assert code == 0
     with (
@@ -237,16 +247,41 @@ def test_without_smoothing_or_refinement_score_is_the_raw_residual(fitted: Any) 
 
 def test_cut_is_the_shared_calibration_of_the_smoothed_log_score(fitted: Any) -> None:
     """The cut is the shared calibration of ln(score) over the valid pixels, equal to the one
-    recomputed from the score map (what ``evaluate --protocol loo`` does); with robust_z it is
+    recomputed from the score map (what ``evaluate --protocol loo`` does): by default
+    ``share_cva`` (the share set with CVA's cut on the same pair); with robust_z it is
     median + z x 1.4826 MAD (computed here directly from the scores)."""
-    from candela_changedetect.calibration import EDGES, fit_cut, log_histogram
+    from candela_changedetect.calibration import (
+        EDGES,
+        fit_cut,
+        fit_share_cut,
+        log_histogram,
+        share_above,
+    )
+    from candela_changedetect.models.encoder import cva_log_histogram
 
     model, src, truth = fitted
     model.drop_cache()
     score = np.concatenate([model.score(b) for b in src.blocks()])
     o = model.options
-    again = fit_cut(log_histogram(score), o.threshold_rule, z=o.z, z_floor=o.z_floor)
+    assert o.threshold_rule == "share_cva" and o.share_combine == "max"
+    cva_hist = cva_log_histogram(src)
+    again = fit_share_cut(
+        log_histogram(score),
+        cva_hist,
+        cva_rule=o.cva_rule,
+        cva_z=o.cva_z,
+        share_combine=o.share_combine,
+        share_floor=o.share_floor,
+        own_rule=o.own_rule,
+        z=o.z,
+    )
     assert model.cut.t == again.t and model.cut.mu0 == again.mu0
+    # the share it flags: the larger of CVA's share and its own nochange_z share
+    h = log_histogram(score)
+    s_cva = share_above(cva_hist, fit_cut(cva_hist, o.cva_rule, z=o.cva_z).t)
+    s_own = share_above(h, fit_cut(h, o.own_rule, z=o.z).t)
+    flagged = float((score[np.isfinite(score)] >= model.threshold_score * (1 - 1e-6)).mean())
+    assert flagged == pytest.approx(max(s_cva, s_own), abs=2e-3)
     ls = np.log(score[np.isfinite(score)].astype(np.float64))
     med = float(np.median(ls))
     mad = 1.4826 * float(np.median(np.abs(ls - med)))

@@ -22,6 +22,16 @@ Rules (``threshold_rule``; ``z`` / ``alpha`` their parameters):
                ``robust_z`` when the fit is degenerate.
 ``chi2``       (IR-MAD only) the chi-square quantile ``1 − alpha`` with as many degrees of
                freedom as bands: Nielsen's (2007) no-change test.
+``share_cva``  (encoder only) a cut by *share*, not by spread: CVA's automatic cut (its rule
+               ``cva_rule`` at ``cva_z``) is fitted on the same pair and the model's score is
+               cut at the quantile that flags the share ``s`` given by ``share_combine``:
+               ``cva`` (s = CVA's share), ``max`` (the larger of CVA's share and the model's
+               own ``robust_z`` share at ``z``) or ``geomean`` (their geometric mean); never
+               below ``share_floor`` × CVA's share (so where the model's own cut collapses, a
+               geometric mean still flags that fraction of what CVA flags). CVA has
+               no parameter fitted to the pair beyond band moments, so the share it flags
+               cannot be absorbed by the run-time training that shrinks a trained model's
+               changed scores toward the bulk where much changed (:func:`fit_share_cut`).
 
 Probability (every model): a logistic on u centred on the cut ``t``,
 ``p = 1 / (1 + exp(−(u − t)/k))``, ``k = (t − median u) / ln 99``: p = 0.5 at the cut (the
@@ -43,8 +53,16 @@ from candela_changedetect.mathutil import (
     otsu_threshold,
 )
 
-Rule = Literal["robust_z", "nochange_z", "kittler", "otsu", "mixture", "chi2"]
-RULES: tuple[str, ...] = ("robust_z", "nochange_z", "kittler", "otsu", "mixture", "chi2")
+Rule = Literal["robust_z", "nochange_z", "kittler", "otsu", "mixture", "chi2", "share_cva"]
+RULES: tuple[str, ...] = (
+    "robust_z",
+    "nochange_z",
+    "kittler",
+    "otsu",
+    "mixture",
+    "chi2",
+    "share_cva",
+)
 
 LOG_MIN, LOG_MAX, BINS = -20.0, 20.0, 1 << 15
 EDGES = np.linspace(LOG_MIN, LOG_MAX, BINS + 1)
@@ -198,7 +216,66 @@ def fit_cut(
         if dof is None:
             raise ValueError("the chi2 rule needs the degrees of freedom")
         return Cut(math.log(chi2_ppf(1.0 - alpha, dof)), med, rule)
+    if rule == "share_cva":
+        raise ValueError("the share_cva rule needs CVA's histogram: use fit_share_cut")
     raise ValueError(f"unknown threshold rule {rule!r}")
+
+
+def share_above(hist: np.ndarray, t: float) -> float:
+    """Share of the histogram's pixels with ``u >= t`` (bins whose lower edge is >= t)."""
+    n = float(hist.sum())
+    if n <= 0:
+        return 0.0
+    i = int(np.searchsorted(EDGES[:-1], t, side="left"))
+    return float(hist[i:].sum()) / n
+
+
+def cut_at_share(hist: np.ndarray, share: float) -> float:
+    """The lowest bin edge ``t`` with :func:`share_above` ``(hist, t) <= share``: the cut that
+    flags (at most, to one bin) ``share`` of the pixels."""
+    n = float(hist.sum())
+    if n <= 0:
+        raise ValueError("empty score histogram")
+    above = np.cumsum(hist[::-1])[::-1] / n  # above[i]: share with bin index >= i
+    i = int(np.searchsorted(-above, -share, side="left"))  # first i with above[i] <= share
+    return float(EDGES[min(i, BINS)])
+
+
+def fit_share_cut(
+    hist: np.ndarray,
+    cva_hist: np.ndarray,
+    *,
+    cva_rule: str = "nochange_z",
+    cva_z: float = 2.5,
+    share_combine: str = "cva",
+    share_floor: float = 0.0,
+    own_rule: str = "robust_z",
+    z: float = 4.0,
+    z_floor: float = 2.0,
+) -> Cut:
+    """``share_cva``: cut ``hist`` (a model's log histogram) at the share CVA's automatic cut
+    flags on ``cva_hist`` (the same pair), combined with the model's own share (its cut
+    ``own_rule`` at ``z``: ``robust_z`` or ``nochange_z``) as
+    ``share_combine`` says (``cva``, ``max``, ``geomean``), never below ``share_floor`` × CVA's
+    share. ``rule`` names the shares."""
+    cva = fit_cut(cva_hist, cva_rule, z=cva_z, z_floor=z_floor)
+    s_cva = share_above(cva_hist, cva.t)
+    own = fit_cut(hist, own_rule, z=z)
+    s_own = share_above(hist, own.t)
+    if share_combine == "cva":
+        share = s_cva
+    elif share_combine == "max":
+        share = max(s_cva, s_own)
+    elif share_combine == "geomean":
+        share = math.sqrt(s_cva * s_own)
+    else:
+        raise ValueError(f"unknown share_combine {share_combine!r}")
+    share = max(share, share_floor * s_cva)
+    t = cut_at_share(hist, share)
+    # the logistic needs a cut above the median: a share >= 1/2 is not a change map
+    t = max(t, own.mu0 + 1e-3)
+    rule = f"share_cva({share_combine}, own {own_rule}: cva {100 * s_cva:.2f} %, own {100 * s_own:.2f} %)"
+    return Cut(t, own.mu0, rule)
 
 
 #: candidate rules compared by ``evaluate --protocol loo`` (cheap: on cached score maps)
@@ -209,6 +286,42 @@ CANDIDATES: tuple[dict[str, Any], ...] = (
     {"threshold_rule": "kittler"},
     {"threshold_rule": "otsu"},
     *({"threshold_rule": "mixture", "z_floor": zf} for zf in (1.0, 2.0, 3.0)),
+)
+#: share rules compared for models that offer ``share_cva`` (the encoder): CVA's rule x how the
+#: shares combine (the model's own robust_z share at z for ``max`` / ``geomean``)
+CVA_REFERENCES: tuple[dict[str, Any], ...] = (
+    {"cva_rule": "nochange_z", "cva_z": 2.0},
+    {"cva_rule": "nochange_z", "cva_z": 2.5},
+    {"cva_rule": "nochange_z", "cva_z": 3.0},
+    {"cva_rule": "robust_z", "cva_z": 2.5},
+    {"cva_rule": "robust_z", "cva_z": 3.0},
+    {"cva_rule": "kittler", "cva_z": 2.5},
+)
+SHARE_CANDIDATES: tuple[dict[str, Any], ...] = (
+    tuple(
+        {"threshold_rule": "share_cva", **ref, "share_combine": comb, "z": z}
+        for ref in CVA_REFERENCES
+        for comb, zs in (("cva", (4.0,)), ("max", (3.5, 4.0)))
+        for z in zs
+    )
+    + tuple(
+        {
+            "threshold_rule": "share_cva",
+            **ref,
+            "share_combine": comb,
+            "own_rule": "nochange_z",
+            "z": z,
+        }
+        for ref in CVA_REFERENCES
+        for comb in ("max", "geomean")
+        for z in (4.0, 5.0)
+    )
+    + tuple(
+        {"threshold_rule": "share_cva", **ref, "share_combine": "geomean", "share_floor": f, "z": z}
+        for ref in CVA_REFERENCES
+        for f in (0.25, 0.0)
+        for z in (3.5, 4.0)
+    )
 )
 CHI2_CANDIDATES: tuple[dict[str, Any], ...] = tuple(
     {"threshold_rule": "chi2", "alpha": a} for a in (1e-2, 1e-4, 1e-6, 1e-8, 1e-10)

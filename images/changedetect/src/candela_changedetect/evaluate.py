@@ -401,15 +401,26 @@ def candidate_key(options: dict[str, Any]) -> str:
 
 
 def cut_metrics(
-    u: np.ndarray, ref: np.ndarray, hist: np.ndarray, candidate: dict[str, Any], dof: int
+    u: np.ndarray,
+    ref: np.ndarray,
+    hist: np.ndarray,
+    candidate: dict[str, Any],
+    dof: int,
+    cva_hist: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """F1, precision, recall and flagged share of the automatic cut ``candidate`` applied to
     ``u = ln(score)`` (labelled valid pixels; ``ref`` True = change), the cut computed from
-    ``hist`` (the log histogram of every valid pixel, as ``detect`` does)."""
-    from candela_changedetect.calibration import fit_cut
+    ``hist`` (the log histogram of every valid pixel, as ``detect`` does); ``share_cva``
+    rules also need ``cva_hist``, CVA's log histogram on the same pair."""
+    from candela_changedetect.calibration import fit_cut, fit_share_cut
 
     opts = {k: v for k, v in candidate.items() if k != "threshold_rule"}
-    cut = fit_cut(hist, str(candidate["threshold_rule"]), dof=dof, **opts)
+    if candidate["threshold_rule"] == "share_cva":
+        if cva_hist is None:
+            raise ValueError("share_cva needs CVA's histogram")
+        cut = fit_share_cut(hist, cva_hist, **opts)
+    else:
+        cut = fit_cut(hist, str(candidate["threshold_rule"]), dof=dof, **opts)
     pred = u >= cut.t
     tp = int(np.sum(pred & ref))
     fp = int(np.sum(pred & ~ref))
@@ -462,6 +473,12 @@ def loo_select(
             "flagged_per_city": {
                 c: float(np.mean([m["flagged"] for m in table[cand][c]])) for c in cities
             },
+            "mean_f1_per_seed": {
+                str(seed): float(
+                    np.mean([m["f1"] for c in cities for m in table[cand][c] if m["seed"] == seed])
+                )
+                for seed in dict.fromkeys(m["seed"] for m in table[cand][cities[0]])
+            },  # fmt: skip
         }
         for cand in table
     }
@@ -473,8 +490,60 @@ def loo_select(
     }
 
 
+def rule_family(candidate: str) -> str:
+    """The family of a candidate (its ``threshold_rule``; ``share_cva`` with its combination),
+    within which leave-one-city-out chooses the parameters."""
+    c = json.loads(candidate)
+    rule = str(c.get("threshold_rule"))
+    if rule != "share_cva":
+        return rule
+    return f"{rule}/{c['share_combine']}/{c.get('own_rule', 'robust_z')}"
+
+
+def loo_families(
+    table: dict[str, dict[str, list[dict[str, Any]]]], cities: list[str]
+) -> dict[str, Any]:
+    """Leave-one-city-out within each rule family (the rule fixed, its parameters and the grid
+    setting chosen on the other cities): the LOO mean F1 a family would get, per seed too, and
+    its mean flagged share, so families are compared on the same footing as models."""
+    out: dict[str, Any] = {}
+    for fam in dict.fromkeys(rule_family(c) for c in table):
+        sub = {c: v for c, v in table.items() if rule_family(c) == fam}
+        sel = loo_select(sub, cities)
+        runs = [r for city in cities for r in sel["folds"][city]["seeds"]]
+        per_seed: dict[str, list[float]] = {}
+        for r in runs:
+            per_seed.setdefault(str(r["seed"]), []).append(r["f1"])
+        seed_means = {k: float(np.mean(v)) for k, v in per_seed.items()}
+        out[fam] = {
+            "loo_f1": float(np.mean([np.mean([r["f1"] for r in sel["folds"][c]["seeds"]])
+                                     for c in cities])),
+            "loo_f1_per_seed": seed_means,
+            "seed_spread": max(seed_means.values()) - min(seed_means.values()),
+            "loo_f1_per_city": {
+                c: float(np.mean([r["f1"] for r in sel["folds"][c]["seeds"]])) for c in cities
+            },
+            "loo_flagged_per_city": {
+                c: float(np.mean([r["flagged"] for r in sel["folds"][c]["seeds"]]))
+                for c in cities
+            },
+            "final_choice": json.loads(sel["final"]),
+        }  # fmt: skip
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]["loo_f1"]))
+
+
 #: options that only move the cut, not the score (left out of the score-map cache key)
-CUT_OPTIONS = ("threshold_rule", "z", "z_floor", "alpha")
+CUT_OPTIONS = (
+    "threshold_rule",
+    "z",
+    "z_floor",
+    "alpha",
+    "cva_rule",
+    "cva_z",
+    "share_combine",
+    "share_floor",
+    "own_rule",
+)
 
 
 def score_options(model: Any) -> dict[str, Any]:
@@ -517,11 +586,18 @@ def _score_map(
 def _rule_candidates(model: Any) -> list[dict[str, Any]]:
     """The cut rules compared for a model: the shared ones (+ chi2 for IR-MAD) and, first, the
     model's own default (so ties keep it)."""
-    from candela_changedetect.calibration import CANDIDATES, CHI2_CANDIDATES
+    from candela_changedetect.calibration import CANDIDATES, CHI2_CANDIDATES, SHARE_CANDIDATES
 
     o = model.options
     default: dict[str, Any] = {"threshold_rule": o.threshold_rule}
-    if o.threshold_rule in ("robust_z", "nochange_z"):
+    if o.threshold_rule == "share_cva":
+        default.update({"cva_rule": o.cva_rule, "cva_z": o.cva_z, "share_combine": o.share_combine})
+        if o.share_combine == "geomean":
+            default["share_floor"] = o.share_floor
+        if o.own_rule != "robust_z":
+            default["own_rule"] = o.own_rule
+        default["z"] = o.z
+    elif o.threshold_rule in ("robust_z", "nochange_z"):
         default["z"] = o.z
     elif o.threshold_rule == "mixture":
         default["z_floor"] = o.z_floor
@@ -530,6 +606,8 @@ def _rule_candidates(model: Any) -> list[dict[str, Any]]:
     pool = [dict(c) for c in CANDIDATES]
     if "alpha" in type(o).model_fields:
         pool += [dict(c) for c in CHI2_CANDIDATES]
+    if "share_combine" in type(o).model_fields:
+        pool += [dict(c) for c in SHARE_CANDIDATES]
     return [default] + [c for c in pool if c != default]
 
 
@@ -608,6 +686,12 @@ def run_loo(params: EvaluateParams) -> dict[str, Any]:
                         if score.shape != ref_all.shape:
                             raise InputError(f"{city}: labels and stack differ in size")
                         hist = log_histogram(score)
+                        cva_hist = None
+                        if any(r["threshold_rule"] == "share_cva" for r in rules):
+                            # CVA (default options) on the same pair, as share_cva runs it
+                            cva_hist = log_histogram(
+                                _score_map(cache, city, before, after, "cva", {})
+                            )
                         use = np.isfinite(score) & ((ref_all == 1) | (ref_all == 2))
                         s_use = score[use]
                         u = np.log(np.maximum(s_use.astype(np.float64), 1e-300))
@@ -615,7 +699,7 @@ def run_loo(params: EvaluateParams) -> dict[str, Any]:
                         bf, bflag = score_best_f1(s_use, ref)
                         for rule in rules:
                             cand = candidate_key({**setting, **rule})
-                            met = cut_metrics(u, ref, hist, rule, dof)
+                            met = cut_metrics(u, ref, hist, rule, dof, cva_hist)
                             met.update(
                                 {"seed": seed, "best_f1": bf, "best_flagged": bflag,
                                  "true_share": float(ref.mean())}
@@ -633,6 +717,7 @@ def run_loo(params: EvaluateParams) -> dict[str, Any]:
             default = candidate_key({**(same[0] if same else {}), **rules[0]})
             report[m] = {
                 "selection": sel,
+                "families": loo_families(table, cities),
                 "default": default,
                 "default_rows": {c: table[default][c] for c in cities} if default in table else {},
             }
@@ -700,6 +785,7 @@ def _loo_document(
                 c: _mean([r["f1"] for r in v]) for c, v in report[m]["default_rows"].items()
             },
         }
+        means[m]["rule_families"] = report[m]["families"]
         means[m]["default_mean_f1"] = _mean(list(means[m]["default_f1_per_city"].values()))
     cva = means.get("cva", {}).get("loo_f1")
     ratios = {f"{m}_over_cva": means[m]["loo_f1"] / cva for m in models if m != "cva" and cva}
@@ -739,5 +825,16 @@ def loo_markdown(doc: dict[str, Any]) -> str:
         )
     for k, v in doc["ratios"].items():
         lines.append(f"\n{k.replace('_', ' ')} (LOO mean F1 at auto): {v:.2f}x")
+    lines.append("\nLOO mean F1 at auto per rule family (parameters chosen on the other cities):")
+    for m, v in doc["means"].items():
+        fams = v.get("rule_families", {})
+        if len(fams) > 1:
+            lines.append(
+                f"- {m}: "
+                + "; ".join(
+                    f"{fam} {x['loo_f1']:.3f} (seeds ±{x['seed_spread'] / 2:.3f})"
+                    for fam, x in fams.items()
+                )
+            )
     lines.append(f"\nbest LOO mean F1 at the automatic threshold: {doc['best_model_at_auto']}")
     return "\n".join(lines)

@@ -63,6 +63,7 @@ class CVAModel:
         self.scale = math.nan
         self.rms = math.nan
         self.cut: Cut | None = None
+        self.log_hist: np.ndarray | None = None
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> CVAModel:
@@ -115,6 +116,7 @@ class CVAModel:
         for blk in source.blocks():
             h = log_histogram(self.score(blk))
             hist = h if hist.size == 0 else hist + h
+        self.log_hist = hist
         o = self.options
         self.cut = fit_cut(hist, o.threshold_rule, z=o.z, z_floor=o.z_floor)
         self.threshold_magnitude = math.exp(self.cut.t)
