@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from candela_changedetect.blocks import Block, BlockSource
+    from candela_changedetect.calibration import Cut
 
 
 class ModelOptions(BaseModel):
@@ -69,6 +70,24 @@ def parse_options(model: str, schema: type[OptionsT], options: dict[str, Any]) -
             f"{'.'.join(str(p) for p in e['loc']) or 'options'}: {e['msg']}" for e in exc.errors()
         ]
         raise InputError(f"invalid --model-options for {model}: {'; '.join(parts)}") from None
+
+
+class CalibratedCut:
+    """What a model with a fitted :class:`~candela_changedetect.calibration.Cut` answers for
+    steps 3-5 of the interface: the cut's logistic probability, 0.5 at the automatic cut."""
+
+    cut: Cut | None = None
+
+    def probability(self, score: np.ndarray) -> np.ndarray:
+        assert self.cut is not None, "fit() first"
+        return self.cut.probability(score)
+
+    def auto_threshold(self) -> float:
+        return 0.5
+
+    def score_at(self, probability: float) -> float | None:
+        assert self.cut is not None, "fit() first"
+        return self.cut.score_at(probability)
 
 
 class CalibratedOptions(ModelOptions):

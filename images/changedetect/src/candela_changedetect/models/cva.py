@@ -31,7 +31,7 @@ from pydantic import Field
 
 from candela_changedetect.blocks import Block, BlockSource
 from candela_changedetect.calibration import Cut, fit_cut, log_histogram
-from candela_changedetect.models.base import CalibratedOptions, parse_options
+from candela_changedetect.models.base import CalibratedCut, CalibratedOptions, parse_options
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class CVAOptions(CalibratedOptions):
     )
 
 
-class CVAModel:
+class CVAModel(CalibratedCut):
     name: ClassVar[str] = "cva"
 
     def __init__(self, options: CVAOptions | None = None) -> None:
@@ -150,17 +150,6 @@ class CVAModel:
         m = self._magnitude(block.before, block.after).astype(np.float32)
         m[~block.valid] = np.nan
         return m
-
-    def probability(self, score: np.ndarray) -> np.ndarray:
-        assert self.cut is not None
-        return self.cut.probability(score)
-
-    def auto_threshold(self) -> float:
-        return 0.5
-
-    def score_at(self, probability: float) -> float | None:
-        assert self.cut is not None
-        return self.cut.score_at(probability)
 
     def describe(self) -> dict[str, Any]:
         return {

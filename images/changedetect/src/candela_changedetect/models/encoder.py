@@ -59,7 +59,7 @@ from pydantic import Field
 from candela_changedetect.blocks import Block, BlockSource
 from candela_changedetect.calibration import Cut, fit_cut, fit_share_cut, log_histogram
 from candela_changedetect.mathutil import kittler_illingworth_threshold
-from candela_changedetect.models.base import CalibratedOptions, parse_options
+from candela_changedetect.models.base import CalibratedCut, CalibratedOptions, parse_options
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +223,7 @@ def build_network(bands: int, features: int, depth: int) -> Any:
     return keras.Model([b, a], [fwd(b), bwd(a)], name="candela_encoder")
 
 
-class EncoderModel:
+class EncoderModel(CalibratedCut):
     name: ClassVar[str] = "encoder"
 
     def __init__(self, options: EncoderOptions | None = None) -> None:
@@ -707,17 +707,6 @@ class EncoderModel:
         if self._cache is not None and (block.window.row_off, block.window.height) in self._cached:
             return np.array(self._cache[block.window.rows])
         return self._scores(block)[1]
-
-    def probability(self, score: np.ndarray) -> np.ndarray:
-        assert self.cut is not None
-        return self.cut.probability(score)
-
-    def auto_threshold(self) -> float:
-        return 0.5
-
-    def score_at(self, probability: float) -> float | None:
-        assert self.cut is not None
-        return self.cut.score_at(probability)
 
     def save(self, path: str) -> None:
         """Save the trained network as a ``.keras`` file."""

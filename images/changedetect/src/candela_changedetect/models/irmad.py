@@ -44,7 +44,7 @@ from pydantic import Field
 from candela_changedetect.blocks import Block, BlockSource
 from candela_changedetect.calibration import Cut, fit_cut, log_histogram
 from candela_changedetect.mathutil import chi2_sf
-from candela_changedetect.models.base import CalibratedOptions, parse_options
+from candela_changedetect.models.base import CalibratedCut, CalibratedOptions, parse_options
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ def cca(
     return MADTransform(mx, my, a, b, rho, mad_var)
 
 
-class IRMADModel:
+class IRMADModel(CalibratedCut):
     name: ClassVar[str] = "irmad"
 
     def __init__(self, options: IRMADOptions | None = None) -> None:
@@ -228,17 +228,6 @@ class IRMADModel:
         y = block.after[:, block.valid].T.astype(np.float64)
         out[block.valid] = self.transform.chi2(x, y)
         return out
-
-    def probability(self, score: np.ndarray) -> np.ndarray:
-        assert self.cut is not None
-        return self.cut.probability(score)
-
-    def auto_threshold(self) -> float:
-        return 0.5
-
-    def score_at(self, probability: float) -> float | None:
-        assert self.cut is not None
-        return self.cut.score_at(probability)
 
     def describe(self) -> dict[str, Any]:
         t = self.transform
