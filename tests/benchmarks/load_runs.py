@@ -16,6 +16,7 @@ import datetime as dt
 import json
 import os
 import platform as host
+import shutil
 import tempfile
 import threading
 import time
@@ -94,7 +95,14 @@ def mib(b: int) -> float:
 
 
 def bench(n: int, timeout: float) -> dict[str, Any]:
-    home = Path(tempfile.mkdtemp(prefix="candela-bench-")) / "home"
+    top = Path(tempfile.mkdtemp(prefix="candela-bench-"))
+    try:
+        return _bench(top / "home", n, timeout)
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def _bench(home: Path, n: int, timeout: float) -> dict[str, Any]:
     with platform_with_bordeaux(home, quiet=True) as p:
         settings = p.settings()
         time.sleep(20)  # let the components settle after start
