@@ -29,6 +29,12 @@ def _release_claim(context):
     release_claim(context)
 
 
+def _discard_failed_run(context):
+    from candela.callbacks import discard_failed_run
+
+    discard_failed_run(context)
+
+
 def _remove_partial_outputs(context):
     from candela.callbacks import remove_partial_outputs
 
@@ -53,7 +59,7 @@ IO_STEP = {
     doc_md=__doc__,
     default_args={"owner": "candela", "retries": 0},
     on_success_callback=_release_claim,
-    on_failure_callback=_release_claim,
+    on_failure_callback=_discard_failed_run,
     # the typed run configuration (candela.workflows) is the one home of these parameters
     params=dag_params(ChangeDetectionConf, Param),
 )
@@ -62,7 +68,7 @@ def s2_change_detection() -> None:
     def plan_run() -> dict:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from candela.callbacks import _dsn
+        from candela.callbacks import _dsn, run_has_ended
         from candela.db.runs import claim
         from candela.pipeline import aoi_geometry, output_prefix, search_arguments, split_aoi
         from candela.runs import RunConflict, workflow_key
@@ -80,7 +86,8 @@ def s2_change_detection() -> None:
         dsn = _dsn()
         if dsn:
             try:
-                claim(dsn, key, dag_id, ctx["run_id"])
+                ti = ctx["ti"]
+                claim(dsn, key, dag_id, ctx["run_id"], lambda d, r: run_has_ended(ti, d, r))
             except RunConflict as exc:
                 raise AirflowFailException(str(exc)) from None
         prefix = output_prefix(get_settings(), dag_id, key)

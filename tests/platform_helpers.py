@@ -97,12 +97,20 @@ class Platform:
 
 
 @contextmanager
-def platform_with_bordeaux(home: Path) -> Iterator[Platform]:
-    """A platform up under ``home`` with the Bordeaux sample in its catalogue; down at exit."""
+def platform_with_bordeaux(home: Path, quiet: bool = False) -> Iterator[Platform]:
+    """A platform up under ``home`` with the Bordeaux sample in its catalogue; down at exit.
+
+    ``quiet``: the catalogue event starts no run of its own (``s2_new_products`` paused, the
+    pipeline unpaused), so that only the runs a test or benchmark starts run there.
+    """
     p = Platform(home, free_port())
     r = p.up()
     assert r.returncode == 0, r.stdout + r.stderr
     try:
+        if quiet:
+            with p.client() as c:
+                c.unpause(DAG)
+                c.request("PATCH", "/api/v2/dags/s2_new_products", json={"is_paused": True})
         r = p.candela("catalog", "add", str(REPO / "data" / "oscd" / "bordeaux"))
         assert r.returncode == 0, r.stdout + r.stderr
         yield p

@@ -1,4 +1,9 @@
-"""Airflow callbacks of the pipelines (kept light: imports happen when they run)."""
+"""Airflow callbacks of the pipelines (kept light: imports happen when they run).
+
+The DAG-level callbacks run in the dag-processor (Airflow 3), with a context that may hold no
+more than the DAG, the run id and the reason (no ``dag_run``, no ``params`` when the run has no
+last task instance): they work from the run id alone, never from recomputed parameters.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,8 @@ import logging
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+ENDED_STATES = ("success", "failed")
 
 
 def _dsn() -> str | None:
@@ -15,23 +22,54 @@ def _dsn() -> str | None:
     return platform_dsn()
 
 
-def release_claim(context: Any) -> None:
-    """DAG success/failure callback: free the run's output key for the next identical run."""
-    from candela.db.runs import release
-    from candela.runs import workflow_key
-    from candela.workflows import BadRunConf
-
-    dsn = _dsn()
+def _run_of(context: Any) -> tuple[str, str] | None:
+    """(dag_id, run_id) of a callback's context."""
     dag_run = context.get("dag_run")
-    if dsn is None or dag_run is None:
+    dag = context.get("dag")
+    run_id = context.get("run_id") or getattr(dag_run, "run_id", None)
+    dag_id = getattr(dag, "dag_id", None) or getattr(dag_run, "dag_id", None)
+    return (str(dag_id), str(run_id)) if dag_id and run_id else None
+
+
+def release_claim(context: Any) -> None:
+    """DAG success callback: free the run's output keys for the next identical run."""
+    from candela.db.runs import release_run
+
+    dsn, run = _dsn(), _run_of(context)
+    if dsn is None or run is None:
+        log.warning("cannot release the claims of %s: no database or no run id", run)
         return
-    dag_id = dag_run.dag_id
+    for key in release_run(dsn, *run):
+        log.info("released output key %s of %s", key, run[1])
+
+
+def discard_failed_run(context: Any) -> None:
+    """DAG failure callback: remove what the run wrote under its output prefix (unless a run
+    published there), then free its output keys."""
+    from candela.db.runs import claimed_keys
+    from candela.pipeline import discard_outputs
+    from candela.settings import get_settings
+
+    dsn, run = _dsn(), _run_of(context)
+    if dsn is not None and run is not None:
+        # only the keys this run holds: a run refused as a duplicate holds none, and must not
+        # touch the outputs of the run that refused it
+        for key in claimed_keys(dsn, *run):
+            try:
+                discard_outputs(get_settings(), run[0], run[1], key)
+            except Exception as exc:  # the claim is released all the same
+                log.warning("could not remove the outputs of %s (%s): %s", run[1], key, exc)
+    release_claim(context)
+
+
+def run_has_ended(ti: Any, dag_id: str, run_id: str) -> bool:
+    """Whether Airflow says the run ``run_id`` has ended (from a running task: ``ti``)."""
     try:
-        key = workflow_key(dag_id, dict(context.get("params") or {}))
-    except BadRunConf:  # refused in plan_run: it never claimed anything
-        return
-    if release(dsn, key, dag_run.run_id):
-        log.info("released output key %s of %s", key, dag_run.run_id)
+        state = ti.get_dagrun_state(dag_id, run_id)
+    except Exception as exc:  # unknown: the claim stands (until it is stale)
+        log.warning("could not read the state of %s: %s", run_id, exc)
+        return False
+    return str(getattr(state, "value", state)) in ENDED_STATES
 
 
 def remove_partial_outputs(context: Any) -> None:

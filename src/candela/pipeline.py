@@ -31,6 +31,33 @@ def output_prefix(settings: Settings, dag_id: str, key: str) -> str:
     return f"{settings.storage.rstrip('/')}/results/{safe_key(dag_id)}/{key}"
 
 
+def discard_outputs(settings: Settings, dag_id: str, run_id: str, key: str) -> bool:
+    """Remove what a failed run wrote under its prefix; whether anything was removed.
+
+    Never touches a prefix where a run published (its ``run.json`` is there): an earlier run's
+    results stay as they were, and so do those of a run that published before it failed.
+    """
+    from candela_sdk import storage
+
+    prefix = output_prefix(settings, dag_id, key)
+    summary = f"{prefix}/run.json"
+    if storage.exists(summary):
+        try:
+            by = json.loads(storage.read_text(summary)).get("run_id")
+        except (ValueError, AttributeError):
+            by = "?"
+        log.info("%s: %s published there; left as it is", prefix, by)
+        return False
+    try:
+        if not storage.list_names(prefix):
+            return False
+    except storage.InputError:  # nothing was written there
+        return False
+    storage.delete(prefix, recursive=True)
+    log.info("removed the outputs of failed run %s under %s", run_id, prefix)
+    return True
+
+
 def search_arguments(params: dict[str, Any]) -> dict[str, Any]:
     """The search service's arguments from the pipeline's params."""
     args: dict[str, Any] = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from candela.db import connect
@@ -14,9 +15,20 @@ if TYPE_CHECKING:
 STALE_CLAIM = dt.timedelta(hours=12)
 
 
-def claim(dsn: str, key: str, dag_id: str, run_id: str) -> None:
+def claim(
+    dsn: str,
+    key: str,
+    dag_id: str,
+    run_id: str,
+    ended: Callable[[str, str], bool] | None = None,
+) -> None:
     """Claim ``key`` for this run; :class:`~candela.runs.RunConflict` if another live run holds
-    it."""
+    it.
+
+    A claim is free when its run released it, when it is older than :data:`STALE_CLAIM`, or
+    when ``ended(dag_id, run_id)`` says its run has ended (a run whose release never came: its
+    callback was lost with a killed component).
+    """
     from candela.runs import RunConflict
 
     with connect(dsn) as conn:
@@ -30,14 +42,31 @@ def claim(dsn: str, key: str, dag_id: str, run_id: str) -> None:
                RETURNING run_id""",
             (key, dag_id, run_id, STALE_CLAIM),
         ).fetchone()
-        if row is None:
-            holder = conn.execute(
-                "SELECT run_id, claimed_at FROM candela.run_claims WHERE output_key = %s", (key,)
-            ).fetchone()
-            holder_id = holder[0] if holder else "?"
+        if row is not None:
+            return
+        holder = conn.execute(
+            "SELECT dag_id, run_id FROM candela.run_claims WHERE output_key = %s", (key,)
+        ).fetchone()
+        if holder is None:  # released in between: try once more
+            conn.execute(
+                "INSERT INTO candela.run_claims (output_key, dag_id, run_id) VALUES (%s, %s, %s)"
+                " ON CONFLICT (output_key) DO NOTHING",
+                (key, dag_id, run_id),
+            )
+        elif ended is not None and ended(holder[0], holder[1]):
+            # take it over from the ended run, unless another run was quicker
+            conn.execute(
+                "UPDATE candela.run_claims SET run_id = %s, dag_id = %s, claimed_at = now()"
+                " WHERE output_key = %s AND run_id = %s",
+                (run_id, dag_id, key, holder[1]),
+            )
+        got = conn.execute(
+            "SELECT run_id FROM candela.run_claims WHERE output_key = %s", (key,)
+        ).fetchone()
+        if got is None or got[0] != run_id:
             raise RunConflict(
-                f"an identical run ({holder_id}) is writing these outputs; wait for it to end "
-                "or change the parameters"
+                f"an identical run ({got[0] if got else '?'}) is writing these outputs; wait for "
+                "it to end or change the parameters"
             )
 
 
@@ -51,11 +80,33 @@ def holder(dsn: str, key: str) -> str | None:
 
 
 def release(dsn: str, key: str, run_id: str) -> bool:
+    """Release ``key`` if ``run_id`` holds it (the run guard: a stale claim, a refused call)."""
     with connect(dsn) as conn:
         cur = conn.execute(
             "DELETE FROM candela.run_claims WHERE output_key = %s AND run_id = %s", (key, run_id)
         )
         return bool(cur.rowcount > 0)
+
+
+def claimed_keys(dsn: str, dag_id: str, run_id: str) -> list[str]:
+    """The output keys the run holds."""
+    with connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT output_key FROM candela.run_claims WHERE dag_id = %s AND run_id = %s"
+            " ORDER BY output_key",
+            (dag_id, run_id),
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
+def release_run(dsn: str, dag_id: str, run_id: str) -> list[str]:
+    """Release every claim the run holds; the keys released."""
+    with connect(dsn) as conn:
+        rows = conn.execute(
+            "DELETE FROM candela.run_claims WHERE dag_id = %s AND run_id = %s RETURNING output_key",
+            (dag_id, run_id),
+        ).fetchall()
+    return sorted(r[0] for r in rows)
 
 
 _WATCH_COLS = (
