@@ -193,7 +193,7 @@ def test_watch_starts_runs_on_schedule(platform: Platform) -> None:
         assert st.tasks["due_watches"] == "skipped"
     assert "manual__" in platform.candela("watch", "list").stdout
     bad = platform.candela("watch", "add", "x", "--bbox", "1", "1", "0", "0")
-    assert bad.returncode != 0 and "bbox: west (1.0) must be less than east (0.0)" in bad.stderr
+    assert bad.returncode != 0 and "bbox: west 1.0 must be less than east 0.0" in bad.stderr
     bad = platform.candela("watch", "add", "x", "--bbox", "0", "0", "1", "1", "--model", "magic")
     assert bad.returncode != 0 and "model: unknown change model 'magic'" in bad.stderr
 
