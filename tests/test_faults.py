@@ -122,6 +122,12 @@ def _assert_ended_cleanly(p: Platform, c: Any, run_id: str, prefix: str) -> Any:
 
     final = c.follow(DAG, run_id, lambda st: None, timeout=600)
     assert final.state in ("success", "failed"), final
+    # the DAG callback (run later by the dag-processor) cleans up, then frees the claim: wait
+    # for it before looking at the files
+    deadline = time.monotonic() + 120
+    while _claims_of(p, run_id) and time.monotonic() < deadline:
+        time.sleep(2)
+    assert _claims_of(p, run_id) == []
     root = Path(prefix.removeprefix("file://"))
     if final.tasks.get("publish") == "success":
         assert (root / "run.json").exists(), final.tasks
@@ -129,11 +135,6 @@ def _assert_ended_cleanly(p: Platform, c: Any, run_id: str, prefix: str) -> Any:
         assert not root.exists() or list(root.iterdir()) == [], list(root.rglob("*"))
     partial = [x for x in root.rglob("*") if ".tmp" in x.name or x.name.endswith(".uploading")]
     assert partial == []
-    # the DAG callback (in the dag-processor) frees the claim
-    deadline = time.monotonic() + 120
-    while _claims_of(p, run_id) and time.monotonic() < deadline:
-        time.sleep(2)
-    assert _claims_of(p, run_id) == []
     deadline = time.monotonic() + 30
     while (_step_processes(p, run_id) or embedded.orphans(p.settings())) and (
         time.monotonic() < deadline

@@ -327,21 +327,22 @@ def test_trigger_from_the_airflow_ui(browser: Any, platform: Platform, artefacts
         max_cloud.blur()
         assert max_cloud.input_value() == "100"
 
-        # values that fail the schema are refused by Airflow; the dialog names the field
+        # values that fail the run configuration are refused at the call (the API server's run
+        # guard, before Airflow creates a run); the dialog shows the reason naming the field
         _set_json_param(page, dialog, str(titles["bbox"]), "[-0.68, 44.83, -0.56]")
         status, conf = _submit(page, dialog)
         assert status == 400 and conf["bbox"] == [-0.68, 44.83, -0.56]
-        error = dialog.get_by_text("Invalid input for param bbox")
+        error = dialog.get_by_text("bad parameters for s2_change_detection: bbox")
         error.wait_for(timeout=10_000)
-        assert "too short" in error.inner_text()
+        assert "at least 4 items" in error.inner_text()
 
         _set_json_param(page, dialog, str(titles["bbox"]), json.dumps(BORDEAUX["bbox"]))
         dialog.locator("#element_tile").fill("T30TX")
         status, conf = _submit(page, dialog)
         assert status == 400 and conf["tile"] == "T30TX"
-        error = dialog.get_by_text("Invalid input for param tile")
+        error = dialog.get_by_text("bad parameters for s2_change_detection: tile")
         error.wait_for(timeout=10_000)
-        assert "does not match" in error.inner_text()
+        assert "should match pattern" in error.inner_text()
         error.scroll_into_view_if_needed()
         page.screenshot(path=str(artefacts / "ui-trigger-refused.png"))
 
