@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from candela.cli_kb import app as kb_app
 from candela.cli_models import app as models_app
 from candela.cli_orders import app as orders_app
 from candela.cli_storage import app as storage_app
@@ -33,6 +34,7 @@ app.add_typer(catalog_app, name="catalog")
 app.add_typer(storage_app, name="storage")
 app.add_typer(orders_app, name="order")
 app.add_typer(models_app, name="models")
+app.add_typer(kb_app, name="kb")
 
 # not a terminal (pipes, CI): wide enough that tables are not truncated
 _WIDTH = None if sys.stdout.isatty() else 200

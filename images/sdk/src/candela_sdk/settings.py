@@ -48,6 +48,19 @@ class SdkSettings(BaseSettings):
     )
     image: str = Field("", description="the container image a service runs in (provenance)")
 
+    # knowledge base (candela_sdk.kb)
+    kb_endpoint: str | None = Field(
+        None,
+        description="SPARQL 1.1 query endpoint of an external knowledge base (default: the "
+        "embedded store under HOME/kb)",
+    )
+    kb_update_endpoint: str | None = Field(
+        None,
+        description="SPARQL 1.1 update endpoint of the external knowledge base (default: "
+        "the query endpoint)",
+    )
+    kb_retries: int = Field(3, ge=1, le=10, description="attempts on an unreachable endpoint")
+
     @property
     def storage(self) -> str:
         """The storage root: ``CANDELA_STORAGE_ROOT``, else ``HOME/storage``."""
