@@ -204,7 +204,7 @@ def test_query_guards(home):
     assert not is_update('SELECT * WHERE { ?s ?p "DELETE" }')
     with pytest.raises(UpdateRefused):
         kb.query("INSERT DATA { <urn:a> <urn:b> <urn:c> }")
-    with pytest.raises(QuerySyntaxError, match=r"1:\d+"):
+    with pytest.raises(QuerySyntaxError, match=r"line 1, column \d+"):
         kb.query("SELECT * WHERE { ?s ?p }")
 
 
@@ -221,3 +221,25 @@ def test_extract_without_kb_has_no_relations(change_result):
     )
     ex = extract(params, None)
     assert ex.extra["relations"] == 0 and ex.extra["change_areas"] == 2
+
+
+def test_changed_communes_question_on_a_loaded_run(home, change_result):
+    """The ready-made question (platform side) over the three sources the ETL loaded."""
+    from candela import kb as questions
+
+    run(RdfEtlParams(source="communes", inputs=[str(COMMUNES)]))
+    run(RdfEtlParams(source="weather-ecad", inputs=[str(ECAD)], start="2017-10-01"))
+    run(RdfEtlParams(**questions.load_arguments("results", [change_result["run_json"]])))
+    q = questions.question("changed-communes")
+    names, rows = questions.rows(questions.ask(questions.bind(q, {"min_ha": "0.5"})))
+    assert [(r["name"], r["code"]) for r in rows] == [("Bordeaux", "33063")]
+    assert float(rows[0]["changed_ha"]) == pytest.approx(1.09, rel=0.02)
+    # ECA&D 2017-10-19 … 2017-10-25: 0.2 + 0 + 1.6 + 1.6 + 0 + 0.2 + 0 mm
+    assert float(rows[0]["rain_mm"]) == pytest.approx(3.6) and rows[0]["rain_days"] == "7"
+    assert rows[0]["run"].endswith("/run/s2_change_detection/k123")
+    _, none = questions.rows(questions.ask(questions.bind(q, {"min_ha": "2"})))
+    assert none == []
+    with pytest.raises(questions.BadParameter, match="must be a date"):
+        questions.bind(q, {"to": "yesterday"})
+    with pytest.raises(questions.BadParameter, match="no parameter"):
+        questions.bind(q, {"nope": "1"})

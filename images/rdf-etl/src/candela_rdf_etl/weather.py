@@ -19,8 +19,9 @@ import csv
 import datetime as dt
 import io
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from rdflib import Literal, URIRef
 from shapely.geometry import Point
@@ -235,7 +236,7 @@ def extract_ghcn(ex: Extract, inputs: list[str], stations_uri: str | None, windo
     nodes: dict[str, URIRef] = {}
     for uri in inputs:
         reader: Iterable[list[str]] = csv.reader(io.StringIO(storage.read_text(uri)))
-        for n, row in enumerate(reader, start=1):
+        for n, row in _rows(reader, uri, 1):
             if not row or row[0].startswith("#") or row[0] == "ID":
                 continue
             ex.rows += 1
@@ -266,6 +267,13 @@ def extract_ghcn(ex: Extract, inputs: list[str], stations_uri: str | None, windo
             add_observation(ex, nodes[ident], st, prop, unit, day, raw / 10.0)
 
 
+def _rows(reader: Iterable[Any], uri: str, start: int) -> Iterator[tuple[int, Any]]:
+    try:
+        yield from enumerate(reader, start=start)
+    except csv.Error as exc:
+        raise InputError(f"{uri}: not a CSV file in the expected layout: {exc}") from None
+
+
 # --- Météo-France --------------------------------------------------------------------------
 
 MF_REQUIRED = ("NUM_POSTE", "NOM_USUEL", "LAT", "LON", "AAAAMMJJ")
@@ -285,7 +293,10 @@ def extract_meteofrance(ex: Extract, inputs: list[str], window: Window) -> None:
         while comments < len(lines) and lines[comments].startswith("#"):
             comments += 1  # a fixture's header says so; the publisher's files have none
         reader = csv.DictReader(io.StringIO("".join(lines[comments:])), delimiter=";")
-        fields = [f.strip() for f in (reader.fieldnames or [])]
+        try:
+            fields = [f.strip() for f in (reader.fieldnames or [])]
+        except csv.Error as exc:
+            raise InputError(f"{uri}: not a Météo-France daily CSV: {exc}") from None
         missing = [c for c in MF_REQUIRED if c not in fields]
         if missing or not any(v in fields for v, _ in MF_VALUES):
             raise InputError(
@@ -293,7 +304,7 @@ def extract_meteofrance(ex: Extract, inputs: list[str], window: Window) -> None:
                 f" (found {fields[:8]})"
             )
         nodes: dict[str, URIRef] = {}
-        for n, raw_row in enumerate(reader, start=comments + 2):
+        for n, raw_row in _rows(reader, uri, comments + 2):
             row = {k.strip(): (v or "") for k, v in raw_row.items() if k}
             ex.rows += 1
             try:

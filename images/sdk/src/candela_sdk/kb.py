@@ -140,8 +140,19 @@ def _plain(term: dict[str, Any] | None) -> Any:
     return value
 
 
-def _syntax_error(exc: BaseException) -> QuerySyntaxError:
-    return QuerySyntaxError(f"SPARQL syntax error: {exc}")
+def _syntax_error(exc: BaseException, text: str) -> QuerySyntaxError:
+    """The parser's message, with the line and column spelled out and the line quoted."""
+    message = str(exc)
+    m = re.match(r"error at (\d+):(\d+)(?:-\d+:\d+)?:\s*(.*)", message, re.S)
+    if not m:
+        return QuerySyntaxError(f"SPARQL syntax error: {message}")
+    line, column, why = int(m[1]), int(m[2]), m[3].strip()
+    lines = text.splitlines()
+    quoted = lines[line - 1].strip() if 0 < line <= len(lines) else ""
+    return QuerySyntaxError(
+        f"SPARQL syntax error at line {line}, column {column}: {why}"
+        + (f" (line {line}: {quoted!r})" if quoted else "")
+    )
 
 
 class EmbeddedKnowledgeBase(KnowledgeBase):
@@ -216,7 +227,7 @@ class EmbeddedKnowledgeBase(KnowledgeBase):
         try:
             result = store.query(text, use_default_graph_as_union=True)
         except SyntaxError as exc:
-            raise _syntax_error(exc) from None
+            raise _syntax_error(exc, text) from None
         if isinstance(result, ox.QueryTriples):
             fmt = {
                 "nt": ox.RdfFormat.N_TRIPLES,

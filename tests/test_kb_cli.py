@@ -1,0 +1,69 @@
+"""``candela kb`` on the embedded knowledge base: load real context files, ask, refuse bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+COMMUNES = REPO / "data" / "context" / "admin" / "communes-33-gironde.geojson"
+ECAD = REPO / "data" / "weather" / "ecad-bordeaux-merignac" / "RR_STAID000034.txt"
+
+
+def candela(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    env = {"CANDELA_HOME": str(home), "PATH": "/usr/bin:/bin", "HOME": str(home.parent)}
+    return subprocess.run(
+        [sys.executable, "-m", "candela.cli", "kb", *args],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+
+
+def test_kb_load_and_query(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    r = candela(
+        "load", "weather-ecad", str(ECAD), "--start", "2017-10-01", "--end", "2017-10-31", home=home
+    )
+    assert r.returncode == 0, r.stderr
+    assert "loaded" in r.stdout and "graph/weather-ecad/RR_STAID000034" in r.stdout
+    r = candela("query", "--question", "rainfall", "--param", "from=2017-10-20", "--param", "to=2017-10-22",
+                "--format", "json", home=home)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)  # SPARQL 1.1 Query Results JSON
+    assert doc["head"]["vars"][:3] == ["station_name", "day", "precipitation_mm"]
+    values = [float(b["precipitation_mm"]["value"]) for b in doc["results"]["bindings"]]
+    assert values == [0.0, 1.6, 1.6]
+    r = candela(
+        "query",
+        "-q",
+        "rainfall",
+        "-p",
+        "from=2017-10-21",
+        "-p",
+        "to=2017-10-21",
+        "-f",
+        "csv",
+        home=home,
+    )
+    assert r.stdout.splitlines()[0].startswith("station_name,day,precipitation_mm")
+    assert r.stdout.splitlines()[1].startswith("BORDEAUX-MERIGNAC,2017-10-21,1.6")
+
+
+def test_kb_refusals(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    bad = tmp_path / "bad.rq"
+    bad.write_text("SELECT * WHERE {\n  ?s ?p\n}")
+    r = candela("query", str(bad), home=home)
+    assert r.returncode == 2 and "SPARQL syntax error" in r.stderr and "line 3, column 2" in r.stderr
+    upd = tmp_path / "upd.rq"
+    upd.write_text("DELETE WHERE { ?s ?p ?o }")
+    r = candela("query", str(upd), home=home)
+    assert r.returncode == 2 and "updates are refused" in r.stderr
+    r = candela("query", "-q", "changed-communes", "-p", "min_ha=lots", home=home)
+    assert r.returncode == 2 and "min_ha must be a decimal" in r.stderr
+    r = candela("load", "cadastre", str(COMMUNES), home=home)
+    assert r.returncode == 2 and "unknown source" in r.stderr
+    r = candela("load", "weather-meteofrance", str(COMMUNES), home=home)
+    assert r.returncode == 2 and "not a Météo-France daily CSV" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
