@@ -140,11 +140,17 @@ def s2_change_detection() -> None:
         print(f"fuse_landcover: nothing done: {reason}")
         return {"done": False, "reason": reason}
 
-    @task
-    def load_rdf(changes: list[dict], fused: dict) -> dict:
-        reason = "the knowledge-base ETL (ontology + SPARQL) is not part of this release"
-        print(f"load_rdf: nothing done: {reason}")
-        return {"done": False, "reason": reason}
+    @task(trigger_rule="none_failed")
+    def plan_rdf(changes: list[dict], fused: dict, key: str) -> dict:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from candela.pipeline import rdf_arguments
+
+        ctx = get_current_context()
+        args = rdf_arguments(list(changes or []), ctx["dag"].dag_id, ctx["run_id"], key)
+        if not args:
+            raise AirflowSkipException("no change result to load into the knowledge base")
+        return args
 
     @task(outlets=[RESULTS])
     def publish(stacks: list[dict], changes: list[dict], key: str, loaded: dict) -> dict:
@@ -185,8 +191,10 @@ def s2_change_detection() -> None:
         on_failure_callback=_remove_partial_outputs,
     ).expand(service_args=pairs)
     fused: Any = fuse_landcover(changes.output)
-    loaded: Any = load_rdf(changes.output, fused)
-    publish(stacks.output, changes.output, plan["key"], loaded)
+    # the run's results and lineage → its named graph in the knowledge base [service rdf-etl]
+    rdf = plan_rdf(changes.output, fused, plan["key"])
+    loaded = Step(task_id="load_rdf", service="rdf-etl", service_args=rdf, **IO_STEP)
+    publish(stacks.output, changes.output, plan["key"], loaded.output)
 
 
 s2_change_detection()

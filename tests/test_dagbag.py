@@ -71,3 +71,16 @@ def test_dag_files_import_nothing_heavy(dag_file: Path) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1:] in ([], [""]), f"heavy imports: {out.stdout}"
+
+
+def test_load_rdf_is_the_rdf_etl_step(dagbag) -> None:
+    dag = dagbag.dags["s2_change_detection"]
+    load = dag.get_task("load_rdf")
+    assert load.service == "rdf-etl"
+    assert "load_rdf" in _descendants(dag, "detect_changes")
+    assert "publish" in _descendants(dag, "load_rdf")
+    # a skipped fuse_landcover must not skip the load; no result → skipped with its reason
+    assert dag.get_task("plan_rdf").trigger_rule == "none_failed"
+    context = dagbag.dags["context_etl"]
+    mapped = context.get_task("load_context")
+    assert mapped.partial_kwargs.get("service") == "rdf-etl"

@@ -55,7 +55,9 @@ def test_kb_refusals(tmp_path: Path) -> None:
     bad = tmp_path / "bad.rq"
     bad.write_text("SELECT * WHERE {\n  ?s ?p\n}")
     r = candela("query", str(bad), home=home)
-    assert r.returncode == 2 and "SPARQL syntax error" in r.stderr and "line 3, column 2" in r.stderr
+    assert (
+        r.returncode == 2 and "SPARQL syntax error" in r.stderr and "line 3, column 2" in r.stderr
+    )
     upd = tmp_path / "upd.rq"
     upd.write_text("DELETE WHERE { ?s ?p ?o }")
     r = candela("query", str(upd), home=home)
@@ -67,3 +69,20 @@ def test_kb_refusals(tmp_path: Path) -> None:
     r = candela("load", "weather-meteofrance", str(COMMUNES), home=home)
     assert r.returncode == 2 and "not a Météo-France daily CSV" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_rdf_arguments_and_context_jobs(tmp_path: Path) -> None:
+    import pytest
+
+    from candela.kb import BadParameter, context_jobs
+    from candela.pipeline import rdf_arguments
+
+    assert rdf_arguments([None, {"outputs": {}}], "d", "r", "k") is None
+    args = rdf_arguments([{"outputs": {"item": "file:///x/item.json"}}, None], "d", "r", "k")
+    assert args == {"source": "results", "inputs": ["file:///x/item.json"], "workflow": "d",
+                    "run_id": "r", "output_key": "k"}  # fmt: skip
+    jobs = context_jobs()
+    assert [j["source"] for j in jobs] == ["communes", "weather-ecad"]
+    assert all(j["inputs"][0].startswith("file://") for j in jobs)
+    with pytest.raises(BadParameter, match="known 'source'"):
+        context_jobs([{"source": "cadastre", "inputs": ["x"]}])

@@ -571,12 +571,31 @@ def demo(
     console.print(f"sample products registered: {added} added, {updated} already there")
     if not added and not updated:
         raise fail(f"the Bordeaux sample was not recognised: {skipped}")
+    _load_demo_context(s)
     code = trigger_and_follow(s, DEMO_DAG, DEMO_CONF, wait=True)
+    if code == 0:
+        console.print("ask the knowledge base: candela kb query --question changed-communes")
     console.print(
         f"demo finished in {time.monotonic() - started:.0f} s; the platform keeps "
         "running (stop it with `candela down`)."
     )
     raise typer.Exit(code)
+
+
+def _load_demo_context(s: Settings) -> None:
+    """The context the demo's questions join with (communes of Gironde, Mérignac rainfall), loaded
+    before the run so that its load_rdf step relates the change areas to them."""
+    from candela import kb
+    from candela_sdk.errors import CandelaError
+
+    try:
+        for job in kb.context_jobs(settings=s):
+            result = kb.load(job)
+            console.print(
+                f"knowledge base: {result['triples']} triples of {job['source']} in {result['graph']}"
+            )
+    except (kb.BadParameter, CandelaError) as exc:
+        console.print(f"knowledge base: context not loaded: {exc}")
 
 
 def main() -> None:

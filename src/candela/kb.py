@@ -210,6 +210,49 @@ def load_arguments(
     return args
 
 
+_DATA = Path(__file__).resolve().parents[2] / "data"
+SAMPLE_CONTEXT = [
+    {"source": "communes", "inputs": ["context/admin/communes-33-gironde.geojson"]},
+    {"source": "weather-ecad", "inputs": ["weather/ecad-bordeaux-merignac/RR_STAID000034.txt"]},
+]
+
+
+def context_jobs(
+    sources: list[dict[str, Any]] | None = None, settings: Any = None
+) -> list[dict[str, Any]]:
+    """The ``rdf-etl`` jobs of the context sources: ``sources`` (the DAG's parameter), else the
+    JSON list in ``CANDELA_KB_CONTEXT``, else the samples in the repository's ``data/``.
+    Each entry is the service's arguments (``source``, ``inputs``, optional ``key``…)."""
+    from candela.settings import get_settings
+    from candela_sdk import storage
+
+    if not sources:
+        s = settings or get_settings()
+        if s.kb_context:
+            try:
+                sources = json.loads(storage.read_text(s.kb_context))
+            except (OSError, json.JSONDecodeError) as exc:
+                raise BadParameter(f"CANDELA_KB_CONTEXT {s.kb_context}: {exc}") from None
+        elif _DATA.is_dir():
+            sources = [
+                {**entry, "inputs": [str(_DATA / p) for p in entry["inputs"]]}
+                for entry in SAMPLE_CONTEXT
+                if all((_DATA / p).is_file() for p in entry["inputs"])
+            ]
+    jobs = []
+    for entry in sources or []:
+        if (
+            not isinstance(entry, dict)
+            or entry.get("source") not in SOURCES
+            or not entry.get("inputs")
+        ):
+            raise BadParameter(f"a context source needs a known 'source' and 'inputs': {entry!r}")
+        if entry["source"] == "results":
+            raise BadParameter("results are loaded by their run (load_rdf), not as context")
+        jobs.append({**entry, "inputs": [storage.to_uri(i) for i in entry["inputs"]]})
+    return jobs
+
+
 def load(arguments: dict[str, Any]) -> dict[str, Any]:
     """Run the ``rdf-etl`` service in this process (its declaration from the catalogue)."""
     from candela_sdk.contract import execute

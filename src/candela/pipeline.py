@@ -157,6 +157,25 @@ def change_arguments(
     return jobs
 
 
+def rdf_arguments(
+    changes: list[dict[str, Any] | None], dag_id: str, run_id: str, key: str
+) -> dict[str, Any] | None:
+    """The ``rdf-etl`` job that loads a run's change results (and the stacks they compare) into
+    the knowledge base as the run's named graph; ``None`` when the run has no result."""
+    items = [
+        ch["outputs"]["item"] for ch in changes if ch and (ch.get("outputs") or {}).get("item")
+    ]
+    if not items:
+        return None
+    return {
+        "source": "results",
+        "inputs": items,
+        "workflow": dag_id,
+        "run_id": run_id,
+        "output_key": key,
+    }
+
+
 def _stem(uri: str) -> str:
     return safe_key(uri.rstrip("/").rsplit("/", 1)[-1].removesuffix(".tif"))
 

@@ -60,6 +60,11 @@ class SdkSettings(BaseSettings):
         "the query endpoint)",
     )
     kb_retries: int = Field(3, ge=1, le=10, description="attempts on an unreachable endpoint")
+    kb_context: str | None = Field(
+        None,
+        description="JSON file listing the context sources the context_etl DAG (re)loads "
+        "(default: the sample communes and weather shipped in the repository's data/)",
+    )
 
     @property
     def storage(self) -> str:
