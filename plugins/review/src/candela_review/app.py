@@ -12,6 +12,8 @@ Routes (all behind Airflow's own authentication: ``Authorization: Bearer <JWT>``
   ``…/zones``, ``…/histogram``: data of the page, as the pipeline stored them;
   ``/compare?a={dag_id}/{run_id}&b={dag_id}/{run_id}``: two runs side by side;
   ``/``: the runs with published results
+- ``knowledge``: ``/sparql``: read-only SPARQL 1.1 Protocol endpoint of the knowledge base;
+  ``/questions``, ``/questions/{name}``: ready-made questions (table + map) and YASGUI
 
 Errors: the :mod:`candela.web_errors` family, its status from the one table shared with the OGC
 app; answered as ``{"code", "description"}`` JSON, or as a page to a browser.
@@ -29,7 +31,7 @@ from fastapi.staticfiles import StaticFiles
 
 from candela.settings import Settings
 from candela.web_errors import WebError
-from candela_review.routers import downloads, pages, stac, tiles
+from candela_review.routers import downloads, knowledge, pages, stac, tiles
 from candela_review.web import HERE, Context, base_url, remember_caller, templates, wants_html
 
 PREFIX = "/candela"
@@ -85,4 +87,5 @@ def create_app(
     app.include_router(tiles.router(ctx), dependencies=auth_required)
     app.include_router(downloads.router(ctx), dependencies=auth_required)
     app.include_router(pages.router(ctx, env), dependencies=auth_required)
+    app.include_router(knowledge.router(ctx, env), dependencies=auth_required)
     return app
