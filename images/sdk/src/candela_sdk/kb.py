@@ -16,7 +16,9 @@ default graph is that union; an external store must be configured so, e.g. Fusek
 from __future__ import annotations
 
 import logging
+import os
 import re
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -155,6 +157,21 @@ def _syntax_error(exc: BaseException, text: str) -> QuerySyntaxError:
     )
 
 
+_READERS: dict[Path, tuple[tuple[tuple[str, int, int], ...], Any]] = {}
+_READERS_LOCK = threading.Lock()
+
+
+def _files_stamp(path: Path) -> tuple[tuple[str, int, int], ...]:
+    out = []
+    for entry in os.scandir(path):
+        try:
+            st = entry.stat()
+        except FileNotFoundError:
+            continue
+        out.append((entry.name, st.st_size, st.st_mtime_ns))
+    return tuple(sorted(out))
+
+
 class EmbeddedKnowledgeBase(KnowledgeBase):
     """pyoxigraph on disk. ``wait_s``: how long a writer waits for another writer."""
 
@@ -181,12 +198,21 @@ class EmbeddedKnowledgeBase(KnowledgeBase):
                 time.sleep(0.5)
 
     def _reader(self) -> Any:
+        """A read-only handle, reused while the store's files are unchanged (a read-only
+        RocksDB handle does not see later writes, so a load makes the next query reopen it)."""
         import pyoxigraph as ox
 
         if not (self.path / "CURRENT").exists():
             store = self._writer()  # an empty store, made once
             del store
-        return ox.Store.read_only(str(self.path))
+        stamp = _files_stamp(self.path)
+        with _READERS_LOCK:
+            cached = _READERS.get(self.path)
+            if cached and cached[0] == stamp:
+                return cached[1]
+            reader = ox.Store.read_only(str(self.path))
+            _READERS[self.path] = (stamp, reader)
+            return reader
 
     def replace_graph(self, graph: str, ntriples: str) -> None:
         store = self._writer()
