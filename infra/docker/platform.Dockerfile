@@ -23,6 +23,7 @@ COPY pyproject.toml uv.lock README.md ./
 COPY src src
 COPY operators operators
 COPY images images
+COPY ontology ontology
 COPY plugins plugins
 ARG EXTRAS=""
 RUN uv export --frozen --no-dev --no-emit-workspace --package candela ${EXTRAS:+--extra "$EXTRAS"} \
@@ -31,7 +32,7 @@ RUN uv export --frozen --no-dev --no-emit-workspace --package candela ${EXTRAS:+
  && VIRTUAL_ENV=/opt/venv uv pip install --no-cache --compile-bytecode -r /tmp/requirements.txt \
  && VIRTUAL_ENV=/opt/venv uv pip install --no-cache --compile-bytecode --no-deps \
         . ./images/sdk ./plugins/ogc ./plugins/review \
-        ./images/search ./images/preprocess ./images/changedetect ./images/mosaic
+        ./images/search ./images/preprocess ./images/changedetect ./images/mosaic ./images/rdf-etl
 
 # --- runtime: no uv, non-root
 FROM python:3.11-slim
