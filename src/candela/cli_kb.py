@@ -150,6 +150,8 @@ def _cell(value: Any) -> str:
     if value is None:
         return ""
     text = str(value)
+    if text.startswith(("https://", "http://", "file://")):
+        return text.rstrip("/").rsplit("/", 1)[-1]  # IRIs in full with --format json/csv
     try:
         number = float(text)
     except ValueError:

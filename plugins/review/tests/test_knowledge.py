@@ -83,6 +83,16 @@ def test_rdflib_sparqlstore_queries_the_endpoint(server: str) -> None:
     assert len(built.graph) >= 4
 
 
+def test_candela_sdk_remote_store_reads_the_endpoint(server: str) -> None:
+    from candela_sdk.kb import RemoteKnowledgeBase
+
+    remote = RemoteKnowledgeBase(f"{server}/candela/sparql", None, retries=1)
+    rows = remote.select(
+        'SELECT ?n WHERE { ?c <https://w3id.org/candela/ontology#inseeCode> "33281" ; <http://www.w3.org/2000/01/rdf-schema#label> ?n }'
+    )
+    assert rows == [{"n": "Mérignac"}]
+
+
 def test_plain_http_protocol(server: str) -> None:
     import httpx
 
