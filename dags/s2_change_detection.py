@@ -144,12 +144,16 @@ def s2_change_detection() -> None:
     def plan_rdf(changes: list[dict], fused: dict, key: str) -> dict:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from candela.pipeline import rdf_arguments
+        from candela.pipeline import kb_unreachable, rdf_arguments
+        from candela.settings import get_settings
 
         ctx = get_current_context()
         args = rdf_arguments(list(changes or []), ctx["dag"].dag_id, ctx["run_id"], key)
         if not args:
             raise AirflowSkipException("no change result to load into the knowledge base")
+        reason = kb_unreachable(get_settings())
+        if reason:
+            raise AirflowSkipException(reason)
         return args
 
     @task(outlets=[RESULTS])

@@ -86,3 +86,13 @@ def test_rdf_arguments_and_context_jobs(tmp_path: Path) -> None:
     assert all(j["inputs"][0].startswith("file://") for j in jobs)
     with pytest.raises(BadParameter, match="known 'source'"):
         context_jobs([{"source": "cadastre", "inputs": ["x"]}])
+
+
+def test_kubernetes_runner_needs_an_external_knowledge_base(monkeypatch) -> None:
+    from candela.pipeline import kb_unreachable
+    from candela.settings import Settings
+
+    monkeypatch.delenv("CANDELA_KB_ENDPOINT", raising=False)
+    assert kb_unreachable(Settings(runner="local")) is None
+    assert "CANDELA_KB_ENDPOINT" in (kb_unreachable(Settings(runner="kubernetes")) or "")
+    assert kb_unreachable(Settings(runner="kubernetes", kb_endpoint="http://kb/sparql")) is None

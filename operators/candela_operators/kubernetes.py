@@ -65,7 +65,15 @@ def pod_settings(service_name: str) -> dict[str, Any]:
         "deferrable": s.k8s_deferrable,
         "labels": {"app.kubernetes.io/part-of": "candela", "candela.eo/service": svc.name},
         "image_pull_policy": "IfNotPresent",
-        "env_vars": {"CANDELA_LOG_LEVEL": "INFO"},
+        "env_vars": {
+            "CANDELA_LOG_LEVEL": "INFO",
+            # the knowledge base a pod loads into (rdf-etl): only an external endpoint is reachable
+            **{
+                f"CANDELA_{name.upper()}": value
+                for name in ("kb_endpoint", "kb_update_endpoint")
+                if (value := getattr(s, name, None))
+            },
+        },
         "security_context": k8s.V1PodSecurityContext(run_as_non_root=True, run_as_user=10001),
     }
 

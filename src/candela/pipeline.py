@@ -176,6 +176,14 @@ def rdf_arguments(
     }
 
 
+def kb_unreachable(settings: Settings) -> str | None:
+    """Why a step could not load into the knowledge base, or ``None``: a pod (kubernetes runner)
+    cannot reach the embedded store under ``$CANDELA_HOME``, only an external endpoint."""
+    if settings.runner == "kubernetes" and not settings.kb_endpoint:
+        return "the kubernetes runner needs an external knowledge base (CANDELA_KB_ENDPOINT)"
+    return None
+
+
 def _stem(uri: str) -> str:
     return safe_key(uri.rstrip("/").rsplit("/", 1)[-1].removesuffix(".tif"))
 
