@@ -55,7 +55,19 @@ def discard_outputs(settings: Settings, dag_id: str, run_id: str, key: str) -> b
         return False
     storage.delete(prefix, recursive=True)
     log.info("removed the outputs of failed run %s under %s", run_id, prefix)
+    _drop_run_graph(settings, dag_id, key)
     return True
+
+
+def _drop_run_graph(settings: Settings, dag_id: str, key: str) -> None:
+    """Remove the failed run's named graph from the knowledge base (load_rdf ran before the
+    failure), as its files are removed: the same graph name the rdf-etl service gives a run."""
+    from candela_sdk.kb import graph_iri, open_kb
+
+    try:
+        open_kb(settings).drop_graph(graph_iri("run", f"{dag_id}/{key}"))
+    except Exception as exc:  # the files are gone all the same
+        log.warning("could not drop the knowledge-base graph of %s/%s: %s", dag_id, key, exc)
 
 
 def search_arguments(params: dict[str, Any]) -> dict[str, Any]:

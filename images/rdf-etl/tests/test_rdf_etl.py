@@ -243,3 +243,21 @@ def test_changed_communes_question_on_a_loaded_run(home, change_result):
         questions.bind(q, {"to": "yesterday"})
     with pytest.raises(questions.BadParameter, match="no parameter"):
         questions.bind(q, {"nope": "1"})
+
+
+def test_a_failed_run_leaves_no_graph(home, change_result):
+    """discard_outputs (failure callback) drops the run's graph with its files."""
+    from candela.pipeline import discard_outputs, output_prefix
+    from candela.settings import Settings
+
+    run(RdfEtlParams(source="results", inputs=[change_result["item"]], workflow="s2_change_detection",
+                     run_id="manual__test", output_key="k123"))  # fmt: skip
+    kb = open_kb()
+    assert _count(kb, "?r a cdl:ChangeDetectionResult") == 1
+    settings = Settings()
+    prefix = output_prefix(settings, "s2_change_detection", "k123")
+    from candela_sdk import storage
+
+    storage.write_text(f"{prefix}/stacks/partial.json", "{}")
+    assert discard_outputs(settings, "s2_change_detection", "manual__test", "k123")
+    assert _count(kb, "?r a cdl:ChangeDetectionResult") == 0
