@@ -261,3 +261,26 @@ def test_a_failed_run_leaves_no_graph(home, change_result):
     storage.write_text(f"{prefix}/stacks/partial.json", "{}")
     assert discard_outputs(settings, "s2_change_detection", "manual__test", "k123")
     assert _count(kb, "?r a cdl:ChangeDetectionResult") == 0
+
+
+def test_products_from_stac_items(home, change_result, tmp_path):
+    stacks = Path(change_result["run_json"]).parent / "stacks"
+    result = run(
+        RdfEtlParams(
+            source="products",
+            inputs=[str(stacks / "s2-before.json"), str(stacks / "s2-after.json")],
+        )
+    )
+    kb = open_kb()
+    rows = kb.select(
+        CDL
+        + "SELECT ?d ?c WHERE { ?p a cdl:SentinelProduct ; cdl:acquisitionDate ?d ; cdl:cloudCover ?c } ORDER BY ?d"
+    )
+    assert rows == [{"d": "2016-05-04", "c": 3.5}, {"d": "2017-10-26", "c": 3.5}]
+    assert result["graph"].endswith("/graph/products/s2-before")
+    broken = tmp_path / "broken.json"
+    broken.write_text(
+        json.dumps({"type": "Feature", "id": "x", "properties": {}, "geometry": None})
+    )
+    with pytest.raises(InputError, match="no datetime"):
+        run(RdfEtlParams(source="products", inputs=[str(broken)]))
