@@ -428,6 +428,9 @@ def _stac_item(
             "title": "Class areas per zone",
             "roles": ["data"],
         }
+    base = storage.parse(params.output)
+    for asset in assets.values():  # absolute, as the other services' items
+        asset["href"] = base.join(asset["href"].removeprefix("./")).uri
     meta = bundle.metadata
     mlm = {
         "mlm:name": f"candela-fusion-{params.model}",
