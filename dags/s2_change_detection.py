@@ -214,7 +214,8 @@ def s2_change_detection() -> None:
     ).expand(service_args=fusion_jobs)
     fused: Any = landcover_done(landcover.output)
     loaded: Any = load_rdf(changes.output, fused)
-    publish(stacks.output, changes.output, plan["key"], loaded)
+    published = publish(stacks.output, changes.output, plan["key"], loaded)
+    fused >> published  # publish waits for the land cover even when load_rdf was skipped
 
 
 s2_change_detection()

@@ -56,6 +56,8 @@ def test_fuse_landcover_is_a_fusion_step_that_never_stops_the_run(dagbag) -> Non
     assert step.partial_kwargs["service"] == "fusion"
     assert "fuse_landcover" in _descendants(dag, "mosaic")
     assert "publish" in _descendants(dag, "fuse_landcover")
+    # publish waits for the land cover directly (load_rdf may be skipped before it is done)
+    assert "publish" in dag.get_task("landcover_done").downstream_task_ids
     # a date without a Sentinel-1 match skips the step, not the rest of the run
     for task_id in ("plan_fusion", "fuse_landcover", "landcover_done", "publish"):
         assert dag.get_task(task_id).trigger_rule == "none_failed", task_id

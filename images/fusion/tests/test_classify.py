@@ -43,7 +43,8 @@ def test_fused_uses_radar_under_clouds(chip, cloud_mask, tmp_path, capsys) -> No
         "--optical-mask", cloud_mask, "--optical-mask-kind", "cloud", "--output", out,
     )  # fmt: skip
     assert code == 0, err
-    res = result["result"]
+    res = result
+    assert res["outputs"]["landcover"].endswith("/landcover.tif")
     assert res["days_apart"] == pytest.approx(2.2917, abs=1e-3)
     assert res["source_pixels"]["radar"] == 128 * 64
     assert res["source_pixels"]["optical+radar"] == 128 * 64

@@ -349,7 +349,7 @@ def _write_outputs(
         "days_apart": days_apart,
         "coregistration": {k: v for k, v in coreg.items() if k != "notes"},
     }
-    return {"result": result, "statistics": statistics}
+    return result
 
 
 def _flat_zone(z: dict[str, Any], table: ClassTable) -> dict[str, Any]:
