@@ -80,3 +80,34 @@ def test_train_register_and_load(tmp_path, monkeypatch, capsys) -> None:
 def test_store_is_checked(tmp_path) -> None:
     with pytest.raises(InputError, match="not a patch store"):
         fdata.open_store(tmp_path)
+
+
+def test_bigearthnet_pairs_reader() -> None:
+    from candela_fusion.evaluate import bigearthnet_pairs
+
+    (pair,) = bigearthnet_pairs(REPO / "data" / "bigearthnet", None)
+    assert pair["optical"].shape == (120, 120, 10) and pair["radar"].shape == (120, 120, 2)
+    assert pair["country"] == "Austria" and not pair["spoiled"]
+    # v1 CORINE labels mapped to BigEarthNet-19
+    assert pair["labels"] == [
+        "Arable land",
+        "Land principally occupied by agriculture, with significant areas of natural vegetation",
+    ]
+    assert 0 < float(pair["optical"].mean()) < 1 and float(pair["radar"].mean()) < 0
+
+
+@pytest.mark.slow
+def test_pixel_evaluation_runs_held_out_under_clouds() -> None:
+    """The evaluation protocol end to end with one epoch (the committed table uses 6)."""
+    from candela_fusion.evaluate import pixel_evaluation
+
+    report = pixel_evaluation(FLOODS, CLOUDS, epochs=1, shares=(0.0, 0.9))
+    res = report["results"]
+    assert set(res) == {"s2", "s2_unmasked", "s1", "fused"}
+    # radar does not see clouds; the masked S2 product loses the clouded pixels; fused keeps all
+    assert res["s1"]["0%"]["overall_accuracy"] == res["s1"]["90%"]["overall_accuracy"]
+    assert res["s2"]["90%"]["coverage"] == pytest.approx(0.1, abs=0.02)
+    assert res["fused"]["90%"]["coverage"] == 1.0
+    labelled = res["s1"]["0%"]["pixels"]
+    assert labelled == sum(map(sum, res["fused"]["90%"]["confusion_matrix"]))
+    assert len(report["training"]) == 12  # 4 folds x 3 networks
