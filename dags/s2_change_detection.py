@@ -2,8 +2,9 @@
 
 search_products → preprocess (one task per product and AOI piece: a large AOI is cut into
 pieces of at most `tile_size_km`) → mosaic (the pieces of each product merged) → detect_changes
-(one task per consecutive pair, GPU pool) → fuse_landcover → load_rdf → publish. Wiring only: the work happens in the
-processing services. The same parameters always write to the same output prefix, so a rerun
+(one task per consecutive pair, GPU pool); fuse_landcover (one task per date with a Sentinel-1
+acquisition within 10 days, skipped with the reason otherwise) → load_rdf → publish. Wiring
+only: the work happens in the processing services. The same parameters always write to the same output prefix, so a rerun
 replaces its outputs; two identical runs at once are refused.
 """
 
@@ -132,13 +133,32 @@ def s2_change_detection() -> None:
             raise AirflowSkipException("fewer than two products: nothing to compare")
         return jobs
 
-    @task
-    def fuse_landcover(changes: list[dict]) -> dict:
-        # Sentinel-1/Sentinel-2 fusion joins here once its service exists; the step stays in
-        # the graph so that runs keep one shape and the reason is visible in the UI.
-        reason = "the Sentinel-1/Sentinel-2 fusion service is not part of this release"
-        print(f"fuse_landcover: nothing done: {reason}")
-        return {"done": False, "reason": reason}
+    @task(trigger_rule="none_failed")
+    def plan_fusion(search_result: dict, stacks: list[dict], prefix: str) -> list[dict]:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from candela.pipeline import fusion_arguments
+
+        params = get_current_context()["params"]
+        jobs, skipped = fusion_arguments(
+            search_result, list(stacks or []), prefix, params.get("zones")
+        )
+        for s in skipped:
+            print(f"fuse_landcover: {s['date']} skipped: {s['reason']}")
+        if not jobs:
+            raise AirflowSkipException(
+                "no Sentinel-2 date has a Sentinel-1 match: "
+                + ("; ".join(s["reason"] for s in skipped) or "no product")
+            )
+        return jobs
+
+    @task(trigger_rule="none_failed")
+    def landcover_done(results: Any) -> dict:
+        # None when fuse_landcover was skipped: the run goes on (load_rdf, publish)
+        done = [r for r in (results or []) if r]
+        if not done:
+            return {"done": False, "reason": "no date had a Sentinel-1 match (see plan_fusion)"}
+        return {"done": True, "maps": [r["outputs"]["landcover"] for r in done]}
 
     @task(trigger_rule="none_failed")
     def plan_rdf(changes: list[dict], fused: dict, key: str) -> dict:
@@ -156,12 +176,16 @@ def s2_change_detection() -> None:
             raise AirflowSkipException(reason)
         return args
 
-    @task(outlets=[RESULTS])
+    @task(outlets=[RESULTS], trigger_rule="none_failed")
     def publish(stacks: list[dict], changes: list[dict], key: str, loaded: dict) -> dict:
+        from airflow.sdk.exceptions import AirflowSkipException
+
         from candela.callbacks import _dsn
         from candela.pipeline import publish as publish_outputs
         from candela.settings import get_settings
 
+        if not [s for s in (stacks or []) if s]:  # no data (search or preprocess skipped)
+            raise AirflowSkipException("no product had data over the area: nothing to publish")
         ctx = get_current_context()
         return publish_outputs(
             get_settings(),
@@ -169,8 +193,8 @@ def s2_change_detection() -> None:
             ctx["run_id"],
             key,
             dict(ctx["params"]),
-            list(stacks),
-            list(changes),
+            list(stacks or []),
+            list(changes or []),
             _dsn(),
         )
 
@@ -194,7 +218,11 @@ def s2_change_detection() -> None:
         execution_timeout=timedelta(hours=2),
         on_failure_callback=_remove_partial_outputs,
     ).expand(service_args=pairs)
-    fused: Any = fuse_landcover(changes.output)
+    fusion_jobs = plan_fusion(found.output, stacks.output, plan["prefix"])
+    landcover = Step.partial(
+        task_id="fuse_landcover", service="fusion", trigger_rule="none_failed", **IO_STEP
+    ).expand(service_args=fusion_jobs)
+    fused: Any = landcover_done(landcover.output)
     # the run's results and lineage → its named graph in the knowledge base [service rdf-etl]
     rdf = plan_rdf(changes.output, fused, plan["key"])
     loaded = Step(task_id="load_rdf", service="rdf-etl", service_args=rdf, **IO_STEP)

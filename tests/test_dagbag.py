@@ -50,6 +50,19 @@ def test_pipeline_shape(dagbag) -> None:
         assert down in _descendants(dag, up), f"{down} does not follow {up}"
 
 
+def test_fuse_landcover_is_a_fusion_step_that_never_stops_the_run(dagbag) -> None:
+    dag = dagbag.dags["s2_change_detection"]
+    step = dag.get_task("fuse_landcover")
+    assert step.partial_kwargs["service"] == "fusion"
+    assert "fuse_landcover" in _descendants(dag, "mosaic")
+    assert "publish" in _descendants(dag, "fuse_landcover")
+    # publish waits for the land cover directly (load_rdf may be skipped before it is done)
+    assert "publish" in dag.get_task("landcover_done").downstream_task_ids
+    # a date without a Sentinel-1 match skips the step, not the rest of the run
+    for task_id in ("plan_fusion", "fuse_landcover", "landcover_done", "publish"):
+        assert dag.get_task(task_id).trigger_rule == "none_failed", task_id
+
+
 def _descendants(dag, task_id: str) -> set[str]:
     seen: set[str] = set()
     todo = [task_id]

@@ -186,3 +186,35 @@ def test_feature_collection_aoi_end_to_end(tmp_path, monkeypatch) -> None:
     assert [s["zone_id"] for s in stats] == ["zone-0", "zone-1"]
     assert stats[0]["changed_fraction"] == 1.0 and stats[1]["changed_fraction"] == 0.0
     assert all(s["valid_pixels"] > 50 for s in stats)
+
+
+def test_fusion_arguments_pair_dates_with_s1_and_skip_the_others(tmp_path) -> None:
+    from candela.pipeline import fusion_arguments
+
+    prefix = f"file://{tmp_path}"
+    (tmp_path / "stacks").mkdir()
+    (tmp_path / "stacks" / "S2A_A_valid.tif").write_bytes(b"x")  # the SCL validity mask of A
+    search_result = {
+        "products": [
+            {
+                "id": "S2A_A",
+                "s1_match": {"href": "file:///s1/a", "datetime": "2017-06-13T16:50:43Z"},
+            },
+            {"id": "S2A_B", "s1_match": None},
+        ]
+    }
+    stacks = [
+        {"output": f"{prefix}/stacks/S2A_B.tif", "datetime": "2017-07-20T10:00:00Z"},
+        {"output": f"{prefix}/stacks/S2A_A.tif", "datetime": "2017-06-13T10:10:31Z"},
+        None,
+    ]
+    jobs, skipped = fusion_arguments(search_result, stacks, prefix, zones="z.geojson")
+    (job,) = jobs
+    assert job["optical"].endswith("/stacks/S2A_A.tif") and job["radar"] == "file:///s1/a"
+    assert job["output"] == f"{prefix}/landcover/S2A_A" and job["model"] == "fused"
+    assert job["optical_mask"].endswith("S2A_A_valid.tif") and job["zones"] == "z.geojson"
+    assert job["radar_datetime"].startswith("2017-06-13") and job["window_days"] == 10
+    (skip,) = skipped
+    assert skip["reason"] == "no Sentinel-1 acquisition within 10 days of 2017-07-20"
+    # the search asks for the pairing of Sentinel-2 products only
+    assert search_arguments({"collection": "sentinel-2-l2a"})["pair_s1_days"] == 10

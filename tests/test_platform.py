@@ -447,3 +447,22 @@ def test_down_leaves_nothing_running(platform: Platform) -> None:
     assert leftovers == []
     r = platform.candela("status")
     assert r.returncode == 1
+
+
+def test_fusion_demo_sample_draws_a_land_cover_map(platform: Platform) -> None:
+    """`candela demo --fusion`'s run: one S2 date with its S1 match, so no change pair but a
+    land-cover map from both sensors, published and on the review page."""
+    from candela.cli import DEMO_FUSION_CONF, DEMO_FUSION_SAMPLE
+
+    r = platform.candela("catalog", "add", str(DEMO_FUSION_SAMPLE))
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = platform.candela(
+        "run", "s2_change_detection", "--conf", json.dumps(DEMO_FUSION_CONF), timeout=900
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "land cover (S1+S2):" in r.stdout and "review page:" in r.stdout
+    summary = _summary_of(platform, _run_id(r.stdout))
+    (lc,) = summary["landcover"]
+    item = json.loads(Path(lc["item"].removeprefix("file://")).read_text())
+    assert item["properties"]["candela:days_apart"] < 1
+    assert set(item["assets"]) >= {"landcover", "source", "confidence", "quicklook"}

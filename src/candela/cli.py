@@ -54,6 +54,17 @@ DEMO_CONF: dict[str, Any] = ChangeDetectionConf(
     threshold="auto",
     zones=str(REPO / "data" / "context" / "admin" / "communes-33-gironde.geojson"),
 ).conf()
+# `candela demo --fusion`: the BigEarthNet S2 + S1 patch pair (Austria, both 2017-06-13): one
+# date, so no change pair, and fuse_landcover classifies it from both sensors
+DEMO_FUSION_SAMPLE = REPO / "data" / "bigearthnet"
+DEMO_FUSION_CONF: dict[str, Any] = ChangeDetectionConf(
+    collection="sentinel-2-l2a",
+    bbox=[13.7128, 48.2169, 13.7291, 48.2277],
+    start=dt.date(2017, 6, 1),
+    end=dt.date(2017, 6, 30),
+    model="cva",
+    threshold="auto",
+).conf()
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
@@ -548,6 +559,8 @@ def _print_outputs(client: Any, dag_id: str, run_id: str) -> None:
                 f"({100 * (r.get('changed_fraction') or 0):.2f} % of valid area), "
                 f"model {r.get('model')}, threshold {r.get('threshold')}"
             )
+    for lc in summary.get("landcover", []):
+        console.print(f"  land cover (S1+S2):  {lc['item']} (model {lc.get('model')})")
 
 
 @app.command()
@@ -555,8 +568,17 @@ def demo(
     port: Annotated[
         int | None, typer.Option(help="port of the Airflow UI / API (loopback; default 8080)")
     ] = None,
+    fusion: Annotated[
+        bool,
+        typer.Option(
+            "--fusion",
+            help="run the pipeline on the BigEarthNet Sentinel-2 + Sentinel-1 pair instead: "
+            "fuse_landcover draws a land-cover map from both sensors",
+        ),
+    ] = False,
 ) -> None:
-    """Start the platform, register the Bordeaux sample and run the change-detection pipeline."""
+    """Start the platform, register the Bordeaux sample and run the change-detection pipeline
+    (``--fusion``: the Sentinel-1 + Sentinel-2 sample and its land-cover map)."""
     from candela import embedded
 
     s = _settings(port)
@@ -567,13 +589,14 @@ def demo(
     except embedded.PlatformError as exc:
         raise fail(str(exc)) from None
     _print_login(s)
-    added, updated, skipped, _ = register_products(embedded.platform_dsn(s), [DEMO_SAMPLE])
+    sample, conf = (DEMO_FUSION_SAMPLE, DEMO_FUSION_CONF) if fusion else (DEMO_SAMPLE, DEMO_CONF)
+    added, updated, skipped, _ = register_products(embedded.platform_dsn(s), [sample])
     console.print(f"sample products registered: {added} added, {updated} already there")
     if not added and not updated:
-        raise fail(f"the Bordeaux sample was not recognised: {skipped}")
+        raise fail(f"the sample {sample.name} was not recognised: {skipped}")
     _load_demo_context(s)
-    code = trigger_and_follow(s, DEMO_DAG, DEMO_CONF, wait=True)
-    if code == 0:
+    code = trigger_and_follow(s, DEMO_DAG, conf, wait=True)
+    if code == 0 and not fusion:
         console.print("ask the knowledge base: candela kb query --question changed-communes")
     console.print(
         f"demo finished in {time.monotonic() - started:.0f} s; the platform keeps "

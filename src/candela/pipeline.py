@@ -15,6 +15,7 @@ from typing import Any
 from candela.settings import Settings
 from candela_sdk import aoi as sdk_aoi
 from candela_sdk.aoi import split_aoi as split_aoi  # the DAG imports it from here
+from candela_sdk.sentinel1 import DEFAULT_WINDOW_DAYS as FUSION_WINDOW_DAYS
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,9 @@ def search_arguments(params: dict[str, Any]) -> dict[str, Any]:
         "tile": params.get("tile") or None,
         "limit": params.get("limit") or 50,
     }
+    if str(params["collection"]).startswith("sentinel-2"):
+        # fuse_landcover: each product's nearest Sentinel-1 acquisition (candela_sdk.sentinel1)
+        args["pair_s1_days"] = FUSION_WINDOW_DAYS
     if params.get("aoi"):
         args["aoi"] = json.dumps(params["aoi"])
     elif params.get("bbox"):
@@ -194,6 +198,78 @@ def kb_unreachable(settings: Settings) -> str | None:
     if settings.runner == "kubernetes" and not settings.kb_endpoint:
         return "the kubernetes runner needs an external knowledge base (CANDELA_KB_ENDPOINT)"
     return None
+def fusion_arguments(
+    search_result: dict[str, Any] | None,
+    stacks: list[dict[str, Any] | None],
+    prefix: str,
+    zones: str | None = None,
+    window_days: float = FUSION_WINDOW_DAYS,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """One land-cover job per stack whose product has a Sentinel-1 match (the search's
+    ``s1_match``), and the dates without one with the reason: (jobs, skipped)."""
+    from candela_sdk import storage
+
+    matches = {
+        safe_key(p["id"]): p.get("s1_match") for p in (search_result or {}).get("products", [])
+    }
+    jobs: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
+    for st in sorted((s for s in stacks if s), key=lambda s: s.get("datetime") or ""):
+        stem = _stem(st["output"])
+        date = str(st.get("datetime") or "")[:10] or "unknown date"
+        match = matches.get(stem)
+        if not match:
+            skipped.append(
+                {
+                    "stack": st["output"],
+                    "date": date,
+                    "reason": f"no Sentinel-1 acquisition within {window_days:g} days of {date}",
+                }
+            )
+            continue
+        job: dict[str, Any] = {
+            "optical": st["output"],
+            "radar": match["href"],
+            "model": "fused",
+            "output": f"{prefix}/landcover/{stem}",
+            "window_days": window_days,
+        }
+        if st.get("datetime"):
+            job["optical_datetime"] = st["datetime"]
+        if match.get("datetime"):
+            job["radar_datetime"] = match["datetime"]
+        valid = st["output"].removesuffix(".tif") + "_valid.tif"
+        if storage.exists(valid):  # the preprocess SCL validity mask of a one-piece stack
+            job["optical_mask"] = valid
+        if zones:
+            job["zones"] = zones
+        jobs.append(job)
+    return jobs, skipped
+
+
+def landcover_items(prefix: str) -> list[tuple[str, dict[str, Any]]]:
+    """The STAC items the ``fuse_landcover`` steps wrote under ``<prefix>/landcover/``, each
+    with absolute asset hrefs (the results catalogue and the review page read them)."""
+    from candela_sdk import storage
+    from candela_sdk.errors import InputError
+
+    base = storage.parse(f"{prefix}/landcover")
+    try:
+        names = storage.list_names(base.uri)
+    except InputError:
+        return []
+    out = []
+    for name in sorted(names):
+        uri = base.join(name, "item.json").uri
+        if not storage.exists(uri):
+            continue
+        item = json.loads(storage.read_text(uri))
+        for asset in item.get("assets", {}).values():
+            href = str(asset.get("href", ""))
+            if href.startswith("./"):
+                asset["href"] = base.join(name, href[2:]).uri
+        out.append((uri, item))
+    return out
 
 
 def _stem(uri: str) -> str:
@@ -226,6 +302,12 @@ def publish(
             {"candela:workflow": dag_id, "candela:run_id": run_id, "candela:params": params}
         )
         published.append({"item_uri": item_uri, "item": item, "result": ch})
+    landcover = landcover_items(prefix)
+    for _uri, item in landcover:
+        item["collection"] = WORKFLOW_COLLECTION
+        item.setdefault("properties", {}).update(
+            {"candela:workflow": dag_id, "candela:run_id": run_id, "candela:params": params}
+        )
     summary = {
         "workflow": dag_id,
         "run_id": run_id,
@@ -244,12 +326,28 @@ def publish(
             }
             for p in published
         ],
+        "landcover": [
+            {
+                "item": uri,
+                "model": item["properties"].get("candela:model"),
+                "datetime": item["properties"].get("datetime")
+                or item["properties"].get("start_datetime"),
+            }
+            for uri, item in landcover
+        ],
     }
     summary_uri = storage.write_text(f"{prefix}/run.json", json.dumps(summary, indent=2))
     if dsn:
         from candela.db.results import record_results
 
-        record_results(dsn, dag_id, run_id, [p["item"] for p in published])
+        record_results(
+            dsn, dag_id, run_id, [p["item"] for p in published] + [it for _, it in landcover]
+        )
     summary["summary"] = summary_uri
-    log.info("published %d result(s); summary at %s", len(published), summary_uri)
+    log.info(
+        "published %d change result(s) and %d land-cover map(s); summary at %s",
+        len(published),
+        len(landcover),
+        summary_uri,
+    )
     return summary

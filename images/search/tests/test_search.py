@@ -303,3 +303,17 @@ def test_service_declaration() -> None:
     # an AOI given as a GeoJSON dict travels as JSON text
     p = SearchParams.model_validate({"collection": "sentinel-2-l2a", "aoi": TRIANGLE})
     assert json.loads(p.aoi or "") == TRIANGLE
+
+
+def test_pair_s1_nearest_within_window(loaded: Catalogue) -> None:
+    """Each S2 product gets its nearest S1 acquisition within the window, or None."""
+    result = search({"collection": "sentinel-2-l2a", "pair_s1_days": 10})
+    matches = {p["id"]: p["s1_match"] for p in result.products}
+    ben = "S2A_MSIL2A_20170613T101031_87_48"
+    assert matches[ben]["id"] == "S1A_IW_GRDH_1SDV_20170613T165043_33UUP_87_48"
+    assert matches[ben]["days_apart"] == pytest.approx((6 * 3600 + 40 * 60 + 12) / 86400, abs=1e-3)
+    assert all(m is None for pid, m in matches.items() if pid != ben)  # Bordeaux: no S1
+    item = next(i for i in result.items if i["id"] == ben)
+    assert item["properties"]["candela:s1_match"]["id"].startswith("S1A_IW_GRDH")
+    # without the option the result is unchanged (no s1_match key)
+    assert "s1_match" not in search({"collection": "sentinel-2-l2a"}).products[0]

@@ -653,3 +653,52 @@ def test_the_web_app_imports_no_processing_service() -> None:
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_landcover_of_a_fusion_run_on_the_review_page(tmp_path: Path, pg_server: str) -> None:
+    """A run whose only output is a fuse_landcover map (one date, no change pair): the page
+    shows the map with its legend and the per-pixel source, and serves its assets."""
+    import uuid
+
+    import psycopg
+    from fastapi.testclient import TestClient
+
+    from candela import pipeline
+    from candela.db import migrate
+    from candela.runs import output_key
+    from candela.settings import Settings
+    from candela_fusion.service import SERVICE as FUSION
+    from candela_review.app import create_app
+
+    home = tmp_path / "home"
+    storage = home / "storage"
+    storage.mkdir(parents=True)
+    settings = Settings(home=home, storage_root=storage.as_uri())
+    params = {**PARAMS, "collection": "sentinel-2-l2a"}
+    key = output_key(DAG, params)
+    prefix = pipeline.output_prefix(settings, DAG, key)
+    chip = REPO / "data" / "fusion" / "sen1floods11"
+    optical = str(chip / "Spain_7370579_S2Hand.tif")
+    _service_run(
+        FUSION,
+        ["--optical", optical, "--radar", str(chip / "Spain_7370579_S1Hand.tif"),
+         "--output", f"{prefix}/landcover/chip", "--tile", "256"],
+    )  # fmt: skip
+    run_id = "manual__fusion"
+    name = "t_fusion_" + uuid.uuid4().hex[:8]
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    dsn = pg_server.replace("/postgres?", f"/{name}?")
+    migrate(dsn)
+    summary = pipeline.publish(settings, DAG, run_id, key, params, [{"output": optical}], [], dsn)
+    assert summary["results"] == [] and len(summary["landcover"]) == 1
+    app = create_app(settings, dsn, auth=allow_all)
+    with TestClient(mounted(app)) as c:
+        html = c.get(run_path(run_id), headers={"accept": "text/html"}).text
+        assert "Land cover" in html and "Sentinel-1 + Sentinel-2" in html
+        assert "water" in html and "CORINE 5" in html  # the legend from the class table
+        png = c.get(f"{run_path(run_id)}/landcover/0/quicklook")
+        assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+        assert c.get(f"{run_path(run_id)}/landcover/0/source").status_code == 200
+        assert c.get(f"{run_path(run_id)}/landcover/0/nope").status_code == 404
+        assert c.get(f"{run_path(run_id)}/landcover/3/quicklook").status_code == 404

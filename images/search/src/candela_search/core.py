@@ -97,6 +97,8 @@ class SearchResult:
     duplicates: list[str] = field(default_factory=list)  # ids dropped for a newer baseline
     outside: list[str] = field(default_factory=list)  # ids dropped by the exact geometry test
     truncated: int = 0  # how many more matched than ``limit``
+    # --pair-s1-days: S2 id -> its nearest S1 acquisition (None: none within the window)
+    s1_matches: dict[str, dict[str, Any] | None] | None = None
 
     @property
     def count(self) -> int:
@@ -104,11 +106,19 @@ class SearchResult:
 
     @property
     def items(self) -> list[dict[str, Any]]:
-        return [r.item for r in self.records]
+        if self.s1_matches is None:
+            return [r.item for r in self.records]
+        return [
+            {**r.item, "properties": {**r.item["properties"], "candela:s1_match": m}}
+            for r in self.records
+            for m in [self.s1_matches.get(r.id)]
+        ]
 
     @property
     def products(self) -> list[dict[str, Any]]:
-        return [r.summary() for r in self.records]
+        if self.s1_matches is None:
+            return [r.summary() for r in self.records]
+        return [{**r.summary(), "s1_match": self.s1_matches.get(r.id)} for r in self.records]
 
     def to_dict(self) -> dict[str, Any]:
         """The service result: ``{"count", "items", "products"}``."""
@@ -197,6 +207,8 @@ def search(params: SearchParams | Mapping[str, Any], dsn: str | None = None) -> 
     unique.sort(key=lambda r: (r.datetime, r.id))
     result.truncated = max(0, len(unique) - query.limit)
     result.records = unique[: query.limit]
+    if p.pair_s1_days and query.collection.startswith("sentinel-2") and result.records:
+        result.s1_matches = pair_s1(result.records, query, provider, p.pair_s1_days)
     log.info(
         "search %s: %d candidate(s), %d older baseline(s) dropped, %d outside the AOI, "
         "%d returned%s",
@@ -208,6 +220,49 @@ def search(params: SearchParams | Mapping[str, Any], dsn: str | None = None) -> 
         f" ({result.truncated} more beyond --limit)" if result.truncated else "",
     )
     return result
+
+
+def pair_s1(
+    records: list[ProductRecord], query: Query, provider: Any, window_days: float
+) -> dict[str, dict[str, Any] | None]:
+    """Each S2 record's nearest Sentinel-1 GRD acquisition over the same AOI within
+    ``window_days`` (the rule of :func:`candela_sdk.sentinel1.nearest`), or None."""
+    from dataclasses import replace
+
+    from candela_sdk.sentinel1 import nearest
+
+    pad = dt.timedelta(days=window_days)
+    s1_query = replace(
+        query,
+        collection="sentinel-1-grd",
+        start=records[0].datetime - pad,
+        end=records[-1].datetime + pad + dt.timedelta(seconds=1),
+        max_cloud=None,
+        tile=None,
+        limit=10000,
+    )
+    s1 = [r for r in provider.candidates(s1_query)]
+    if query.aoi is not None:
+        s1 = [r for r in s1 if footprint_intersects(r, query.aoi)]
+    by_id = {r.id: r for r in s1}
+    out: dict[str, dict[str, Any] | None] = {}
+    for rec in records:
+        found = nearest(rec.datetime, [(r.id, r.datetime) for r in s1], window_days)
+        if found is None:
+            out[rec.id] = None
+            continue
+        match = by_id[found[0]]
+        out[rec.id] = {**match.summary(), "days_apart": found[2]}
+    paired = sum(m is not None for m in out.values())
+    log.info(
+        "Sentinel-1 pairing: %d of %d product(s) have an S1 acquisition within %g days "
+        "(%d S1 candidate(s))",
+        paired,
+        len(records),
+        window_days,
+        len(s1),
+    )
+    return out
 
 
 def run(params: SearchParams) -> dict[str, Any]:

@@ -69,6 +69,14 @@ class SearchParams(ServiceParams):
         description="URL of the STAC API or OData catalogue for --provider stac|cdse "
         "(default $CANDELA_STAC_URL / $CANDELA_CDSE_ODATA_URL, else Earth Search / CDSE)",
     )
+    pair_s1_days: float | None = Field(
+        None,
+        gt=0,
+        le=60,
+        description="Sentinel-2 searches: pair each product with the nearest Sentinel-1 GRD "
+        "acquisition over the same AOI within this many days (10 is the usual window); the "
+        "match is listed under products[].s1_match and the item's candela:s1_match",
+    )
     dsn: str | None = Field(
         None,
         description="catalogue database (PostgreSQL URI); default $CANDELA_DATABASE_URL, else "

@@ -85,7 +85,7 @@ class Run:
     def status(self) -> str:
         """ok | no-data | failed | running | unknown."""
         if self.summary is not None:
-            return "ok" if self.results else "no-data"
+            return "ok" if self.results or self.landcover() else "no-data"
         st = self.airflow.state if self.airflow else None
         if st in ("queued", "running"):
             return "running"
@@ -110,6 +110,15 @@ class Run:
 
     def stacks(self) -> list[str]:
         return list((self.summary or {}).get("stacks") or [])
+
+    def landcover(self) -> list[dict[str, Any]]:
+        """The land-cover maps of the run (``fuse_landcover``): their STAC items as recorded."""
+        out = []
+        for entry in (self.summary or {}).get("landcover") or []:
+            item = _read_json(entry["item"]) if entry.get("item") else None
+            if item is not None:
+                out.append(item)
+        return out
 
 
 def _read_json(uri: str) -> dict[str, Any] | None:
@@ -202,11 +211,16 @@ def _prefix_from_results(dsn: str, dag_id: str, run_id: str) -> str | None:
         return None
     if not item:
         return None
-    href = ((item.get("assets") or {}).get("change_probability") or {}).get("href")
+    assets = item.get("assets") or {}
+    href = (assets.get("change_probability") or {}).get("href")
     # <prefix>/changes/<pair>/change_probability.tif
-    if not href or "/changes/" not in href:
-        return None
-    return str(href).rsplit("/changes/", 1)[0]
+    if href and "/changes/" in href:
+        return str(href).rsplit("/changes/", 1)[0]
+    href = (assets.get("landcover") or {}).get("href")
+    # <prefix>/landcover/<product>/landcover.tif (a run with land cover only)
+    if href and "/landcover/" in href:
+        return str(href).rsplit("/landcover/", 1)[0]
+    return None
 
 
 def airflow_state(dag_id: str, run_id: str, client: AirflowClient | None) -> AirflowState | None:

@@ -51,6 +51,17 @@ def router(ctx: Context) -> APIRouter:
                 return file_response(uri, uri.rstrip("/").rsplit("/", 1)[-1])
         raise NotFound(f"no result {item_id!r} in run {run_id}")
 
+    @api.get("/landcover/{n}/{asset}")
+    def download_landcover(dag_id: str, run_id: str, n: int, asset: str) -> Response:
+        maps = ctx.published(dag_id, run_id).landcover()
+        if not 0 <= n < len(maps):
+            raise NotFound(f"run {run_id} has {len(maps)} land-cover map(s); no map {n}")
+        assets = maps[n].get("assets") or {}
+        if asset not in assets:
+            raise NotFound(f"no asset {asset!r}; assets: {', '.join(sorted(assets))}")
+        uri = str(assets[asset]["href"])
+        return file_response(uri, uri.rstrip("/").rsplit("/", 1)[-1])
+
     @api.get("/stacks/{n}")
     def download_stack(dag_id: str, run_id: str, n: int) -> Response:
         stacks = ctx.published(dag_id, run_id).stacks()

@@ -70,6 +70,20 @@ def page_data(request: Request, run: runs_mod.Run) -> dict[str, Any]:
             for i, s in enumerate(run.stacks())
         ],
         "results": results,
+        "landcover": [
+            {
+                "index": i,
+                "id": item.get("id"),
+                "datetime": (item.get("properties") or {}).get("datetime")
+                or (item.get("properties") or {}).get("start_datetime"),
+                "model": (item.get("properties") or {}).get("candela:model"),
+                "classes": (item.get("assets") or {})
+                .get("landcover", {})
+                .get("classification:classes", []),
+                "assets": {k: f"{rb}/landcover/{i}/{k}" for k in (item.get("assets") or {})},
+            }
+            for i, item in enumerate(run.landcover())
+        ],
         "airflow": run.airflow.__dict__ if run.airflow else None,
         "legends": tiles.LEGENDS,
         "ui_url": f"/dags/{quote(run.dag_id, safe='')}/runs/{quote(run.run_id, safe='')}",
