@@ -198,6 +198,8 @@ def kb_unreachable(settings: Settings) -> str | None:
     if settings.runner == "kubernetes" and not settings.kb_endpoint:
         return "the kubernetes runner needs an external knowledge base (CANDELA_KB_ENDPOINT)"
     return None
+
+
 def fusion_arguments(
     search_result: dict[str, Any] | None,
     stacks: list[dict[str, Any] | None],
