@@ -226,7 +226,8 @@ def s2_change_detection() -> None:
     # the run's results and lineage → its named graph in the knowledge base [service rdf-etl]
     rdf = plan_rdf(changes.output, fused, plan["key"])
     loaded = Step(task_id="load_rdf", service="rdf-etl", service_args=rdf, **IO_STEP)
-    publish(stacks.output, changes.output, plan["key"], loaded.output)
+    published = publish(stacks.output, changes.output, plan["key"], loaded.output)
+    fused >> published  # publish waits for the land cover even when load_rdf was skipped
 
 
 s2_change_detection()
