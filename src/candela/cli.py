@@ -17,6 +17,7 @@ from rich.table import Table
 
 from candela.cli_models import app as models_app
 from candela.cli_orders import app as orders_app
+from candela.cli_scale import app as scale_app
 from candela.cli_storage import app as storage_app
 from candela.settings import Settings, get_settings
 from candela.workflows import ChangeDetectionConf
@@ -33,6 +34,7 @@ app.add_typer(catalog_app, name="catalog")
 app.add_typer(storage_app, name="storage")
 app.add_typer(orders_app, name="order")
 app.add_typer(models_app, name="models")
+app.add_typer(scale_app, name="scale")
 
 # not a terminal (pipes, CI): wide enough that tables are not truncated
 _WIDTH = None if sys.stdout.isatty() else 200

@@ -76,7 +76,9 @@ class DemandParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    idle_s: float = Field(300, ge=0, description="a node empty this long may be removed")
+    idle_s: float = Field(
+        120, ge=0, description="a node empty this long may be removed (tuned: docs/benchmarks)"
+    )
 
 
 class ScalingConfig(BaseModel):
