@@ -31,18 +31,8 @@ TRACES = REPO / "data" / "scaling"
 BENCH = REPO / "docs" / "benchmarks"
 
 
-def _quantity(text: str) -> float:
-    """Kubernetes quantities of the declarations: "500m" cores, "512Mi"/"4Gi" memory (GiB)."""
-    if text.endswith("m"):
-        return float(text[:-1]) / 1000
-    if text.endswith("Gi"):
-        return float(text[:-2])
-    if text.endswith("Mi"):
-        return float(text[:-2]) / 1024
-    return float(text)
-
-
 def recorded() -> dict[str, Any]:
+    from candela.scaling.config import parse_quantity
     from candela_sdk.services import get_service
 
     pre = json.loads((BENCH / "preprocess_10980.json").read_text())
@@ -50,7 +40,7 @@ def recorded() -> dict[str, Any]:
     req = {}
     for name in ("search", "preprocess", "mosaic", "changedetect"):
         r = get_service(name).resources
-        req[name] = (_quantity(r.cpu), _quantity(r.memory), int(r.gpu))
+        req[name] = (parse_quantity(r.cpu), parse_quantity(r.memory, True), int(r.gpu))
     detect = {row["model"]: row["full_tile_pair_estimate_minutes"] * 60 for row in cd["rows"]}
     return {
         "requests": req,

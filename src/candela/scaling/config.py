@@ -81,6 +81,21 @@ class DemandParams(BaseModel):
     )
 
 
+class ProvisionConfig(BaseModel):
+    """How new nodes are made: the OpenStack cloud and how a VM joins the cluster."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cloud: str | None = Field(None, description="clouds.yaml entry (None: the OS_* variables)")
+    join: Literal["k3s", "kubeadm"] = "k3s"
+    join_server: str = Field("", description="the API server a new node joins (https://…:6443)")
+    join_secret: str = Field("candela-join", description="Secret with keys token (+ ca-cert-hash)")
+    join_secret_namespace: str = "kube-system"
+    name_prefix: str = Field("candela", pattern=r"^[a-z][a-z0-9-]{0,20}$")
+    drain_timeout_s: float = Field(300, gt=0, description="PodDisruptionBudgets: give up after")
+    poll_s: float = Field(5, gt=0)
+
+
 class ScalingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -101,6 +116,7 @@ class ScalingConfig(BaseModel):
     )
     threshold: ThresholdParams = Field(default_factory=ThresholdParams)
     demand: DemandParams = Field(default_factory=DemandParams)
+    provision: ProvisionConfig = Field(default_factory=ProvisionConfig)
 
     @model_validator(mode="after")
     def _groups(self) -> ScalingConfig:
@@ -180,3 +196,22 @@ def load_config(path: Path | str | None) -> ScalingConfig:
     except (ValueError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{p}: not valid {p.suffix.lstrip('.') or 'TOML'}: {exc}") from None
     return parse_config(data)
+
+
+_SUFFIX = {
+    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40,
+    "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "m": 1e-3,
+}  # fmt: skip
+
+
+def parse_quantity(text: str | int | float, memory: bool = False) -> float:
+    """A Kubernetes quantity as a number: cores (``"500m"`` → 0.5) or, with ``memory``, GiB
+    (``"512Mi"`` → 0.5)."""
+    s = str(text).strip()
+    for suffix in sorted(_SUFFIX, key=len, reverse=True):
+        if s.endswith(suffix):
+            value = float(s[: -len(suffix)]) * _SUFFIX[suffix]
+            break
+    else:
+        value = float(s)
+    return value / 2**30 if memory else value

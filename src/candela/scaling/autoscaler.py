@@ -1,0 +1,129 @@
+"""One autoscaler pass: observe the cluster, decide, act (or plan only), and say what happened.
+
+* cluster mode: :meth:`candela.scaling.cloud.Kube.observe` (nodes of the managed groups, their
+  pods' requests, unschedulable pods), actions through :class:`~candela.scaling.cloud.Actuator`;
+* embedded mode (plan only, the default): this machine is the one node of the first CPU group,
+  its load from psutil (CPU, memory); the work waiting for CPU is the load average above the
+  core count (one "pod" of one core per runnable process beyond the cores). Nothing is created;
+  the decisions are recorded as ``planned``.
+
+A refusal of the cloud (credentials, unknown flavor/image/network, quota) is recorded as an
+``error`` outcome and the group backs off; the pass itself never raises for it, so the sensor
+keeps running.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from typing import Any
+
+from candela.scaling.config import ScalingConfig
+from candela.scaling.policy import ClusterState, Decision, Memory, Node, Pod, decide
+
+log = logging.getLogger(__name__)
+
+
+def local_state(config: ScalingConfig, now: float) -> ClusterState:
+    """This machine as one node of the first CPU group (psutil)."""
+    import psutil
+
+    group = next((g for g in config.groups if not g.gpu), config.groups[0])
+    cpus = psutil.cpu_count() or 1
+    cpu_load = psutil.cpu_percent(interval=0.5) / 100
+    mem = psutil.virtual_memory()
+    load1 = os.getloadavg()[0] if hasattr(os, "getloadavg") else cpu_load * cpus
+    node = Node(
+        name=socket.gethostname(),
+        group=group.name,
+        ready=True,
+        cpu=float(cpus),
+        memory_gib=mem.total / 2**30,
+        requested_cpu=min(load1, cpus),
+        requested_memory_gib=(mem.total - mem.available) / 2**30,
+        pods=1,
+        load=max(cpu_load, mem.percent / 100),
+    )
+    excess = max(0, int(load1 - cpus))
+    waiting = [Pod(f"runnable-{i}", 1.0, 0.0) for i in range(excess)]
+    return ClusterState(now, [node], waiting, now)
+
+
+def memory_from(state: dict[str, Any]) -> tuple[Memory, dict[str, float]]:
+    m = Memory(
+        last_up=dict(state.get("last_up", {})),
+        last_change=dict(state.get("last_change", {})),
+        backoff_until=dict(state.get("backoff_until", {})),
+    )
+    return m, dict(state.get("empty_since", {}))
+
+
+def memory_to(memory: Memory, empty_since: dict[str, float]) -> dict[str, Any]:
+    return {
+        "last_up": memory.last_up,
+        "last_change": memory.last_change,
+        "backoff_until": memory.backoff_until,
+        "empty_since": empty_since,
+    }
+
+
+def _row(
+    config: ScalingConfig, d: Decision, mode: str, outcome: str, detail: Any
+) -> dict[str, Any]:
+    return {
+        "mode": mode,
+        "policy": config.policy,
+        "group": d.group,
+        "action": d.action,
+        "count": d.count,
+        "nodes": list(d.nodes),
+        "why": d.why,
+        "inputs": d.inputs,
+        "outcome": outcome,
+        "detail": detail,
+    }
+
+
+def run_pass(
+    config: ScalingConfig,
+    state: ClusterState,
+    memory: Memory,
+    actuator: Any | None = None,
+) -> list[dict[str, Any]]:
+    """Decide on ``state`` and act through ``actuator`` (``None``: plan only); the rows to
+    record, one per group. ``memory`` is updated."""
+    from candela.scaling.cloud import CloudError
+
+    mode = "plan" if actuator is None else "act"
+    rows = []
+    now = state.now
+    for d in decide(config, state, memory):
+        if d.action == "none":
+            rows.append(_row(config, d, mode, "none", []))
+            continue
+        if actuator is None:
+            memory.done(d, now)
+            rows.append(_row(config, d, mode, "planned", []))
+            continue
+        group = config.group(d.group)
+        try:
+            if d.action == "scale_up":
+                detail = actuator.scale_up(group, d.count)
+                ok = [x for x in detail if x["outcome"] == "ready"]
+            else:
+                detail = actuator.scale_down(group, d.nodes)
+                ok = [x for x in detail if x["outcome"] == "removed"]
+        except CloudError as exc:
+            log.warning("autoscaler: %s of %s refused: %s", d.action, d.group, exc)
+            memory.failed(d.group, now, config.backoff_s)
+            rows.append(_row(config, d, mode, "error", [{"error": str(exc)}]))
+            continue
+        failed = [x for x in detail if x["outcome"] == "failed"]
+        if failed:
+            memory.failed(d.group, now, config.backoff_s)
+        if ok:
+            memory.done(d, now)
+        outcome = "done" if len(ok) == len(detail) else ("partial" if ok else "failed")
+        rows.append(_row(config, d, mode, outcome, detail))
+    return rows
