@@ -127,3 +127,90 @@ def run_pass(
         outcome = "done" if len(ok) == len(detail) else ("partial" if ok else "failed")
         rows.append(_row(config, d, mode, outcome, detail))
     return rows
+
+
+HEARTBEAT_S = 600.0
+
+
+def _setup() -> tuple[ScalingConfig, str | None, Any]:
+    from candela.scaling.config import load_config
+    from candela.settings import get_settings
+    from candela_sdk.settings import platform_dsn
+
+    s = get_settings()
+    config = load_config(s.scaling_config)
+    try:
+        dsn = platform_dsn()
+    except Exception as exc:
+        log.warning("autoscaler: no platform database (%s): nothing recorded", exc)
+        dsn = None
+    return config, dsn, s
+
+
+def _observe(
+    config: ScalingConfig, settings: Any, empty_since: dict[str, float], now: float
+) -> tuple[ClusterState, Any]:
+    """The state, and the Kubernetes handle in cluster mode (``None`` embedded)."""
+    if settings.runner != "kubernetes":
+        return local_state(config, now), None
+    from candela.scaling.cloud import Kube
+    from candela_operators.settings import get_settings as k8s_settings
+
+    ks = k8s_settings()
+    kube = Kube.connect(ks.k8s_in_cluster, ks.k8s_config_file)
+    return kube.observe(config, now, empty_since), kube
+
+
+def watch(heartbeat_s: float = HEARTBEAT_S) -> dict[str, Any] | None:
+    """What the sensor's trigger polls: a payload when a pass has something to do (a planned
+    change) or ``heartbeat_s`` passed since the last recorded pass, else ``None``."""
+    import time
+
+    from candela.db import scaling as table
+
+    config, dsn, settings = _setup()
+    now = time.time()
+    saved = table.load_state(dsn) if dsn else {}
+    memory, empty = memory_from(saved)
+    state, _ = _observe(config, settings, empty, now)
+    changes = [d for d in decide(config, state, memory) if d.action != "none"]
+    last = float(saved.get("last_pass", 0.0))
+    if changes or now - last >= heartbeat_s:
+        return {
+            "why": "; ".join(f"{d.group}: {d.action} {d.count} ({d.why})" for d in changes)
+            or f"heartbeat ({heartbeat_s:g} s)",
+            "at": now,
+        }
+    return None
+
+
+def run_once() -> list[dict[str, Any]]:
+    """One recorded pass: plan only unless ``CANDELA_SCALING_MODE=act`` on a Kubernetes
+    cluster (then OpenStack and Kubernetes act)."""
+    import time
+
+    from candela.db import scaling as table
+
+    config, dsn, settings = _setup()
+    now = time.time()
+    saved = table.load_state(dsn) if dsn else {}
+    memory, empty = memory_from(saved)
+    state, kube = _observe(config, settings, empty, now)
+    actuator = None
+    if settings.scaling_mode == "act":
+        if kube is None:
+            log.warning(
+                "autoscaler: CANDELA_SCALING_MODE=act needs the kubernetes runner; planning"
+            )
+        else:
+            from candela.scaling.cloud import Actuator, CloudError, OpenStack
+
+            try:
+                actuator = Actuator(config, OpenStack.connect(config.provision.cloud), kube)
+            except CloudError as exc:
+                log.warning("autoscaler: %s; planning only this pass", exc)
+    rows = run_pass(config, state, memory, actuator)
+    if dsn:
+        table.record(dsn, rows)
+        table.save_state(dsn, memory_to(memory, empty) | {"last_pass": now})
+    return rows
