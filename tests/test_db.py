@@ -17,8 +17,8 @@ def test_platform_first_then_services_by_entry_point() -> None:
     assert comps[0] == ("candela", "candela.db.migrations")
     assert ("search", "candela_search.migrations") in comps
     found = db.all_migrations()
-    assert [m.component for m in found[:5]] == ["candela"] * 5
-    assert [m.version for m in found if m.component == "candela"] == [1, 2, 3, 4, 17]
+    assert [m.component for m in found[:6]] == ["candela"] * 6
+    assert [m.version for m in found if m.component == "candela"] == [1, 2, 3, 4, 17, 18]
     products = [m for m in found if m.component == "search"]
     assert [m.name for m in products] == ["products"]
     # the catalogue table is the search service's: the platform's SQL no longer creates it
@@ -124,4 +124,4 @@ def test_migrate_a_new_database(catalog_dsn: str) -> None:
             )
         }
     assert {"products", "results", "orders", "models", "watches", "run_claims"} <= tables
-    assert {"scaling_decisions", "scaling_state"} <= tables
+    assert {"scaling_decisions", "scaling_state", "node_metrics", "step_metrics"} <= tables

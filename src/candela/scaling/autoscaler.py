@@ -162,7 +162,8 @@ def _observe(
 
 
 def watch(heartbeat_s: float = HEARTBEAT_S) -> dict[str, Any] | None:
-    """What the sensor's trigger polls: a payload when a pass has something to do (a planned
+    """What the sensor's trigger polls (after a pass of the metrics collector,
+    :func:`candela.metrics.collect`): a payload when a pass has something to do (a planned
     change) or ``heartbeat_s`` passed since the last recorded pass, else ``None``."""
     import time
 
@@ -170,6 +171,13 @@ def watch(heartbeat_s: float = HEARTBEAT_S) -> dict[str, Any] | None:
 
     config, dsn, settings = _setup()
     now = time.time()
+    if dsn:
+        from candela.metrics import collect
+
+        try:
+            collect(dsn, settings)
+        except Exception as exc:  # monitoring must not stop the watch
+            log.warning("metrics collector: %s", exc)
     saved = table.load_state(dsn) if dsn else {}
     memory, empty = memory_from(saved)
     state, _ = _observe(config, settings, empty, now)
