@@ -123,3 +123,18 @@ def test_quota_rows(catalog_dsn):
     assert table.quota_of(catalog_dsn, "alice")["runs_per_day"] == 2
     assert table.quota_of(catalog_dsn, "bob")["username"] == "*"
     json.dumps(table.quota_of(catalog_dsn, "alice"))
+
+
+def test_check_quota_names_the_quota(catalog_dsn):
+    from candela.usage import QuotaExceeded, check_quota
+
+    table.attribute_run(catalog_dsn, "s2_change_detection", "a1", "alice")
+    table.add_step(catalog_dsn, _step("a1", "preprocess", 5400.0))
+    check_quota(catalog_dsn, "alice")  # no quota: fine
+    table.set_quota(catalog_dsn, "alice", None, 2.0, None)
+    check_quota(catalog_dsn, "alice")  # 1.5 of 2 CPU-hours
+    table.set_quota(catalog_dsn, "*", None, 1.0, None)
+    check_quota(catalog_dsn, "alice")  # her own row wins
+    with pytest.raises(QuotaExceeded, match="quota cpu_hours_per_day exceeded: .*limit is 1"):
+        table.set_quota(catalog_dsn, "alice", None, 1.0, None)
+        check_quota(catalog_dsn, "alice")
