@@ -206,6 +206,9 @@ class _TablesCollector:
         yield dec
 
 
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # prometheus_client.CONTENT_TYPE_LATEST
+
+
 def exposition(dsn: str) -> bytes:
     """The Prometheus text format of the tables."""
     from prometheus_client import CollectorRegistry, generate_latest
