@@ -2,7 +2,9 @@
 node load, the work waiting) and fires when the scaling policy has something to do (or every
 10 minutes, to record a pass); one pass then decides per node group and acts, or, the default,
 plans only (`CANDELA_SCALING_MODE=plan`: decisions recorded in candela.scaling_decisions,
-nothing created). Runs continuously, one run at a time. Wiring only: candela.scaling."""
+nothing created). One run at a time, a new one every 5 minutes (a run lasts as long as its sensor
+waits, so the watch is nearly continuous; "@continuous" was not used: after a failed run Airflow
+3.3 kept retrying the same logical date). Wiring only: candela.scaling."""
 
 from __future__ import annotations
 
@@ -15,13 +17,14 @@ from candela_operators.poll import PollSensor
 
 @dag(
     dag_id="cluster_autoscaler",
-    schedule="@continuous",
+    schedule=timedelta(minutes=5),
     max_active_runs=1,
     catchup=False,
     is_paused_upon_creation=False,
     tags=["candela", "platform", "scaling"],
     doc_md=__doc__,
-    default_args={"owner": "candela", "retries": 0},
+    # retried: the first run may start before the API server answers
+    default_args={"owner": "candela", "retries": 3, "retry_delay": timedelta(seconds=30)},
 )
 def cluster_autoscaler() -> None:
     watch = PollSensor(

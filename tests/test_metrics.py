@@ -52,6 +52,9 @@ def test_collector_pass(catalog_dsn, settings):
     # the same states again: no new event; a change: one event
     assert metrics.collect(catalog_dsn, settings)["changed"] == []
     (settings.home / "storage").rmdir()
+    assert metrics.collect(catalog_dsn, settings)["changed"] == []  # made at the first write
+    settings = Settings(home=settings.home, airflow_url=settings.airflow_url,
+                        storage_root=(settings.home / "gone" / "storage").as_uri())  # fmt: skip
     assert metrics.collect(catalog_dsn, settings)["changed"] == ["storage"]
     events = table.service_events(catalog_dsn)
     assert events[0][1] == "storage" and events[0][2] is False

@@ -84,7 +84,7 @@ def check_services(settings: Any, dsn: str | None) -> dict[str, tuple[bool, str]
     else:
         out["postgresql"] = (False, "no platform database configured or running")
     try:
-        r = httpx.get(f"{settings.api_url}/api/v2/monitor/health", timeout=5)
+        r = httpx.get(f"{_api_url(settings)}/api/v2/monitor/health", timeout=5)
         r.raise_for_status()
         for component, state in r.json().items():
             status = str((state or {}).get("status"))
@@ -105,8 +105,26 @@ def check_services(settings: Any, dsn: str | None) -> dict[str, tuple[bool, str]
         from urllib.parse import unquote, urlparse
 
         path = Path(unquote(urlparse(root).path))
-        out["storage"] = (path.exists(), str(path) if path.exists() else f"{path} is missing")
+        if path.exists():
+            out["storage"] = (True, str(path))
+        elif path.parent.exists():  # made at the first write
+            out["storage"] = (True, f"{path} (not written yet)")
+        else:
+            out["storage"] = (False, f"{path} and its parent are missing")
     return out
+
+
+def _api_url(settings: Any) -> str:
+    """The API server: ``CANDELA_AIRFLOW_URL``, else Airflow's ``[api] base_url`` when running
+    inside Airflow (the embedded platform's own port), else the settings' local URL."""
+    if settings.airflow_url:
+        return str(settings.airflow_url).rstrip("/")
+    try:
+        from candela.airflow_api import api_server_url
+
+        return api_server_url()
+    except Exception:
+        return str(settings.api_url)
 
 
 def collect(dsn: str, settings: Any, now: dt.datetime | None = None) -> dict[str, Any]:
