@@ -151,14 +151,17 @@ def test_autoscaler_pass_drives_the_fakes_and_backs_off(cloud):
     assert rows["gpu"]["action"] == "scale_up" and rows["gpu"]["count"] == 3
     assert rows["gpu"]["outcome"] == "done" and len(c.servers) == 3
     assert rows["cpu"]["outcome"] == "none"
-    # the pods ran and left: the GPU nodes are empty; later passes remove them
-    for i in range(3):
+    # the pods ran and left: the GPU nodes are empty (a DaemonSet pod does not count); later
+    # passes remove them
+    for i, server in enumerate(list(c.servers.values())):
         del c.pods[("candela", f"detect-{i}")]
+        c.add_pod("kube-system", f"proxy-{i}", server.name, cpu="100m", owner="DaemonSet")
     act.kube.observe(act.config, 2000.0, empty)
     state = act.kube.observe(act.config, 2000.0 + act.config.demand.idle_s, empty)
     rows = {r["group"]: r for r in run_pass(act.config, state, memory, act)}
     assert rows["gpu"]["action"] == "scale_down" and rows["gpu"]["outcome"] == "done"
     assert not c.servers and len(c.deleted) == 3
+    assert not c.evicted  # only DaemonSet pods were left: nothing to evict
     # the cloud refuses: an error row, a back-off, the pass does not raise
     c.images.clear()
     c.add_pod("candela", "detect-9", None, cpu="2", memory="4Gi", gpu=1)

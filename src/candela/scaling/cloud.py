@@ -367,7 +367,8 @@ class Kube:
                 u[0] += cpu
                 u[1] += mem
                 u[2] += gpu
-                u[3] += 1
+                # DaemonSet and mirror pods run on every node: they do not keep one busy
+                u[3] += 1 if _evictable(p) else 0
             elif _unschedulable(p):
                 waiting.append(Pod(f"{p.metadata.namespace}/{p.metadata.name}", cpu, mem, gpu))
         nodes = []
