@@ -444,5 +444,5 @@ def serve(handler: type[_Handler], cloud: FakeCloud) -> tuple[ThreadingHTTPServe
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), cls)
     base = f"http://127.0.0.1:{httpd.server_address[1]}"
     cls.base = base  # type: ignore[attr-defined]
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
     return httpd, base
