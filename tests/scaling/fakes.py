@@ -49,6 +49,7 @@ class FakeCloud:
     servers: dict[str, Server] = field(default_factory=dict)
     deleted: list[str] = field(default_factory=list)
     polls_to_active: int = 2
+    max_servers: int = 100  # Nova's instance quota: 403 beyond
     node_joins: bool = True  # the VM's kubelet registers a node
     node_becomes_ready: bool = True
     polls_to_ready: int = 2
@@ -315,6 +316,9 @@ class OpenStackHandler(_Handler):
             for n in nets:
                 if n not in c.networks:
                     raise _nova_fault(400, f"Network {n} could not be found.")
+            if len(c.servers) >= c.max_servers:
+                raise _nova_fault(403, f"Quota exceeded for instances: Requested 1, but already "
+                                       f"used {len(c.servers)} of {c.max_servers} instances")  # fmt: skip
             sid = str(uuid.uuid4())
             user_data = base64.b64decode(body.get("user_data", "")).decode()
             c.servers[sid] = Server(sid, body["name"], flavor, body["imageRef"], nets, user_data,

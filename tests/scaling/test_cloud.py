@@ -15,6 +15,9 @@ from candela.scaling.policy import Memory
 
 from . import fakes
 
+# openstacksdk announces its own future removals at every call: not ours to act on
+pytestmark = pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")
+
 
 @pytest.fixture
 def cloud() -> Iterator[tuple[fakes.FakeCloud, str, str]]:
@@ -39,7 +42,7 @@ def _config(**kw):
     for g in data["groups"]:
         g.update(flavor="eo.gpu" if g["gpu"] else "eo.large", image="k3s-node", network="net-1")
     data["provision"].update(poll_s=0.01, drain_timeout_s=0.3, join_server="https://10.0.0.1:6443")
-    data.update(active_timeout_s=2, ready_timeout_s=0.5, **kw)
+    data.update({"active_timeout_s": 2, "ready_timeout_s": 0.5} | kw)
     return parse_config(data)
 
 
@@ -181,3 +184,24 @@ def test_plan_only_creates_nothing(cloud):
     rows = {r["group"]: r for r in run_pass(act.config, state, Memory(), None)}
     assert rows["gpu"]["outcome"] == "planned" and rows["gpu"]["mode"] == "plan"
     assert not c.servers
+
+
+def test_server_never_active_is_deleted(cloud):
+    c, os_url, k_url = cloud
+    c.polls_to_active = 10**6
+    act = _actuator(os_url, k_url, active_timeout_s=0.3)
+    out = act.scale_up(act.config.group("cpu"), 1)
+    assert out[0]["outcome"] == "failed" and "not ACTIVE within" in out[0]["error"]
+    assert not c.servers and len(c.deleted) == 1
+
+
+def test_instance_quota_gives_a_partial_scale_up(cloud):
+    c, os_url, k_url = cloud
+    c.max_servers = 1
+    act = _actuator(os_url, k_url)
+    out = act.scale_up(act.config.group("cpu"), 3)
+    assert [o["outcome"] for o in out] == ["failed", "ready"]
+    assert "Quota exceeded for instances" in out[0]["error"]
+    assert len(c.servers) == 1
+    with pytest.raises(CloudError, match="Quota exceeded"):  # nothing made: refused outright
+        act.scale_up(act.config.group("cpu"), 1)

@@ -129,16 +129,21 @@ class OpenStack:
     def resolve(self, group: NodeGroup) -> tuple[str, str]:
         """The ids of the group's flavor and image; :class:`CloudError` naming what is unknown
         (wrong credentials surface here first)."""
-        try:
-            flavor = self.conn.compute.find_flavor(group.flavor, ignore_missing=True)
-            image = self.conn.image.find_image(group.image, ignore_missing=True)
-        except _refusals() as exc:
-            raise _cloud_error(f"group {group.name}", exc) from None
-        if flavor is None:
-            raise CloudError(f"OpenStack: group {group.name}: unknown flavor {group.flavor!r}")
-        if image is None:
-            raise CloudError(f"OpenStack: group {group.name}: unknown image {group.image!r}")
-        return str(flavor.id), str(image.id)
+        from openstack.exceptions import NotFoundException
+
+        found = []
+        for kind, name in (("flavor", group.flavor), ("image", group.image)):
+            try:  # the first call authenticates: wrong credentials surface here
+                proxy = self.conn.compute if kind == "flavor" else self.conn.image
+                find = proxy.find_flavor if kind == "flavor" else proxy.find_image
+                found.append(str(find(name, ignore_missing=False).id))
+            except NotFoundException:
+                raise CloudError(
+                    f"OpenStack: group {group.name}: unknown {kind} {name!r}"
+                ) from None
+            except _refusals() as exc:
+                raise _cloud_error(f"group {group.name}", exc) from None
+        return found[0], found[1]
 
     def create(
         self, name: str, flavor: str, image: str, network: str, data: str, group: str
