@@ -17,8 +17,8 @@ def test_platform_first_then_services_by_entry_point() -> None:
     assert comps[0] == ("candela", "candela.db.migrations")
     assert ("search", "candela_search.migrations") in comps
     found = db.all_migrations()
-    assert [m.component for m in found[:4]] == ["candela"] * 4
-    assert [m.version for m in found if m.component == "candela"] == [1, 2, 3, 4]
+    assert [m.component for m in found[:6]] == ["candela"] * 6
+    assert [m.version for m in found if m.component == "candela"] == [1, 2, 3, 4, 17, 18]
     products = [m for m in found if m.component == "search"]
     assert [m.name for m in products] == ["products"]
     # the catalogue table is the search service's: the platform's SQL no longer creates it
@@ -101,7 +101,7 @@ def test_migrate_upgrades_a_database_of_the_older_layout(pg_server: str) -> None
         )
     assert db.migrate(dsn) == ["search:0001_products"]
     assert db.migrate(dsn) == []
-    assert db.current_version(dsn) == 4
+    assert db.current_version(dsn) == platform[-1].version
     assert db.current_version(dsn, "search") == 1
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT count(*) FROM candela.products").fetchone() == (1,)
@@ -124,3 +124,4 @@ def test_migrate_a_new_database(catalog_dsn: str) -> None:
             )
         }
     assert {"products", "results", "orders", "models", "watches", "run_claims"} <= tables
+    assert {"scaling_decisions", "scaling_state", "node_metrics", "step_metrics"} <= tables

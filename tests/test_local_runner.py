@@ -239,3 +239,31 @@ def test_a_failed_step_removes_its_scratch_folder(tmp_path: Path) -> None:
     outcome = LocalRunner(lambda s: None).run(argv)
     assert outcome.returncode == 1
     assert not Path(record.read_text()).exists()
+
+
+def test_usage_of_the_process_tree(tmp_path: Path) -> None:
+    # a child that holds ~200 MiB and burns ~0.6 s of CPU: both are seen through the tree
+    argv = _script(
+        tmp_path,
+        "import subprocess, sys, time\n"
+        "code = \"b = bytearray(200 * 2**20); t = __import__('time').process_time()\\n"
+        "while __import__('time').process_time() - t < 0.6: pass\\n"
+        "__import__('time').sleep(0.8)\"\n"
+        "subprocess.run([sys.executable, '-c', code], check=True)\n",
+    )
+    outcome = LocalRunner(lambda s: None).run(argv)
+    assert outcome.returncode == 0 and outcome.usage is not None
+    assert outcome.usage["cpu_s"] >= 0.55
+    assert outcome.usage["peak_rss_mib"] >= 200
+    assert outcome.usage["duration_s"] >= 1.4
+
+
+def test_usage_is_spooled_for_the_collector(tmp_path: Path) -> None:
+    import json
+
+    from candela_operators.usage import spool, spool_dir
+
+    p = spool(tmp_path, {"cpu_s": 1.5, "service": "toy"})
+    assert p.parent == spool_dir(tmp_path)
+    assert json.loads(p.read_text()) == {"cpu_s": 1.5, "service": "toy"}
+    assert not list(spool_dir(tmp_path).glob(".*.part"))

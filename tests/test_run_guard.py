@@ -184,3 +184,29 @@ def test_the_ogc_plugin_registers_the_guard() -> None:
 
     entries = CandelaOgcPlugin.fastapi_root_middlewares
     assert [e["middleware"] for e in entries] == [run_guard.RunGuard]
+
+
+def test_runs_are_attributed_and_a_used_up_quota_refuses_with_nothing_started(
+    guarded: tuple[TestClient, FakeAirflow, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from candela.db.metrics import set_quota, usage
+
+    client, fake, dsn = guarded
+
+    async def caller(token: str) -> str | None:
+        return "alice"
+
+    monkeypatch.setattr(run_guard, "_caller_name", caller)
+    set_quota(dsn, "alice", 1, None, None)
+    first = _trigger(client, BORDEAUX)
+    assert first.status_code == 200, first.text
+    import datetime as dt
+
+    rows = usage(dsn, dt.datetime.now(dt.UTC) - dt.timedelta(hours=1), "alice")
+    assert [(r["who"], r["runs"]) for r in rows] == [("alice", 1)]
+    conf = {**BORDEAUX, "threshold": 0.6}
+    second = _trigger(client, conf)
+    assert second.status_code == 429, second.text
+    assert "quota runs_per_day exceeded" in second.json()["detail"]
+    assert len(fake.created) == 1
+    assert holder(dsn, workflow_key(DAG, conf)) is None  # nothing claimed either

@@ -26,6 +26,7 @@ from candela_operators.command import (
     failure_reason,
     step_failure,
 )
+from candela_operators.usage import TreeMeter, spool
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
@@ -36,6 +37,7 @@ class ProcessOutcome:
     returncode: int
     result: dict[str, Any] | None
     last_lines: list[str]
+    usage: dict[str, float] | None = None
 
 
 class StepTimeout(Exception):
@@ -76,6 +78,7 @@ class LocalRunner:
     def __init__(self, log: Callable[[str], None]) -> None:
         self._log = log
         self._proc: subprocess.Popen[str] | None = None
+        self.usage: dict[str, float] | None = None
 
     @staticmethod
     def resolve(argv: Sequence[str]) -> list[str]:
@@ -126,6 +129,8 @@ class LocalRunner:
         except FileNotFoundError:
             raise AirflowException(f"command not found: {cmd[0]}") from None
         proc = self._proc
+        meter = TreeMeter()
+        meter.start(proc.pid)
         watchdog.watch(proc.pid)
         threading.Thread(
             target=_kill_group_when_leader_exits, args=(proc.pid,), daemon=True
@@ -149,6 +154,7 @@ class LocalRunner:
                 self._log(line)
                 last = (last + [line])[-20:]
             rc = proc.wait()
+            self.usage = meter.stop()
         except BaseException:
             # task timeout (AirflowTaskTimeout), cancellation, anything: stop the child
             self.kill()
@@ -162,7 +168,7 @@ class LocalRunner:
         if result_path.exists():
             with contextlib.suppress(ValueError):
                 result = json.loads(result_path.read_text())
-        return ProcessOutcome(rc, result, last)
+        return ProcessOutcome(rc, result, last, self.usage)
 
     def kill(self, grace: float = 10.0) -> None:
         """SIGTERM to the step's process group, SIGKILL to what is left after ``grace`` s."""
@@ -291,11 +297,39 @@ class LocalStepOperator(BaseOperator):
         argv = build_command(self.service, dict(self.service_args))
         self._runner = LocalRunner(self.log.info)
         outcome = self._runner.run(argv, env=step_environment(), timeout=self.step_timeout)
+        _spool_usage(self.service, context, outcome)
         return interpret(self.service, outcome.returncode, outcome.result, outcome.last_lines)
 
     def on_kill(self) -> None:
         if self._runner is not None:
             self._runner.kill()
+
+
+def _spool_usage(service: str, context: Any, outcome: ProcessOutcome) -> None:
+    """Leave the step's consumption for the platform's collector (never fails the step)."""
+    if outcome.usage is None:
+        return
+    try:
+        from candela_sdk.settings import get_settings
+
+        ti = context.get("ti")
+        run = context.get("dag_run")
+        record = {
+            **outcome.usage,
+            "service": service,
+            "exit_code": outcome.returncode,
+            "dag_id": getattr(ti, "dag_id", None),
+            "run_id": getattr(ti, "run_id", None),
+            "task_id": getattr(ti, "task_id", None),
+            "map_index": getattr(ti, "map_index", -1),
+            "try_number": getattr(ti, "try_number", None),
+            "user": getattr(run, "triggering_user_name", None),
+        }
+        spool(get_settings().home, record)
+    except Exception as exc:  # measuring must never fail a step
+        import logging
+
+        logging.getLogger(__name__).warning("could not record the step's usage: %s", exc)
 
 
 def interpret(

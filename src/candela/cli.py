@@ -18,6 +18,8 @@ from rich.table import Table
 from candela.cli_kb import app as kb_app
 from candela.cli_models import app as models_app
 from candela.cli_orders import app as orders_app
+from candela.cli_scale import app as scale_app
+from candela.cli_scale import usage_app
 from candela.cli_storage import app as storage_app
 from candela.settings import Settings, get_settings
 from candela.workflows import ChangeDetectionConf
@@ -35,6 +37,8 @@ app.add_typer(storage_app, name="storage")
 app.add_typer(orders_app, name="order")
 app.add_typer(models_app, name="models")
 app.add_typer(kb_app, name="kb")
+app.add_typer(scale_app, name="scale")
+app.add_typer(usage_app, name="usage")
 
 # not a terminal (pipes, CI): wide enough that tables are not truncated
 _WIDTH = None if sys.stdout.isatty() else 200
@@ -183,6 +187,10 @@ def _print_status(s: Settings) -> list[Any]:
         colour = "green" if x.running else "red"
         t.add_row(x.name, str(x.pid or "-"), f"[{colour}]{x.detail}[/{colour}]")
     console.print(t)
+    if any(x.running for x in states):
+        from candela.cli_scale import print_live_figures
+
+        print_live_figures()
     return states
 
 

@@ -12,7 +12,10 @@ typed run configuration (:data:`candela.workflows.WORKFLOWS`) and an authenticat
 2. claims the run's output key for the run id it will have (given, or generated as Airflow
    does: ``manual__<now>``), atomically in ``candela.run_claims``: an identical run in progress →
    **409** naming it. A claim held by a run that Airflow says has ended is stale and is freed
-   first. If Airflow then refuses to create the run, the claim is released again.
+   first. If Airflow then refuses to create the run, the claim is released again;
+3. checks the caller's quotas (:func:`candela.usage.check_quota`, before the claim): a quota used
+   up → **429** naming it, and nothing is started; a run Airflow creates is attributed to its
+   caller (``candela.run_users``).
 
 Callers without a valid token pass through untouched (Airflow answers them 401/403), so nothing
 is revealed before authentication. When the platform database cannot be reached the guard only
@@ -126,7 +129,7 @@ class RunGuard:
         if outcome is None:
             await self.app(scope, replay, send)
             return
-        dsn, key, run_id, new_body = outcome
+        dsn, key, run_id, new_body, user = outcome
         status: list[int] = []
 
         async def watch(message: Message) -> None:
@@ -143,10 +146,12 @@ class RunGuard:
         finally:
             if not status or status[0] >= 300:  # Airflow refused or failed: no run holds it
                 _release_quietly(dsn, key, run_id)
+            elif user:
+                _attribute_quietly(dsn, match["dag_id"], run_id, user)
 
     async def _check(
         self, scope: Scope, dag_id: str, body: bytes | None
-    ) -> tuple[str, str, str, bytes] | None:
+    ) -> tuple[str, str, str, bytes, str | None] | None:
         """``None`` to pass the request through as it is; else the claim taken and the body to
         forward (with the run id set); :class:`Refusal` to answer now."""
         from candela.workflows import WORKFLOWS
@@ -174,6 +179,9 @@ class RunGuard:
             return None
         if not dsn:
             return None
+        user = await _caller_name(token)
+        if user:
+            _check_quota(dsn, user)
         run_id = payload.get("dag_run_id") or new_run_id()
         payload["dag_run_id"] = run_id
 
@@ -187,7 +195,27 @@ class RunGuard:
         except Exception as exc:  # the database went away: the first task claims instead
             log.warning("run guard: could not claim %s at the call: %s", key, exc)
             return None
-        return dsn, key, str(run_id), json.dumps(payload).encode()
+        return dsn, key, str(run_id), json.dumps(payload).encode(), user
+
+
+def _check_quota(dsn: str, user: str) -> None:
+    from candela.usage import QuotaExceeded, check_quota
+
+    try:
+        check_quota(dsn, user)
+    except QuotaExceeded as exc:
+        raise Refusal(429, str(exc)) from None
+    except Exception as exc:  # the tables are not there (yet): no quota to enforce
+        log.warning("run guard: quotas of %s not checked: %s", user, exc)
+
+
+def _attribute_quietly(dsn: str, dag_id: str, run_id: str, user: str) -> None:
+    from candela.db.metrics import attribute_run
+
+    try:
+        attribute_run(dsn, dag_id, run_id, user)
+    except Exception as exc:
+        log.warning("run guard: could not attribute %s to %s: %s", run_id, user, exc)
 
 
 def _release_quietly(dsn: str, key: str, run_id: str) -> None:
@@ -265,6 +293,19 @@ async def _authenticated(token: str) -> bool:
         return True
     except Exception:
         return False
+
+
+async def _caller_name(token: str) -> str | None:
+    """The platform user name of the caller (``None``: cannot tell)."""
+    try:
+        from airflow.api_fastapi.core_api.security import resolve_user_from_token
+
+        from candela.users import current_user
+
+        who = await resolve_user_from_token(token)
+        return current_user(str(who.get_name()))
+    except Exception:
+        return None
 
 
 async def _run_state(token: str, dag_id: str, run_id: str) -> str | None:

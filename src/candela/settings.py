@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
@@ -66,6 +66,14 @@ class Settings(SdkSettings):
     # the Kubernetes runner's settings (CANDELA_K8S_*): candela_operators.settings
     step_timeout_minutes: int = 120
     gpu_slots: int = Field(1, ge=1, description="size of the GPU pool (concurrent GPU steps)")
+
+    # the elastic cluster (candela.scaling, the cluster_autoscaler DAG)
+    scaling_config: Path | None = Field(
+        None, description="scaling configuration, TOML/JSON (default: candela.scaling.config)"
+    )
+    scaling_mode: Literal["plan", "act"] = Field(
+        "plan", description="plan: decisions recorded, nothing created; act: OpenStack + k8s"
+    )
 
     @field_validator("users", "admins", mode="before")
     @classmethod

@@ -8,6 +8,8 @@ One module per table owner; callers call functions, never write SQL:
 * :mod:`candela.db.results` – published results (``results``), written by the pipeline and read by
   the review app's STAC API
 * :mod:`candela.db.workspaces` – user workspaces (``workspaces``)
+* :mod:`candela.db.scaling` – the autoscaler's decisions and memory (``scaling_decisions``,
+  ``scaling_state``)
 * :mod:`candela.db.products` – what the platform reads of the search service's catalogue
   (``products``; the table and its writes belong to ``candela_search``)
 

@@ -13,3 +13,10 @@ def register(dsn: str, user: str, root: str) -> None:
             "ON CONFLICT (username) DO NOTHING",
             (user, root),
         )
+
+
+def roots(dsn: str) -> dict[str, str]:
+    """Every recorded workspace root, by user."""
+    with connect(dsn) as conn:
+        rows = conn.execute("SELECT username, root FROM candela.workspaces").fetchall()
+    return {r[0]: r[1] for r in rows}

@@ -8,6 +8,7 @@ Routes (all behind Airflow's own authentication: ``Authorization: Bearer <JWT>``
   (rendered by ``tiles``); ``/legend/{layer}`` (JSON) and ``/legend/{layer}.png``
 - ``downloads``: ``/runs/{dag_id}/{run_id}/download/{item_id}/{asset}``, ``…/stacks/{n}``,
   ``…/run.json``
+- ``ops``: ``/metrics`` (Prometheus), ``/usage`` and ``/scaling`` (JSON or pages)
 - ``pages``: ``/runs/{dag_id}/{run_id}``: review page; ``…/report``: printable report;
   ``…/zones``, ``…/histogram``: data of the page, as the pipeline stored them;
   ``/compare?a={dag_id}/{run_id}&b={dag_id}/{run_id}``: two runs side by side;
@@ -31,7 +32,7 @@ from fastapi.staticfiles import StaticFiles
 
 from candela.settings import Settings
 from candela.web_errors import WebError
-from candela_review.routers import downloads, knowledge, pages, stac, tiles
+from candela_review.routers import downloads, knowledge, ops, pages, stac, tiles
 from candela_review.web import HERE, Context, base_url, remember_caller, templates, wants_html
 
 PREFIX = "/candela"
@@ -88,4 +89,5 @@ def create_app(
     app.include_router(downloads.router(ctx), dependencies=auth_required)
     app.include_router(pages.router(ctx, env), dependencies=auth_required)
     app.include_router(knowledge.router(ctx, env), dependencies=auth_required)
+    app.include_router(ops.router(ctx, env), dependencies=auth_required)
     return app
