@@ -200,7 +200,7 @@ def test_watch_starts_runs_on_schedule(platform: Platform) -> None:
 
 def _summary_of(platform: Platform, run_id: str) -> dict:
     root = Path(platform.home) / "storage" / "results" / "s2_change_detection"
-    for f in root.glob("*/run.json"):
+    for f in root.glob("*/*/run.json"):  # results/<dag>/<key>/<run>/run.json
         summary = json.loads(f.read_text())
         if summary["run_id"] == run_id:
             return summary
@@ -283,7 +283,7 @@ def test_large_area_in_pieces_is_mosaicked(platform: Platform) -> None:
     tiled = _summary_of(platform, _run_id(r.stdout))
     whole = next(
         json.loads(f.read_text())
-        for f in (Path(platform.home) / "storage/results/s2_change_detection").glob("*/run.json")
+        for f in (Path(platform.home) / "storage/results/s2_change_detection").glob("*/*/run.json")
         if json.loads(f.read_text())["params"]
         == {**json.loads(f.read_text())["params"], **BORDEAUX}
         and json.loads(f.read_text())["params"].get("tile_size_km") == 50
@@ -313,15 +313,36 @@ def test_rest_api_with_the_official_client(platform: Platform) -> None:
     assert ": success" in r.stdout
 
 
-def test_rerun_is_idempotent(platform: Platform) -> None:
-    """The same parameters again: same output prefix, outputs replaced, no duplicate result."""
+def test_rerun_keeps_both_runs(platform: Platform) -> None:
+    """The same parameters again: a new prefix under the same key, a new result row, and the
+    earlier run's outputs, run.json and result stay as they were; the new run names it."""
     root = Path(platform.home) / "storage" / "results" / "s2_change_detection"
-    before_dirs, before_rows = sorted(root.iterdir()), _results_count(platform)
+    assert platform.candela("catalog", "add", str(REPO / "data/oscd/bordeaux")).returncode == 0
     r = platform.candela("run", "s2_change_detection", "--conf", json.dumps(BORDEAUX), timeout=900)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert sorted(root.iterdir()) == before_dirs
-    assert _results_count(platform) == before_rows
-    assert _summary_of(platform, _run_id(r.stdout))["run_id"] == _run_id(r.stdout)
+    first_id = _run_id(r.stdout)
+    first = _summary_of(platform, first_id)
+    first_json = Path(first["prefix"].removeprefix("file://"), "run.json").read_text()
+    first_files = {
+        p: p.stat().st_mtime_ns for p in Path(first["prefix"].removeprefix("file://")).rglob("*")
+    }
+    before_rows = _results_count(platform)
+    r = platform.candela("run", "s2_change_detection", "--conf", json.dumps(BORDEAUX), timeout=900)
+    assert r.returncode == 0, r.stdout + r.stderr
+    second = _summary_of(platform, _run_id(r.stdout))
+    assert second["run_id"] != first_id and second["output_key"] == first["output_key"]
+    assert second["prefix"] != first["prefix"]
+    assert first_id in second["same_parameters_as"]
+    assert len(list((root / first["output_key"]).glob("*/run.json"))) >= 2
+    assert Path(first["prefix"].removeprefix("file://"), "run.json").read_text() == first_json
+    assert {
+        p: p.stat().st_mtime_ns for p in Path(first["prefix"].removeprefix("file://")).rglob("*")
+    } == first_files
+    assert _results_count(platform) == before_rows + 1
+    with platform.client() as c:  # both runs in the results STAC API, each with its own item
+        found = c.request("GET", "/candela/stac/search", params={"limit": 1000}).json()
+    by_run = {f["properties"]["candela:run_id"] for f in found["features"]}
+    assert {first_id, second["run_id"]} <= by_run
 
 
 def test_identical_runs_at_once_are_refused(platform: Platform) -> None:

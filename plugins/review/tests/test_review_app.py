@@ -60,7 +60,7 @@ def produce_run(
     settings = Settings(home=storage.parent, storage_root=storage.as_uri())
     params = {**PARAMS, "model": model}
     key = output_key(DAG, params)
-    prefix = pipeline.output_prefix(settings, DAG, key)
+    prefix = pipeline.output_prefix(settings, DAG, key, run_id)
     records = sorted(ingest.recognise(bordeaux).records, key=lambda r: r.datetime)
     stacks = []
     for rec in records:  # one stack per product, as the DAG's preprocess tasks write them
@@ -603,6 +603,52 @@ def test_compare_two_runs(world: dict[str, Any], client: Any) -> None:
     assert "irmad" in r.text and "cva" in r.text and "Difference (B − A)" in r.text
     bad = client.get("/candela/compare", params={"a": "nonsense", "b": f"{DAG}/{RUN}"})
     assert bad.status_code == 400
+
+
+def test_same_parameters_again_keeps_both_runs(world: dict[str, Any], client: Any) -> None:
+    """A second run with the first run's parameters: its own prefix and item, and nothing of
+    the first run changes (its run.json, items, page); the list shows both, with the note."""
+    import psycopg
+
+    first_page = client.get(run_path(), headers={"accept": "text/html"}).text
+    first_summary = client.get(f"{run_path()}/run.json").json()
+    first_item = next(
+        f
+        for f in client.get("/candela/stac/search", params={"limit": 100}).json()["features"]
+        if f["properties"]["candela:run_id"] == RUN
+    )
+    again = "manual__again"
+    summary = produce_run(
+        world["storage"], world["dsn"], REPO / "data" / "oscd" / "bordeaux", again
+    )
+    assert summary["output_key"] == first_summary["output_key"]
+    assert summary["prefix"] != first_summary["prefix"] and again in summary["prefix"]
+    assert summary["same_parameters_as"] == [RUN]
+    assert client.get(f"{run_path()}/run.json").json() == first_summary  # untouched
+    assert client.get(run_path(), headers={"accept": "text/html"}).text == first_page
+    page2 = client.get(run_path(again), headers={"accept": "text/html"})
+    assert page2.status_code == 200 and summary["prefix"].rsplit("/", 1)[-1] in page2.text
+    assert "same parameters as" in page2.text and RUN in page2.text
+    feats = client.get("/candela/stac/search", params={"limit": 100}).json()["features"]
+    by_run = {f["properties"]["candela:run_id"]: f for f in feats}
+    assert {RUN, again} <= set(by_run)
+    assert by_run[again]["id"] != first_item["id"]
+    assert by_run[RUN] == first_item  # the first run's published item is as it was
+    with psycopg.connect(world["dsn"]) as conn:
+        runs_rows = conn.execute(
+            "SELECT count(DISTINCT run_id) FROM candela.results WHERE run_id IN (%s, %s)",
+            (RUN, again),
+        ).fetchone()
+    assert runs_rows == (2,)
+    index = client.get("/candela/", headers={"accept": "text/html"}).text
+    assert f'data-run="{RUN}"' in index and f'data-run="{again}"' in index
+    assert index.count("same parameters as") == 1
+    # a run never replaces another run's published item
+    from candela.db.results import ResultTaken, record_results
+
+    stolen = dict(by_run[RUN])
+    with pytest.raises(ResultTaken):
+        record_results(world["dsn"], DAG, "manual__thief", [stolen])
 
 
 def test_airflow_auth_is_required(world: dict[str, Any]) -> None:

@@ -12,23 +12,81 @@ from candela.db import connect
 READ_TIMEOUT_S = 5
 
 
+class ResultTaken(Exception):
+    """An item id already published by another run (a run never replaces another's results)."""
+
+
 def record_results(dsn: str, dag_id: str, run_id: str, items: list[dict[str, Any]]) -> None:
-    """Insert or replace the published items of a run."""
+    """Insert the published items of a run (a retry of the same run replaces its own rows);
+    :class:`ResultTaken`, and nothing recorded, when an item id belongs to another run."""
     from psycopg.types.json import Jsonb
 
-    with connect(dsn) as conn:
+    with connect(dsn) as conn, conn.transaction():
         for item in items:
             bbox = item.get("bbox") or [None] * 4
             when = item["properties"].get("datetime") or item["properties"].get("end_datetime")
-            conn.execute(
+            row = conn.execute(
                 """INSERT INTO candela.results
                    (id, workflow, run_id, datetime, min_lon, min_lat, max_lon, max_lat, item)
                    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
-                   ON CONFLICT (id) DO UPDATE SET workflow = EXCLUDED.workflow,
-                     run_id = EXCLUDED.run_id, datetime = EXCLUDED.datetime, item = EXCLUDED.item,
-                     created_at = now()""",
+                   ON CONFLICT (id) DO UPDATE SET datetime = EXCLUDED.datetime,
+                     min_lon = EXCLUDED.min_lon, min_lat = EXCLUDED.min_lat,
+                     max_lon = EXCLUDED.max_lon, max_lat = EXCLUDED.max_lat,
+                     item = EXCLUDED.item, created_at = now()
+                   WHERE candela.results.workflow = EXCLUDED.workflow
+                     AND candela.results.run_id = EXCLUDED.run_id
+                   RETURNING id""",
                 (item["id"], dag_id, run_id, when, *bbox, Jsonb(item)),
-            )
+            ).fetchone()
+            if row is None:
+                raise ResultTaken(
+                    f"result {item['id']} was published by another run; a run never replaces "
+                    "another run's results"
+                )
+
+
+def runs(dsn: str) -> list[dict[str, Any]]:
+    """Every run with results, newest first: workflow, run id, when published, number of
+    results, changed area (ha, summed), its parameters, output key and the runs with the
+    same parameters that published before it."""
+    with connect(dsn, connect_timeout=READ_TIMEOUT_S) as conn:
+        rows = conn.execute(
+            """SELECT workflow, run_id, max(created_at), count(*),
+                      sum((item->'properties'->>'candela:changed_area_ha')::float8),
+                      (array_agg(item->'properties'->'candela:params'))[1],
+                      (array_agg(item->'properties'->>'candela:output_key'))[1],
+                      (array_agg(item->'properties'->>'candela:model'))[1],
+                      min(coalesce((item->'properties'->>'start_datetime')::timestamptz,
+                                   datetime)),
+                      max(coalesce((item->'properties'->>'end_datetime')::timestamptz,
+                                   datetime))
+               FROM candela.results GROUP BY workflow, run_id ORDER BY max(created_at) DESC"""
+        ).fetchall()
+    out = [
+        {
+            "workflow": r[0],
+            "run_id": r[1],
+            "published_at": r[2],
+            "results": int(r[3]),
+            "changed_area_ha": r[4],
+            "params": dict(r[5] or {}),
+            "output_key": r[6],
+            "model": r[7],
+            "start": r[8],
+            "end": r[9],
+        }
+        for r in rows
+    ]
+    for run in out:  # oldest first among the earlier runs with the same parameters
+        run["same_parameters_as"] = [
+            o["run_id"]
+            for o in reversed(out)
+            if run["output_key"]
+            and o["output_key"] == run["output_key"]
+            and o["workflow"] == run["workflow"]
+            and o["published_at"] < run["published_at"]
+        ]
+    return out
 
 
 def collections(dsn: str) -> list[dict[str, Any]]:

@@ -433,7 +433,9 @@ def _stac_item(
     inputs += [storage.to_uri(u) for u in (params.before_mask, params.after_mask) if u]
     digest = hashlib.sha1(
         json.dumps(
-            [inputs, params.model_dump(mode="json", exclude={"output"})], sort_keys=True
+            # the output is part of it: each run publishes its own item (its own prefix)
+            [inputs, params.model_dump(mode="json")],
+            sort_keys=True,
         ).encode()
     ).hexdigest()[:12]
     media = {

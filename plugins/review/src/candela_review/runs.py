@@ -80,10 +80,15 @@ class Run:
     summary: dict[str, Any] | None
     results: list[Result]
     airflow: AirflowState | None
+    # the run.json found at the prefix was another run's (a prefix shared before each run kept
+    # its own): its outputs are never shown as this run's
+    replaced_by: str | None = None
 
     @property
     def status(self) -> str:
-        """ok | no-data | failed | running | unknown."""
+        """ok | no-data | failed | running | replaced | unknown."""
+        if self.replaced_by is not None:
+            return "replaced"
         if self.summary is not None:
             return "ok" if self.results else "no-data"
         st = self.airflow.state if self.airflow else None
@@ -144,7 +149,10 @@ def load_run(
     prefix, summary_uri = locate(settings, dag_id, run_id, dsn, state)
     summary = _read_json(summary_uri) if summary_uri else None
     if summary is not None and summary.get("run_id") not in (None, run_id):
-        log.info("outputs at %s were last published by run %s", prefix, summary.get("run_id"))
+        log.info(
+            "outputs at %s were published by run %s, not %s", prefix, summary["run_id"], run_id
+        )
+        return Run(dag_id, run_id, prefix or "", None, [], state, str(summary["run_id"]))
     results: list[Result] = []
     for i, r in enumerate((summary or {}).get("results") or []):
         outputs = {k: v for k, v in (r.get("outputs") or {}).items() if isinstance(v, str)}

@@ -195,6 +195,10 @@ class ResultsCatalog:
     def run_ids(self) -> list[tuple[str, str, Any]]:
         return list(self._call(results.run_ids))
 
+    def runs(self) -> list[dict[str, Any]]:
+        """Every run with results (:func:`candela.db.results.runs`), newest first."""
+        return list(self._call(results.runs))
+
 
 def _iso(t: dt.datetime | None) -> str | None:
     return t.astimezone(dt.UTC).isoformat().replace("+00:00", "Z") if t else None

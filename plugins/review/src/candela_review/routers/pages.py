@@ -104,7 +104,7 @@ def router(ctx: Context, templates: Any) -> APIRouter:
         else:
             code = 200
         html = templates.get_template("status.html").render(
-            d=page_data(request, run), reasons=reasons, status=status
+            d=page_data(request, run), reasons=reasons, status=status, replaced_by=run.replaced_by
         )
         return HTMLResponse(html, status_code=code)
 
@@ -150,16 +150,48 @@ def router(ctx: Context, templates: Any) -> APIRouter:
     @api.get("/", response_class=HTMLResponse)
     def index(request: Request) -> HTMLResponse:
         base = base_url(request)
-        items = [
-            {
-                "dag_id": w,
-                "run_id": r,
-                "at": t,
-                "ref": f"{w}/{r}",
-                "href": f"{base}/runs/{quote(w, safe='')}/{quote(r, safe='')}",
-            }
-            for w, r, t in ctx.catalog().run_ids()
-        ]
+        items = []
+        for r in ctx.catalog().runs():
+            w, rid, params = r["workflow"], r["run_id"], r["params"]
+            items.append(
+                {
+                    **r,
+                    "dag_id": w,
+                    "at": r["published_at"],
+                    "ref": f"{w}/{rid}",
+                    "href": f"{base}/runs/{quote(w, safe='')}/{quote(rid, safe='')}",
+                    "aoi": _aoi_text(params),
+                    "filters": _filters_text(params),
+                    "same_as": [
+                        {
+                            "run_id": o,
+                            "href": f"{base}/runs/{quote(w, safe='')}/{quote(o, safe='')}",
+                        }
+                        for o in r["same_parameters_as"]
+                    ],
+                }
+            )
         return HTMLResponse(templates.get_template("index.html").render(base=base, runs=items))
 
     return api
+
+
+def _aoi_text(params: dict[str, Any]) -> str:
+    """The run's area in a few words: its bbox, or the kind of AOI it was given."""
+    if params.get("aoi"):
+        kind = params["aoi"].get("type", "geometry") if isinstance(params["aoi"], dict) else "AOI"
+        return f"{kind} AOI"
+    bbox = params.get("bbox")
+    if isinstance(bbox, list) and len(bbox) == 4:
+        return ", ".join(f"{float(v):.3f}" for v in bbox)
+    return params.get("tile") or "–"
+
+
+def _filters_text(params: dict[str, Any]) -> str:
+    """The run's filters besides area and dates (collection, tile, cloud, threshold, zones)."""
+    parts = []
+    for key in ("collection", "tile", "max_cloud", "threshold", "tile_size_km", "zones"):
+        v = params.get(key)
+        if v not in (None, "", "auto") or key == "threshold" and v == "auto":
+            parts.append(f"{key}={v}")
+    return " ".join(parts)
