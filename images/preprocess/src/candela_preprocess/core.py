@@ -692,6 +692,7 @@ def _quality_gate(
         ),
         grids=grids,
         docs_dir=docs_dir,
+        report=params.quality_report,
     )
     summary = dict(result.summary)
     summary["seconds"] = round(time.monotonic() - started, 3)
@@ -799,7 +800,12 @@ def build_item(
         assets["quality_report"] = {
             "href": f"{outs.report}/index.html",
             "type": "text/html",
-            "title": "quality gate report (Great Expectations Data Docs)",
+            "title": "quality gate report"
+            + (
+                " (Great Expectations Data Docs)"
+                if gate_summary.get("validated_by") == "great_expectations"
+                else " (checks evaluated without Great Expectations; Data Docs on request)"
+            ),
             "roles": ["metadata", "qa"],
         }
     start = end = when = None
