@@ -15,6 +15,7 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -517,9 +518,23 @@ def preprocess(params: PreprocessParams) -> dict[str, Any]:
                     if scl_reader is not None
                     else contextlib.nullcontext()
                 ) as mask_writer:
+                    n_blocks = math.ceil(grid.width / params.block_size) * math.ceil(
+                        grid.height / params.block_size
+                    )
+                    done_blocks, reported = 0, 0
                     for win, data, scl in read_block(
                         block_windows(grid.width, grid.height, params.block_size)
                     ):
+                        done_blocks += 1
+                        if n_blocks >= 4 and done_blocks * 10 // n_blocks > reported:
+                            reported = done_blocks * 10 // n_blocks  # every tenth of the blocks
+                            log.info(
+                                "progress: %d of %d blocks (%d%%), %.0f s",
+                                done_blocks,
+                                n_blocks,
+                                100 * done_blocks // n_blocks,
+                                time.monotonic() - started,
+                            )
                         valid = np.all(data != 0, axis=0)
                         if scl is not None and mask_writer is not None:
                             valid &= np.isin(scl, SCL_VALID_CLASSES)
