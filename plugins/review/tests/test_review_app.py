@@ -433,6 +433,21 @@ def test_downloads(client: Any, world: dict[str, Any]) -> None:
     assert cog.status_code == 200 and "attachment" in cog.headers["content-disposition"]
     with MemoryFile(cog.content) as mf, mf.open() as ds:
         assert ds.dtypes[0] == "float32"
+    # the change polygons as a GeoPackage, opened with GDAL/OGR (pyogrio)
+    import pyogrio
+
+    gpkg = client.get(
+        item["assets"]["change_polygons_gpkg"]["href"].removeprefix("http://testserver")
+    )
+    assert gpkg.status_code == 200
+    path = world["home"] / "downloaded.gpkg"
+    path.write_bytes(gpkg.content)
+    meta, _fids, geoms, fields = pyogrio.raw.read(path)
+    names = list(meta["fields"])
+    assert {"area_ha", "mean_probability"} <= set(names) and len(geoms) > 0
+    total = sum(fields[names.index("area_ha")])
+    stats = client.get(item["assets"]["statistics"]["href"].removeprefix("http://testserver"))
+    assert total == pytest.approx(stats.json()["changed_area_ha"], rel=1e-3)
     stats = client.get(
         item["assets"]["statistics"]["href"].removeprefix("http://testserver")
     ).json()
@@ -516,6 +531,7 @@ def test_review_page_and_report(client: Any) -> None:
     )
     assert "Parameters and provenance" in html and "candela-changedetect" in html
     assert "change_probability.tif" in html and "download" in html
+    assert "change_polygons.gpkg" in html  # the changed areas as polygons, for GIS tools
     js = client.get("/candela/static/vendor/leaflet/leaflet.js")
     assert js.status_code == 200 and len(js.content) > 100_000
     report = client.get(f"{run_path()}/report").text

@@ -31,6 +31,9 @@ ASSET_KEYS = (
     "item",
     "zones_geojson",
     "zones_csv",
+    "change_polygons_gpkg",
+    "change_polygons_geojson",
+    "change_polygons_kml",
 )
 
 
@@ -371,8 +374,13 @@ def _stored_zones(uri: str, source: str, stamp: float) -> dict[str, Any]:
                 else None,
             }
         )
-    rows.sort(key=lambda r: -(r["changed_area_ha"] or 0.0))
-    return {"source": source, "zones": rows}
+    # only the zones the result covers (results stored before the service kept only those)
+    covered = [r for r in rows if (r["valid_area_ha"] or 0) > 0]
+    covered.sort(key=lambda r: -(r["changed_area_ha"] or 0.0))
+    out: dict[str, Any] = {"source": source, "zones": covered}
+    if len(covered) < len(rows):
+        out["outside"] = len(rows) - len(covered)
+    return out
 
 
 def _rings(geom: dict[str, Any] | None) -> list[list[Any]]:
