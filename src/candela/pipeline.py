@@ -254,6 +254,7 @@ def publish(
         "results": [
             {
                 "item": p["item_uri"],
+                "item_id": p["item"]["id"],
                 "outputs": p["result"]["outputs"],
                 "changed_area_ha": p["result"].get("changed_area_ha"),
                 "changed_fraction": p["result"].get("changed_fraction"),

@@ -111,6 +111,39 @@ def test_results_link_every_output_uri_but_not_metadata() -> None:
     assert ogc.results_document(None) == {}
 
 
+def test_results_of_a_published_run_link_http_downloads() -> None:
+    """A remote client cannot fetch file:// or s3://: the links of a published run's files are
+    the review app's downloads (same login), the storage URI kept beside."""
+    summary = {
+        "summary": "file:///s/run.json",
+        "stacks": ["file:///s/a.tif"],
+        "results": [
+            {
+                "item": "file:///s/item.json",
+                "item_id": "changedetect-cva-1",
+                "outputs": {
+                    "change_mask": "file:///s/m.tif",
+                    "change_polygons_gpkg": "file:///s/p.gpkg",
+                },
+            },
+            {"item": "file:///s/old.json", "outputs": {"change_mask": "file:///s/o.tif"}},
+        ],
+    }
+    dl = ogc.review_downloads("https://h/ogc", "s2_change_detection", "manual__1+00:00")
+    doc = ogc.results_document(summary, dl)
+    run = "https://h/candela/runs/s2_change_detection/manual__1%2B00%3A00"
+    assert doc["summary"]["href"] == f"{run}/run.json"
+    assert doc["stacks.0"]["href"] == f"{run}/stacks/0"
+    mask = doc["results.0.outputs.change_mask"]
+    assert mask["href"] == f"{run}/download/changedetect-cva-1/change_mask"
+    assert mask["candela:href"] == "file:///s/m.tif"
+    gpkg = doc["results.0.outputs.change_polygons_gpkg"]
+    assert gpkg["type"] == "application/geopackage+sqlite3"
+    assert doc["results.0.item"]["href"] == f"{run}/download/changedetect-cva-1/item"
+    # an older summary without item ids: the storage URI, as before
+    assert doc["results.1.outputs.change_mask"]["href"] == "file:///s/o.tif"
+
+
 def test_openapi_document_is_oas30_with_the_core_paths() -> None:
     doc = openapi_document(BASE)
     assert doc["openapi"].startswith("3.0.")

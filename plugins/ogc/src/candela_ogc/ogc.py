@@ -12,7 +12,7 @@ import binascii
 import copy
 import datetime as dt
 import mimetypes
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from candela.web_errors import WebError
@@ -434,6 +434,8 @@ MEDIA_TYPES = {
     ".tiff": "image/tiff; application=geotiff",
     ".json": JSON,
     ".geojson": "application/geo+json",
+    ".gpkg": "application/geopackage+sqlite3",
+    ".kml": "application/vnd.google-earth.kml+xml",
     ".png": "image/png",
     ".csv": "text/csv",
 }
@@ -464,15 +466,58 @@ def _links(value: Any, path: str = "") -> Iterable[tuple[str, str]]:
             yield from _links(v, f"{path}.{i}" if path else str(i))
 
 
-def results_document(value: Any) -> dict[str, Any]:
+def review_downloads(ogc_base: str, dag_id: str, run_id: str) -> Callable[[str, Any], str | None]:
+    """The HTTP address of a published run's file at a JSON path of its summary, served by the
+    review app (``/candela/runs/<dag>/<run>/…``, behind the same Airflow login as ``/ogc``);
+    ``None`` for a path it does not serve."""
+    from urllib.parse import quote
+
+    root = ogc_base.rstrip("/").removesuffix("/ogc")
+    run_base = f"{root}/candela/runs/{quote(dag_id, safe='')}/{quote(run_id, safe='')}"
+
+    def href(path: str, summary: Any) -> str | None:
+        parts = path.split(".")
+        if parts == ["summary"]:
+            return f"{run_base}/run.json"
+        if len(parts) == 2 and parts[0] == "stacks":
+            return f"{run_base}/stacks/{parts[1]}"
+        if parts[0] == "results" and len(parts) >= 3 and isinstance(summary, Mapping):
+            try:
+                entry = summary["results"][int(parts[1])]
+            except (KeyError, IndexError, ValueError, TypeError):
+                return None
+            item_id = entry.get("item_id") if isinstance(entry, Mapping) else None
+            if not item_id:
+                return None  # published before the summary named its items
+            if parts[2] == "item" and len(parts) == 3:
+                key = "item"
+            elif parts[2] == "outputs" and len(parts) == 4:
+                key = parts[3]
+            else:
+                return None
+            return f"{run_base}/download/{quote(str(item_id), safe='')}/{quote(key, safe='')}"
+        return None
+
+    return href
+
+
+def results_document(
+    value: Any, downloads: Callable[[str, Any], str | None] | None = None
+) -> dict[str, Any]:
     """The results of a job: ``result`` (the whole JSON value, qualified) plus one link per
-    output URI found in it, keyed by its JSON path (``results.0.outputs.change_mask``)."""
+    output URI found in it, keyed by its JSON path (``results.0.outputs.change_mask``). With
+    ``downloads`` (:func:`review_downloads`) a link's ``href`` is the file's HTTP address a
+    remote client can fetch, and the storage URI stays in ``candela:href``."""
     doc: dict[str, Any] = {}
     if value is None:
         return doc
     doc["result"] = {"value": value, "mediaType": JSON}
     for key, uri in _links(value):
         link: dict[str, Any] = {"href": uri, "rel": "related", "title": key}
+        http = downloads(key, value) if downloads is not None else None
+        if http:
+            link["href"] = http
+            link["candela:href"] = uri
         media = _media_type(uri)
         if media:
             link["type"] = media
