@@ -79,15 +79,19 @@ class PixelSample:
         self.values.append(sub.reshape(sub.shape[0], -1).copy())
         self.valid.append(valid[r0 :: self.step, c0 :: self.step].reshape(-1).copy())
 
-    def frame(self, columns: list[str], nodata: float | int | None) -> Any:
-        import pandas as pd
-
+    def table(self, columns: list[str], nodata: float | int | None) -> dict[str, np.ndarray]:
+        """The sample as columns (band values as float32, nodata as NaN; then ``valid``)."""
         values = np.concatenate(self.values, axis=1).astype("float32")
         if nodata is not None:
             values[values == nodata] = np.nan
-        df = pd.DataFrame({name: values[i] for i, name in enumerate(columns)})
-        df["valid"] = np.concatenate(self.valid).astype("uint8")
-        return df
+        table = {name: values[i] for i, name in enumerate(columns)}
+        table["valid"] = np.concatenate(self.valid).astype("uint8")
+        return table
+
+    def frame(self, columns: list[str], nodata: float | int | None) -> Any:
+        import pandas as pd
+
+        return pd.DataFrame(self.table(columns, nodata))
 
 
 @dataclass
@@ -153,23 +157,35 @@ def expectations(
     return out
 
 
-def evaluate(exp: Expectation, frame: Any) -> dict[str, Any]:
-    """One expectation on a pandas frame, with GX's metrics and verdict, computed here."""
+Table = dict[str, Any]  # column name -> values (numpy array or list), in column order
+
+
+def columns_of(rows: list[dict[str, Any]]) -> Table:
+    """Rows (dicts) as a :data:`Table`."""
+    names: list[str] = []
+    for r in rows:
+        names += [k for k in r if k not in names]
+    return {n: [r.get(n) for r in rows] for n in names}
+
+
+def evaluate(exp: Expectation, table: Table) -> dict[str, Any]:
+    """One expectation on a table, with GX's metrics and verdict, computed here (numpy: no
+    pandas, no GX import)."""
     kw = exp.kwargs
     check: dict[str, Any] = {"suite": exp.suite, "expectation": exp.type, "success": False}
     if "column" in kw:
         check["column"] = kw["column"]
-        if kw["column"] not in frame.columns:
+        if kw["column"] not in table:
             check["error"] = f'The column "{kw["column"]}" in BatchData does not exist.'
             return check
     if exp.type == "expect_table_column_count_to_equal":
-        check["observed"] = int(frame.shape[1])
+        check["observed"] = len(table)
         check["success"] = check["observed"] == kw["value"]
     elif exp.type == "expect_table_columns_to_match_ordered_list":
-        check["observed"] = [str(c) for c in frame.columns]
+        check["observed"] = [str(c) for c in table]
         check["success"] = check["observed"] == list(kw["column_list"])
     elif exp.type == "expect_column_values_to_be_between":
-        values = frame[kw["column"]].to_numpy(dtype="float64")
+        values = np.asarray(table[kw["column"]], dtype="float64")
         present = values[~np.isnan(values)]
         unexpected = int(
             np.count_nonzero((present < kw["min_value"]) | (present > kw["max_value"]))
@@ -178,12 +194,13 @@ def evaluate(exp: Expectation, frame: Any) -> dict[str, Any]:
         check["unexpected_percent"] = round(100.0 * share, 4)
         check["success"] = bool(1.0 - share >= kw.get("mostly", 1.0))
     elif exp.type == "expect_column_mean_to_be_between":
-        col = frame[kw["column"]].dropna()
-        mean = float(col.mean()) if len(col) else None
+        values = np.asarray(table[kw["column"]], dtype="float64")
+        present = values[~np.isnan(values)]
+        mean = float(present.mean()) if len(present) else None
         check["observed"] = None if mean is None else _plain(mean)
         check["success"] = mean is not None and kw["min_value"] <= mean <= kw["max_value"]
     elif exp.type == "expect_column_unique_value_count_to_be_between":
-        n = int(frame[kw["column"]].nunique(dropna=True))
+        n = len({v for v in table[kw["column"]] if v is not None and v == v})
         check["observed"] = n
         check["success"] = kw["min_value"] <= n <= kw["max_value"]
     else:  # pragma: no cover - only the types above are declared by expectations()
@@ -205,25 +222,21 @@ def run_gate(
     """Validate the sample (and the pair's grids): evaluated here; by GX, with its Data Docs
     built into ``docs_dir``, when an expectation is unmet or ``report`` is asked for. Else
     ``docs_dir`` gets the small static report of the checks."""
-    import pandas as pd
-
-    df = sample.frame(columns, nodata)
-    grid_df = pd.DataFrame(grids) if grids is not None else None
-    exps = expectations(
-        columns, bands, thresholds, list(grid_df.columns) if grid_df is not None else None
-    )
-    frames = {"stack": df, "grid": grid_df}
-    checks = [evaluate(e, frames[e.suite]) for e in exps]
+    stack = sample.table(columns, nodata)
+    grid = columns_of(grids) if grids is not None else None
+    exps = expectations(columns, bands, thresholds, list(grid) if grid is not None else None)
+    tables = {"stack": stack, "grid": grid}
+    checks = [evaluate(e, tables[e.suite]) for e in exps]
     validated_by = "candela"
     if report or not all(c["success"] for c in checks):
-        checks = _validate_with_gx(exps, frames, docs_dir)
+        checks = _validate_with_gx(exps, tables, docs_dir)
         validated_by = "great_expectations"
     failures = [_failure_text(c, thresholds) for c in checks if not c["success"]]
     summary = {
         "passed": not failures,
         "expectations": len(checks),
         "unmet": len(failures),
-        "sample_pixels": len(df),
+        "sample_pixels": len(stack["valid"]),
         "sample_step": sample.step,
         "validated_by": validated_by,
         "thresholds": {
@@ -260,11 +273,13 @@ def _gx_context() -> Any:
 
 
 def _validate_with_gx(
-    exps: list[Expectation], frames: dict[str, Any], docs_dir: Path
+    exps: list[Expectation], tables: dict[str, Table | None], docs_dir: Path
 ) -> list[dict[str, Any]]:
-    """The same expectations validated by GX in one checkpoint; Data Docs into ``docs_dir``."""
+    """The same expectations validated by GX (one ephemeral context per process); its Data
+    Docs into ``docs_dir``."""
     import great_expectations as gx
     import great_expectations.expectations as gxe
+    import pandas as pd
 
     ctx = _gx_context()
     n = _GX["n"]
@@ -310,7 +325,7 @@ def _validate_with_gx(
                 result_format="SUMMARY",
             )
         )
-        result = checkpoint.run(batch_parameters={"dataframe": frames[name]})
+        result = checkpoint.run(batch_parameters={"dataframe": pd.DataFrame(tables[name])})
         for vr in result.run_results.values():
             checks += [_check(name, r) for r in vr.results]
     return checks
