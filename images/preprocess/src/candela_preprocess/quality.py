@@ -225,8 +225,8 @@ def run_gate(
     stack = sample.table(columns, nodata)
     grid = columns_of(grids) if grids is not None else None
     exps = expectations(columns, bands, thresholds, list(grid) if grid is not None else None)
-    tables = {"stack": stack, "grid": grid}
-    checks = [evaluate(e, tables[e.suite]) for e in exps]
+    tables: dict[str, Table | None] = {"stack": stack, "grid": grid}
+    checks = [evaluate(e, tables[e.suite] or {}) for e in exps]
     validated_by = "candela"
     if report or not all(c["success"] for c in checks):
         checks = _validate_with_gx(exps, tables, docs_dir)
