@@ -714,3 +714,46 @@ def test_the_web_app_imports_no_processing_service() -> None:
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_titiler_point_statistics_tilejson_and_tileset(client: Any, world: dict[str, Any]) -> None:
+    """titiler-core's endpoints on the result's layers: the values the pixel inspector shows,
+    the statistics of a drawn area, TileJSON and the OGC tileset; only datasets recorded with
+    the run."""
+    base = f"/candela/cog/{DAG}/{quote(RUN, safe='')}/0"
+    lon, lat = -0.58, 44.84  # inside the Bordeaux result
+    p = client.get(f"{base}/probability/point/{lon},{lat}")
+    assert p.status_code == 200, p.text
+    (value,) = p.json()["values"]
+    assert 0.0 <= value <= 1.0
+    after = client.get(f"{base}/after/point/{lon},{lat}").json()
+    assert len(after["values"]) == 10  # the 10 bands of the after stack
+    tj = client.get(f"{base}/probability/WebMercatorQuad/tilejson.json").json()
+    assert tj["tiles"][0].startswith("http://testserver/candela/cog/") and "{z}" in tj["tiles"][0]
+    assert -0.7 < tj["bounds"][0] < -0.5
+    # titiler-core 2 serves OGC API - Tiles tilesets (WMTS moved to titiler-extensions)
+    tileset = client.get(f"{base}/after/tiles/WebMercatorQuad")
+    assert tileset.status_code == 200 and tileset.json()["crs"], tileset.text[:300]
+    import math
+
+    z = 14  # the tile under (lon, lat)
+    x = int((lon + 180) / 360 * 2**z)
+    y = int((1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * 2**z)
+    tile = client.get(tj["tiles"][0].removeprefix("http://testserver").format(z=z, x=x, y=y))
+    assert tile.status_code == 200 and tile.headers["content-type"].startswith("image/")
+    area = {
+        "type": "Feature",
+        "properties": {},
+        "geometry": {
+            "type": "Polygon",
+            "coordinates": [[[-0.59, 44.83], [-0.57, 44.83], [-0.57, 44.85], [-0.59, 44.85],
+                             [-0.59, 44.83]]],
+        },
+    }  # fmt: skip
+    st = client.post(f"{base}/probability/statistics", json=area)
+    assert st.status_code == 200, st.text
+    stats = st.json()["properties"]["statistics"]["b1"]
+    assert 0.0 <= stats["min"] <= stats["mean"] <= stats["max"] <= 1.0 and stats["count"] > 100
+    assert client.get(f"{base}/nolayer/point/{lon},{lat}").status_code == 404
+    assert client.get(f"/candela/cog/{DAG}/no_such_run/0/mask/info").status_code == 404
+    assert client.get(f"{base}/mask/point/10.0,10.0").status_code in (400, 404)  # outside

@@ -29,7 +29,7 @@ from fastapi.staticfiles import StaticFiles
 
 from candela.settings import Settings
 from candela.web_errors import WebError
-from candela_review.routers import downloads, pages, stac, tiles
+from candela_review.routers import cog, downloads, pages, stac, tiles
 from candela_review.web import HERE, Context, base_url, remember_caller, templates, wants_html
 
 PREFIX = "/candela"
@@ -83,6 +83,13 @@ def create_app(
     auth_required = [Depends(user_dep), Depends(remember_caller)]
     app.include_router(stac.router(ctx), dependencies=auth_required)
     app.include_router(tiles.router(ctx), dependencies=auth_required)
+    app.include_router(cog.router(ctx), dependencies=auth_required)
+    from rio_tiler.errors import PointOutsideBounds
+    from titiler.core.errors import DEFAULT_STATUS_CODES, add_exception_handlers
+
+    # rio-tiler's errors as titiler answers them (4xx: outside, bad band…); others stay ours
+    codes = {k: v for k, v in DEFAULT_STATUS_CODES.items() if k is not Exception}
+    add_exception_handlers(app, {**codes, PointOutsideBounds: 404})
     app.include_router(downloads.router(ctx), dependencies=auth_required)
     app.include_router(pages.router(ctx, env), dependencies=auth_required)
     return app
