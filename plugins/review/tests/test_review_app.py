@@ -25,7 +25,13 @@ REPO = Path(__file__).resolve().parents[3]
 
 DAG = "s2_change_detection"
 RUN = "manual__2026-01-01T00:00:00+00:00"
-PARAMS = {"collection": "sentinel-2-l1c", "tile": "T30TXQ", "model": "cva", "threshold": "auto"}
+PARAMS = {
+    "collection": "sentinel-2-l1c",
+    "tile": "T30TXQ",
+    "bbox": [-0.68, 44.83, -0.56, 44.93],  # the demo's area: the result covers part of it
+    "model": "cva",
+    "threshold": "auto",
+}
 
 
 def _service_run(service: Any, argv: list[str], capsys: Any = None) -> dict[str, Any]:
@@ -757,3 +763,111 @@ def test_titiler_point_statistics_tilejson_and_tileset(client: Any, world: dict[
     assert client.get(f"{base}/nolayer/point/{lon},{lat}").status_code == 404
     assert client.get(f"/candela/cog/{DAG}/no_such_run/0/mask/info").status_code == 404
     assert client.get(f"{base}/mask/point/10.0,10.0").status_code in (400, 404)  # outside
+
+
+@pytest.mark.slow
+def test_an_analyst_judges_the_change_in_a_browser(world: dict[str, Any]) -> None:
+    """Headless Chromium (Debian chromium, Playwright), offline (the OpenStreetMap basemap is
+    unreachable): the page works; coordinates, the values of a pixel, the threshold slider (mask
+    and changed area), the swipe, a permalink that restores the view, and the change polygons
+    downloaded as GeoPackage and opened with GDAL/OGR. Screenshots in $CANDELA_TEST_ARTIFACTS."""
+    import os
+
+    import uvicorn
+
+    from candela_review.app import create_app
+
+    chromium = "/usr/bin/chromium"
+    if not Path(chromium).exists():
+        pytest.skip(f"{chromium} not installed (Debian package chromium)")
+    from playwright.sync_api import sync_playwright
+
+    shots = Path(os.environ.get("CANDELA_TEST_ARTIFACTS") or world["home"]) / "review-map"
+    shots.mkdir(parents=True, exist_ok=True)
+    port = _free_port()
+    app = mounted(create_app(world["settings"], world["dsn"], auth=allow_all))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    th = threading.Thread(target=server.run, daemon=True)
+    th.start()
+    url = f"http://127.0.0.1:{port}{run_path()}"
+    try:
+        for _ in range(100):
+            if server.started:
+                break
+            time.sleep(0.05)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(
+                executable_path=chromium, args=["--headless", "--no-sandbox", "--disable-gpu"]
+            )
+            ctx = browser.new_context(
+                viewport={"width": 1400, "height": 950}, accept_downloads=True
+            )
+            page = ctx.new_page()
+            errors: list[str] = []
+            blocked: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+
+            def offline(route: Any) -> None:  # no network here: the basemap cannot load
+                blocked.append(route.request.url)
+                route.abort()
+
+            page.route("https://**/*", offline)
+            page.goto(url)
+            page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+            page.wait_for_function("document.getElementById('threshold-area').dataset.ha")
+            assert "covers" in page.inner_text("#coverage")
+            # coordinates under the mouse, values of a pixel on click (titiler point)
+            box = page.locator("#map").bounding_box()
+            cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+            page.mouse.move(cx, cy)
+            assert page.inner_text("#coords").startswith("lat 44.")
+            page.mouse.click(cx, cy)
+            page.wait_for_selector("#pixel-values")
+            rows = page.locator("#pixel-values tr").all_inner_texts()
+            assert [r.split("\t")[0] for r in rows] == ["probability", "before", "after"]
+            assert all(any(ch.isdigit() for ch in r.split("\t")[1]) for r in rows), rows
+            page.screenshot(path=str(shots / "pixel.png"))
+            page.keyboard.press("Escape")
+            # the threshold slider: a lower threshold flags more area, the mask follows
+            area_at = {}
+            for t in ("0.9", "0.3"):
+                page.fill("#threshold", t)
+                page.dispatch_event("#threshold", "input")
+                area_at[t] = float(page.get_attribute("#threshold-area", "data-ha"))
+            assert area_at["0.3"] > area_at["0.9"] >= 0
+            page.wait_for_function(
+                "[...document.querySelectorAll('#map img.leaflet-tile')]"
+                ".some((i) => i.src.includes('threshold=0.3') && i.complete)"
+            )
+            # swipe: the after pane is clipped at the slider
+            page.fill("#swipe", "50")
+            page.dispatch_event("#swipe", "input")
+            clip = page.evaluate("window.candelaMap.getPane('afterPane').style.clip")
+            assert clip.startswith("rect("), clip
+            page.wait_for_timeout(500)
+            page.screenshot(path=str(shots / "swipe-threshold.png"))
+            # permalink: reopening it restores zoom, centre, threshold and swipe
+            page.evaluate("window.candelaMap.setZoom(15)")
+            page.wait_for_timeout(400)
+            link = page.get_attribute("#permalink", "href")
+            assert link and link.startswith("#15.00/") and "/0.3/50" in link, link
+            page.goto("about:blank")
+            page.goto(url + link)
+            page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+            assert page.evaluate("window.candelaMap.getZoom()") == 15
+            assert page.input_value("#threshold") == "0.3"
+            # the change polygons as a GeoPackage, opened with a GIS library
+            with page.expect_download() as dl:
+                page.click("a[href$='/change_polygons_gpkg']")
+            path = world["home"] / "from-browser.gpkg"
+            dl.value.save_as(path)
+            import pyogrio
+
+            info = pyogrio.read_info(path)
+            assert info["features"] > 0 and info["crs"] == "EPSG:4326"
+            assert errors == [], errors
+            assert blocked and all("openstreetmap" in u for u in blocked), blocked[:3]
+            browser.close()
+    finally:
+        server.should_exit = True
+        th.join(10)

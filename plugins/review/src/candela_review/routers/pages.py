@@ -54,6 +54,15 @@ def page_data(request: Request, run: runs_mod.Run) -> dict[str, Any]:
                     if k in runs_mod.ASSET_KEYS
                 ],
                 "zones_url": f"{rb}/zones?result={res.index}",
+                # titiler-core endpoints of this result's layers (point values, statistics)
+                "cog": f"{base}/cog/{quote(run.dag_id, safe='')}/{quote(run.run_id, safe='')}"
+                f"/{res.index}/{{layer}}",
+                "outlines": f"{rb}/download/{quote(rid, safe='')}/change_polygons_geojson"
+                if "change_polygons_geojson" in res.outputs
+                and "change_polygons_geojson" not in res.missing
+                else None,
+                "footprint": item.get("geometry"),
+                "coverage": coverage(run.params, item.get("geometry")),
                 "histogram_url": f"{rb}/histogram?result={res.index}",
             }
         )
@@ -72,6 +81,8 @@ def page_data(request: Request, run: runs_mod.Run) -> dict[str, Any]:
         "results": results,
         "airflow": run.airflow.__dict__ if run.airflow else None,
         "legends": tiles.LEGENDS,
+        "basemap": basemap(),
+        "aoi": aoi_geometry(run.params),
         "ui_url": f"/dags/{quote(run.dag_id, safe='')}/runs/{quote(run.run_id, safe='')}",
     }
 
@@ -195,3 +206,49 @@ def _filters_text(params: dict[str, Any]) -> str:
         if v not in (None, "", "auto") or key == "threshold" and v == "auto":
             parts.append(f"{key}={v}")
     return " ".join(parts)
+
+
+OSM = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+
+
+def basemap() -> dict[str, str] | None:
+    """The review map's basemap: an XYZ URL from ``CANDELA_REVIEW_BASEMAP`` (empty: none),
+    OpenStreetMap by default. Offline the basemap's tiles fail and the page works without it."""
+    import os
+
+    url = os.environ.get("CANDELA_REVIEW_BASEMAP", OSM).strip()
+    if not url:
+        return None
+    attribution = os.environ.get(
+        "CANDELA_REVIEW_BASEMAP_ATTRIBUTION",
+        "© OpenStreetMap contributors" if url == OSM else "basemap",
+    )
+    return {"url": url, "attribution": attribution}
+
+
+def aoi_geometry(params: dict[str, Any]) -> dict[str, Any] | None:
+    """The run's requested area (its ``aoi``, or its ``bbox``) as a GeoJSON geometry."""
+    from candela_sdk.aoi import aoi_geometry as sdk_aoi
+
+    try:
+        return sdk_aoi(params.get("aoi") or None, params.get("bbox") or None)
+    except Exception:  # an odd AOI of an old run: the map just does not draw it
+        return None
+
+
+def coverage(params: dict[str, Any], footprint: dict[str, Any] | None) -> float | None:
+    """Share of the requested area the result covers (0-1; ``None`` without both)."""
+
+    from shapely.geometry import shape
+
+    aoi = aoi_geometry(params)
+    if not aoi or not footprint:
+        return None
+    try:
+        a, f = shape(aoi), shape(footprint)
+    except Exception:
+        return None
+    if a.area <= 0:
+        return None
+    # a ratio of two lon/lat areas at the same latitudes: no projection needed at city scale
+    return round(min(1.0, a.intersection(f).area / a.area), 4)
