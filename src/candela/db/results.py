@@ -94,7 +94,11 @@ def collections(dsn: str) -> list[dict[str, Any]]:
     with connect(dsn, connect_timeout=READ_TIMEOUT_S) as conn:
         rows = conn.execute(
             """SELECT workflow, count(*), min(min_lon), min(min_lat), max(max_lon),
-                      max(max_lat), min(datetime), max(datetime)
+                      max(max_lat),
+                      min(coalesce((item->'properties'->>'start_datetime')::timestamptz,
+                                   datetime)),
+                      max(coalesce((item->'properties'->>'end_datetime')::timestamptz,
+                                   datetime))
                FROM candela.results GROUP BY workflow ORDER BY workflow"""
         ).fetchall()
     return [
@@ -115,12 +119,15 @@ def search(
     workflows: list[str] | None = None,
     ids: list[str] | None = None,
     bbox: list[float] | None = None,
+    intersects: dict[str, Any] | None = None,
     start: dt.datetime | None = None,
     end: dt.datetime | None = None,
     limit: int = 10,
     offset: int = 0,
 ) -> tuple[list[tuple[str, str, dict[str, Any]]], int]:
-    """(workflow, run id, item) of one page of matching results, newest first; and the total."""
+    """(workflow, run id, item) of one page of matching results, newest first; and the total.
+    ``intersects`` (a GeoJSON geometry): the items' bboxes are matched here, their geometries
+    then tested exactly (shapely), so paging counts only items whose geometry intersects."""
     where: list[str] = ["TRUE"]
     args: list[Any] = []
     if workflows:
@@ -129,6 +136,12 @@ def search(
     if ids:
         where.append("id = ANY(%s)")
         args.append(ids)
+    shape_filter = None
+    if intersects is not None:
+        from shapely.geometry import shape
+
+        shape_filter = shape(intersects)
+        bbox = list(shape_filter.bounds)
     if bbox:
         w, s, e, n = bbox
         where.append("min_lon <= %s AND max_lon >= %s AND min_lat <= %s AND max_lat >= %s")
@@ -143,6 +156,8 @@ def search(
         where.append(f"{t0} <= %s")
         args.append(end)
     sql_where = " AND ".join(where)
+    if shape_filter is not None:
+        return _search_intersecting(dsn, sql_where, args, shape_filter, limit, offset)
     with connect(dsn, connect_timeout=READ_TIMEOUT_S) as conn:
         total = conn.execute(
             f"SELECT count(*) FROM candela.results WHERE {sql_where}", args
@@ -153,6 +168,28 @@ def search(
             [*args, limit, offset],
         ).fetchall()
     return [(r[0], r[1], r[2]) for r in rows], int(total)
+
+
+def _search_intersecting(
+    dsn: str, sql_where: str, args: list[Any], geom: Any, limit: int, offset: int
+) -> tuple[list[tuple[str, str, dict[str, Any]]], int]:
+    from shapely.geometry import shape
+
+    with connect(dsn, connect_timeout=READ_TIMEOUT_S) as conn:
+        rows = conn.execute(
+            f"""SELECT workflow, run_id, item FROM candela.results WHERE {sql_where}
+                ORDER BY datetime DESC NULLS LAST, id""",
+            args,
+        ).fetchall()
+    hits = []
+    for r in rows:
+        g = (r[2] or {}).get("geometry")
+        try:
+            if g and shape(g).intersects(geom):
+                hits.append((r[0], r[1], r[2]))
+        except Exception:  # an item without a usable geometry cannot intersect anything
+            continue
+    return hits[offset : offset + limit], len(hits)
 
 
 def run_ids(dsn: str) -> list[tuple[str, str, Any]]:
