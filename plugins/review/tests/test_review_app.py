@@ -903,3 +903,60 @@ def test_an_analyst_judges_the_change_in_a_browser(world: dict[str, Any]) -> Non
     finally:
         server.should_exit = True
         th.join(10)
+
+
+def test_two_users_see_only_the_workflows_airflow_lets_them_read(
+    world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The review app asks Airflow's REST API as its caller which DAGs they may read (Airflow's
+    auth manager applies the per-DAG permissions there): alice may read the workflow, bob may
+    not. Airflow is a stand-in here (httpx MockTransport) answering each token as a real one
+    would: the list of DAGs the token may read."""
+    import httpx
+    from fastapi.testclient import TestClient
+
+    from candela.airflow_api import AirflowClient
+    from candela_review import web
+    from candela_review.app import create_app
+
+    readable = {"alice": [DAG], "bob": ["some_other_dag"]}
+    asked: list[str] = []
+
+    def airflow(request: httpx.Request) -> httpx.Response:
+        token = request.headers["authorization"].removeprefix("Bearer ")
+        asked.append(f"{token} {request.url.path}")
+        if request.url.path == "/api/v2/dags":
+            dags = [{"dag_id": d} for d in readable[token]]
+            return httpx.Response(200, json={"dags": dags, "total_entries": len(dags)})
+        return httpx.Response(404, json={"detail": "not found"})
+
+    def client_as_caller(self: Any) -> Any:
+        token = web._CALLER_TOKEN.get()
+        if not token:
+            return None
+        return AirflowClient("http://af", token=token, transport=httpx.MockTransport(airflow))
+
+    monkeypatch.setattr(web.Context, "airflow", client_as_caller)
+    app = create_app(world["settings"], world["dsn"], auth=allow_all)
+    with TestClient(mounted(app)) as c:
+
+        def as_(user: str, path: str, **kw: Any) -> Any:
+            return c.get(path, headers={"authorization": f"Bearer {user}", **kw})
+
+        html = {"accept": "text/html"}
+        assert RUN in as_("alice", "/candela/", **html).text
+        assert RUN not in as_("bob", "/candela/", **html).text
+        assert as_("alice", run_path(), **html).status_code == 200
+        assert as_("bob", run_path(), **html).status_code == 404
+        assert as_("bob", f"{run_path()}/run.json").status_code == 404
+        assert (
+            as_(
+                "bob", f"/candela/tiles/{DAG}/{quote(RUN, safe='')}/0/mask/14/8165/5890.png"
+            ).status_code
+            == 404
+        )
+        assert as_("alice", "/candela/stac/search").json()["numberMatched"] >= 1
+        assert as_("bob", "/candela/stac/search").json()["numberMatched"] == 0
+        assert as_("bob", "/candela/stac/collections").json()["collections"] == []
+        assert as_("bob", f"/candela/stac/collections/{DAG}").status_code == 404
+    assert any(a.startswith("bob /api/v2/dags") for a in asked)

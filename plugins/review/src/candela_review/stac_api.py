@@ -209,8 +209,12 @@ class ResultsCatalog:
     """Queries of the results table (:mod:`candela.db.results`), with an unreachable database as
     a 503."""
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, readable: frozenset[str] | None = None) -> None:
         self.dsn = dsn
+        self.readable = readable  # the workflows the caller may read (None: every one)
+
+    def _allowed(self, workflow: str) -> bool:
+        return self.readable is None or workflow in self.readable
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         import psycopg
@@ -221,12 +225,17 @@ class ResultsCatalog:
             raise Unavailable(f"the results database is not reachable: {exc}") from None
 
     def collections(self) -> list[dict[str, Any]]:
-        return list(self._call(results.collections))
+        return [c for c in self._call(results.collections) if self._allowed(c["id"])]
 
     def search(self, q: Query) -> tuple[list[tuple[str, str, dict[str, Any]]], int]:
+        workflows = q.collections
+        if self.readable is not None:
+            workflows = [w for w in (workflows or sorted(self.readable)) if w in self.readable]
+            if not workflows:
+                return [], 0
         found: tuple[list[tuple[str, str, dict[str, Any]]], int] = self._call(
             results.search,
-            workflows=q.collections,
+            workflows=workflows,
             ids=q.ids,
             bbox=q.bbox,
             intersects=q.intersects,
@@ -238,11 +247,12 @@ class ResultsCatalog:
         return found
 
     def run_ids(self) -> list[tuple[str, str, Any]]:
-        return list(self._call(results.run_ids))
+        return [r for r in self._call(results.run_ids) if self._allowed(r[0])]
 
     def runs(self) -> list[dict[str, Any]]:
-        """Every run with results (:func:`candela.db.results.runs`), newest first."""
-        return list(self._call(results.runs))
+        """Every run with results (:func:`candela.db.results.runs`) of the workflows the
+        caller may read, newest first."""
+        return [r for r in self._call(results.runs) if self._allowed(r["workflow"])]
 
 
 def _iso(t: dt.datetime | None) -> str | None:
