@@ -960,3 +960,22 @@ def test_two_users_see_only_the_workflows_airflow_lets_them_read(
         assert as_("bob", "/candela/stac/collections").json()["collections"] == []
         assert as_("bob", f"/candela/stac/collections/{DAG}").status_code == 404
     assert any(a.startswith("bob /api/v2/dags") for a in asked)
+
+
+def test_compare_with_preselects_the_run(client: Any) -> None:
+    """The review page's "compare with…" opens the list with that run as A and another as B."""
+    import re as _re
+
+    refs = _re.findall(r'name="a" value="([^"]+)"', client.get("/candela/").text)
+    assert len(refs) >= 2
+    target = refs[-1]  # not the default choice
+    html = client.get("/candela/", params={"compare": target}).text
+    checked_a = _re.findall(r'name="a" value="([^"]+)" checked', html)
+    checked_b = _re.findall(r'name="b" value="([^"]+)" checked', html)
+    assert checked_a == [target] and len(checked_b) == 1 and checked_b[0] != target
+
+
+def test_docs_page_works_offline(client: Any) -> None:
+    page = client.get("/candela/docs")
+    assert page.status_code == 200 and "/stac/search" in page.text
+    assert "cdn" not in page.text.lower() and "https://" not in page.text

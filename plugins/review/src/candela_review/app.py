@@ -59,9 +59,32 @@ def create_app(
     app = FastAPI(
         title="Candela review",
         description="Results catalogue (STAC API), map tiles, review pages and reports.",
-        docs_url="/docs",
+        docs_url=None,  # Swagger UI loads from a CDN (blank offline): a page of our own below
+        redoc_url=None,
         openapi_url="/openapi.json",
     )
+
+    @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
+    def docs(request: Request) -> HTMLResponse:
+        """The API's operations from its OpenAPI document, as plain HTML (works offline)."""
+        import html
+
+        base = base_url(request)
+        rows = "".join(
+            f"<tr><td><code>{m.upper()}</code></td><td><code>{html.escape(path)}</code></td>"
+            f"<td>{html.escape(op.get('summary') or '')}</td></tr>"
+            for path, ops in app.openapi().get("paths", {}).items()
+            for m, op in ops.items()
+            if isinstance(op, dict)
+        )
+        return HTMLResponse(
+            "<!doctype html><meta charset=utf-8><title>Candela review API</title>"
+            f'<link rel="stylesheet" href="{base}/static/review.css"><main>'
+            f'<h1>Candela review API</h1><p>OpenAPI document: <a href="{base}/openapi.json">'
+            f"openapi.json</a></p><table><tr><th>method</th><th>path</th><th>what</th></tr>"
+            f"{rows}</table></main>"
+        )
+
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     env = templates()
 

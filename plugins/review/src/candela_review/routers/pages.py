@@ -159,7 +159,9 @@ def router(ctx: Context, templates: Any) -> APIRouter:
         return HTMLResponse(templates.get_template("compare.html").render(a=pages[0], b=pages[1]))
 
     @api.get("/", response_class=HTMLResponse)
-    def index(request: Request) -> HTMLResponse:
+    def index(request: Request, compare: str | None = None) -> HTMLResponse:
+        """The runs with results; ``compare=DAG/RUN`` preselects that run as A (the review
+        page's "compare with…")."""
         base = base_url(request)
         items = []
         for r in ctx.catalog().runs():
@@ -182,7 +184,13 @@ def router(ctx: Context, templates: Any) -> APIRouter:
                     ],
                 }
             )
-        return HTMLResponse(templates.get_template("index.html").render(base=base, runs=items))
+        refs = [i["ref"] for i in items]
+        a_ref = compare if compare in refs else (refs[1] if len(refs) > 1 else None)
+        b_ref = next((r for r in refs if r != a_ref), None)
+        html = templates.get_template("index.html").render(
+            base=base, runs=items, a_ref=a_ref, b_ref=b_ref
+        )
+        return HTMLResponse(html)
 
     return api
 
