@@ -159,3 +159,27 @@ def test_openapi_document_is_oas30_with_the_core_paths() -> None:
     ):
         assert path in doc["paths"], path
     assert doc["servers"] == [{"url": BASE}]
+
+
+def test_running_job_progress_by_step_never_falls_back() -> None:
+    """A mapped step that expands (one instance, then four) does not pull the progress back;
+    the message names what runs."""
+    early = [
+        {"task_id": "plan_run", "state": "success"},
+        {"task_id": "search_products", "state": "success"},
+        {"task_id": "preprocess", "state": "running"},
+        {"task_id": "publish", "state": None},
+    ]
+    later = (
+        early[:2]
+        + [
+            {"task_id": "preprocess", "state": s}
+            for s in ("success", "success", "running", "queued")
+        ]
+        + [{"task_id": "publish", "state": None}]
+    )
+    p1, _ = ogc.step_progress(early)
+    p2, message = ogc.step_progress(later)
+    assert p1 == 50 and p2 == 62 and p2 >= p1
+    assert message == "running: preprocess (2 of 4 done); 2 of 4 steps done"
+    assert ogc.step_progress([]) == (0, "running")

@@ -375,6 +375,8 @@ async def job_status(job_id: str, request: Request, af: Airflow) -> dict[str, An
         dag = await af.get_dag(dag_id)
         paused = bool(dag and dag.get("is_paused"))
     info = ogc.status_info(_base(request), run, [t.get("state") for t in tis], paused=paused)
+    if info["status"] == "running":
+        info["progress"], info["message"] = ogc.step_progress(tis)
     if info["status"] == "successful":
         skipped = [t["task_id"] for t in tis if t.get("state") == "skipped"]
         if skipped:

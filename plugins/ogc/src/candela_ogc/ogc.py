@@ -371,6 +371,35 @@ def progress(task_states: Iterable[str | None]) -> int:
     return int(100 * done / len(states))
 
 
+def step_progress(tis: Iterable[Mapping[str, Any]]) -> tuple[int, str]:
+    """Progress (0-100) and a one-line message of a running job from its task instances, by
+    step (the instances of a mapped step count as one step, in proportion of theirs done), so
+    that the progress does not fall back when a mapped step expands."""
+    steps: dict[str, list[str | None]] = {}
+    for ti in tis:
+        steps.setdefault(str(ti.get("task_id")), []).append(ti.get("state"))
+    if not steps:
+        return 0, "running"
+    credit = sum(
+        sum(1 for s in states if s in FINISHED_TASK_STATES) / len(states)
+        for states in steps.values()
+    )
+    pct = int(100 * credit / len(steps))
+    running = []
+    for task, states in steps.items():
+        active = sum(1 for s in states if s in ("running", "queued", "up_for_retry", "deferred"))
+        if active:
+            done = sum(1 for s in states if s in FINISHED_TASK_STATES)
+            running.append(task if len(states) == 1 else f"{task} ({done} of {len(states)} done)")
+    done_steps = sum(
+        1 for states in steps.values() if all(s in FINISHED_TASK_STATES for s in states)
+    )
+    message = (
+        f"running: {', '.join(running) or 'between steps'}; {done_steps} of {len(steps)} steps done"
+    )
+    return pct, message
+
+
 def status_info(
     base: str,
     run: Mapping[str, Any],
