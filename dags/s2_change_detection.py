@@ -4,8 +4,9 @@ search_products → preprocess (one task per product and AOI piece: a large AOI 
 pieces of at most `tile_size_km`) → mosaic (the pieces of each product merged) → detect_changes
 (one task per consecutive pair, GPU pool); fuse_landcover (one task per date with a Sentinel-1
 acquisition within 10 days, skipped with the reason otherwise) → load_rdf → publish. Wiring
-only: the work happens in the processing services. The same parameters always write to the same output prefix, so a rerun
-replaces its outputs; two identical runs at once are refused.
+only: the work happens in the processing services. Every run writes under its own prefix
+(results/<dag>/<key>/<run>), so a rerun never changes what an earlier run published; two
+identical runs at once are refused.
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ def s2_change_detection() -> None:
                 claim(dsn, key, dag_id, ctx["run_id"], lambda d, r: run_has_ended(ti, d, r))
             except RunConflict as exc:
                 raise AirflowFailException(str(exc)) from None
-        prefix = output_prefix(get_settings(), dag_id, key)
+        prefix = output_prefix(get_settings(), dag_id, key, ctx["run_id"])
         print(f"outputs of this run go to {prefix}")
         pieces = split_aoi(aoi_geometry(params), float(params.get("tile_size_km") or 50))
         print(f"the area is processed in {len(pieces)} piece(s)")

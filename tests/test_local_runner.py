@@ -267,3 +267,49 @@ def test_usage_is_spooled_for_the_collector(tmp_path: Path) -> None:
     assert p.parent == spool_dir(tmp_path)
     assert json.loads(p.read_text()) == {"cpu_s": 1.5, "service": "toy"}
     assert not list(spool_dir(tmp_path).glob(".*.part"))
+def test_service_log_lines_keep_their_level() -> None:
+    import logging
+
+    from candela_operators.loglines import level_of, line_logger
+
+    assert level_of("2026-01-01 10:00:00,123 WARNING candela_x: careful") == logging.WARNING
+    assert level_of("2026-01-01 10:00:00,123 DEBUG candela_x: detail") == logging.DEBUG
+    assert level_of("2026-01-01 10:00:00,123 ERROR candela_x: bad") == logging.ERROR
+    assert level_of("plain output of a library") == logging.INFO
+    assert level_of("WARNING at the start but no timestamp") == logging.INFO
+    seen: list[tuple[int, str]] = []
+
+    class Recorder(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append((record.levelno, record.getMessage()))
+
+    log = logging.getLogger("test.loglines")
+    log.setLevel(logging.DEBUG)
+    log.addHandler(Recorder())
+    log.propagate = False
+    emit = line_logger(log)
+    emit("2026-01-01 10:00:00,123 WARNING candela_x: careful")
+    emit("hello")
+    assert seen == [
+        (logging.WARNING, "2026-01-01 10:00:00,123 WARNING candela_x: careful"),
+        (logging.INFO, "hello"),
+    ]
+
+
+def test_third_party_noise_is_silenced_unless_debug(monkeypatch) -> None:
+    import logging
+
+    from candela_sdk.contract import configure_logging
+
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
+    gx = logging.getLogger("great_expectations")
+    old = gx.level
+    try:
+        configure_logging("INFO")
+        assert gx.getEffectiveLevel() == logging.WARNING
+        assert logging.getLogger("tensorflow").getEffectiveLevel() == logging.WARNING
+        import os
+
+        assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "2"
+    finally:
+        gx.setLevel(old)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from candela.pipeline import (
     aoi_geometry,
     change_arguments,
@@ -218,3 +220,32 @@ def test_fusion_arguments_pair_dates_with_s1_and_skip_the_others(tmp_path) -> No
     assert skip["reason"] == "no Sentinel-1 acquisition within 10 days of 2017-07-20"
     # the search asks for the pairing of Sentinel-2 products only
     assert search_arguments({"collection": "sentinel-2-l2a"})["pair_s1_days"] == 10
+def test_each_run_has_its_own_prefix_and_names_earlier_identical_runs(tmp_path: Path) -> None:
+    """Two runs with the same parameters publish under two prefixes of one key; the second
+    names the first, and the first's run.json is not touched."""
+    import json as _json
+
+    from candela import pipeline
+    from candela.settings import Settings
+
+    settings = Settings(home=tmp_path, storage_root=(tmp_path / "storage").as_uri())
+    a, b = "manual__2026-01-01T00:00:00+00:00", "manual__2026-01-01T00_00_00_00_00"
+    pa = pipeline.output_prefix(settings, "dag", "k", a)
+    pb = pipeline.output_prefix(settings, "dag", "k", b)
+    assert pa != pb and pa.rsplit("/", 1)[0] == pb.rsplit("/", 1)[0]  # same key, two runs
+    first = pipeline.publish(settings, "dag", a, "k", {"x": 1}, [], [], None)
+    assert first["same_parameters_as"] == [] and first["prefix"] == pa
+    before = Path(first["summary"].removeprefix("file://")).read_text()
+    second = pipeline.publish(settings, "dag", b, "k", {"x": 1}, [], [], None)
+    assert second["same_parameters_as"] == [a] and second["prefix"] == pb
+    assert Path(first["summary"].removeprefix("file://")).read_text() == before
+    assert _json.loads(before)["run_id"] == a
+    # a failed third run removes only its own folder
+    pc = Path(pipeline.output_prefix(settings, "dag", "k", "c").removeprefix("file://"))
+    assert pipeline.discard_outputs(settings, "dag", "c", "k") is False  # nothing written
+    (pc / "stacks").mkdir(parents=True)
+    (pc / "stacks" / "x.tif").write_bytes(b"x")
+    assert pipeline.discard_outputs(settings, "dag", "c", "k") is True
+    assert not pc.exists()
+    assert not pipeline.discard_outputs(settings, "dag", a, "k")  # published: left as it is
+    assert Path(first["summary"].removeprefix("file://")).exists()

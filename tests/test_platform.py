@@ -7,6 +7,7 @@ free loopback port, and stopped at the end; the last test checks that nothing is
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -200,7 +201,7 @@ def test_watch_starts_runs_on_schedule(platform: Platform) -> None:
 
 def _summary_of(platform: Platform, run_id: str) -> dict:
     root = Path(platform.home) / "storage" / "results" / "s2_change_detection"
-    for f in root.glob("*/run.json"):
+    for f in root.glob("*/*/run.json"):  # results/<dag>/<key>/<run>/run.json
         summary = json.loads(f.read_text())
         if summary["run_id"] == run_id:
             return summary
@@ -279,11 +280,16 @@ def test_large_area_in_pieces_is_mosaicked(platform: Platform) -> None:
         timeout=900,
     )
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "preprocess[3]=success" in r.stdout and "mosaic[1]=success" in r.stdout
+    # `candela run` (not a terminal here): one short line per step whose state changed
+    assert re.search(r"preprocess \((\d+)\) +\1× success", r.stdout), r.stdout
+    assert int(re.search(r"preprocess \((\d+)\)", r.stdout)[1]) >= 4
+    assert re.search(r"mosaic \(2\) +2× success", r.stdout), r.stdout
+    steps = [x for x in r.stdout.splitlines() if re.match(r"\d\d:\d\d:\d\d ", x)]
+    assert steps and max(len(x) for x in steps) <= 100
     tiled = _summary_of(platform, _run_id(r.stdout))
     whole = next(
         json.loads(f.read_text())
-        for f in (Path(platform.home) / "storage/results/s2_change_detection").glob("*/run.json")
+        for f in (Path(platform.home) / "storage/results/s2_change_detection").glob("*/*/run.json")
         if json.loads(f.read_text())["params"]
         == {**json.loads(f.read_text())["params"], **BORDEAUX}
         and json.loads(f.read_text())["params"].get("tile_size_km") == 50
@@ -313,15 +319,38 @@ def test_rest_api_with_the_official_client(platform: Platform) -> None:
     assert ": success" in r.stdout
 
 
-def test_rerun_is_idempotent(platform: Platform) -> None:
-    """The same parameters again: same output prefix, outputs replaced, no duplicate result."""
+def test_rerun_keeps_both_runs(platform: Platform) -> None:
+    """The same parameters again: a new prefix under the same key, a new result row, and the
+    earlier run's outputs, run.json and result stay as they were; the new run names it."""
     root = Path(platform.home) / "storage" / "results" / "s2_change_detection"
-    before_dirs, before_rows = sorted(root.iterdir()), _results_count(platform)
+    assert platform.candela("catalog", "add", str(REPO / "data/oscd/bordeaux")).returncode == 0
     r = platform.candela("run", "s2_change_detection", "--conf", json.dumps(BORDEAUX), timeout=900)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert sorted(root.iterdir()) == before_dirs
-    assert _results_count(platform) == before_rows
-    assert _summary_of(platform, _run_id(r.stdout))["run_id"] == _run_id(r.stdout)
+    first_id = _run_id(r.stdout)
+    first = _summary_of(platform, first_id)
+    first_json = Path(first["prefix"].removeprefix("file://"), "run.json").read_text()
+    first_files = {
+        p: p.stat().st_mtime_ns for p in Path(first["prefix"].removeprefix("file://")).rglob("*")
+    }
+    first_rows = _results_of(platform, first_id)
+    r = platform.candela("run", "s2_change_detection", "--conf", json.dumps(BORDEAUX), timeout=900)
+    assert r.returncode == 0, r.stdout + r.stderr
+    second = _summary_of(platform, _run_id(r.stdout))
+    assert second["run_id"] != first_id and second["output_key"] == first["output_key"]
+    assert second["prefix"] != first["prefix"]
+    assert first_id in second["same_parameters_as"]
+    assert len(list((root / first["output_key"]).glob("*/run.json"))) >= 2
+    assert Path(first["prefix"].removeprefix("file://"), "run.json").read_text() == first_json
+    assert {
+        p: p.stat().st_mtime_ns for p in Path(first["prefix"].removeprefix("file://")).rglob("*")
+    } == first_files
+    # (a catalogue event may start other runs meanwhile: count the rows of these two)
+    assert _results_of(platform, first_id) == first_rows and len(first_rows) == 1
+    assert len(_results_of(platform, second["run_id"])) == 1
+    with platform.client() as c:  # both runs in the results STAC API, each with its own item
+        found = c.request("GET", "/candela/stac/search", params={"limit": 1000}).json()
+    by_run = {f["properties"]["candela:run_id"] for f in found["features"]}
+    assert {first_id, second["run_id"]} <= by_run
 
 
 def test_identical_runs_at_once_are_refused(platform: Platform) -> None:
@@ -354,7 +383,8 @@ def test_area_without_products_ends_as_no_data(platform: Platform) -> None:
     assert "no data" in r.stdout
 
 
-def _results_count(platform: Platform) -> int:
+def _results_of(platform: Platform, run_id: str) -> list[tuple]:
+    """(id, created_at, item) of the run's rows in candela.results."""
     import psycopg
 
     from candela import embedded
@@ -362,7 +392,10 @@ def _results_count(platform: Platform) -> int:
 
     dsn = embedded.platform_dsn(Settings(home=platform.home, port=platform.port))
     with psycopg.connect(dsn) as conn:
-        return int(conn.execute("SELECT count(*) FROM candela.results").fetchone()[0])
+        return conn.execute(
+            "SELECT id, created_at, item FROM candela.results WHERE run_id = %s ORDER BY id",
+            (run_id,),
+        ).fetchall()
 
 
 def test_home_is_private(platform: Platform) -> None:

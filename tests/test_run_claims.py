@@ -75,11 +75,15 @@ def test_a_failed_run_leaves_nothing_and_frees_its_key(
     from candela.callbacks import discard_failed_run
 
     runs.claim(catalog_dsn, "k1", DAG, "a")
-    stacks = platform_env / "k1" / "stacks"
+    stacks = platform_env / "k1" / "a" / "stacks"
     stacks.mkdir(parents=True)
     (stacks / "half.tif").write_bytes(b"x")
+    other = platform_env / "k1" / "b" / "stacks"  # another run with the same parameters
+    other.mkdir(parents=True)
+    (other / "its.tif").write_bytes(b"y")
     discard_failed_run(_dag_context("a"))
-    assert not (platform_env / "k1").exists()
+    assert not (platform_env / "k1" / "a").exists()
+    assert (other / "its.tif").read_bytes() == b"y"
     assert runs.claimed_keys(catalog_dsn, DAG, "a") == []
 
 
@@ -88,14 +92,17 @@ def test_a_failed_rerun_never_touches_what_an_earlier_run_published(
 ) -> None:
     from candela.callbacks import discard_failed_run
 
-    prefix = platform_env / "k1"
+    prefix = platform_env / "k1" / "earlier"
     (prefix / "stacks").mkdir(parents=True)
     (prefix / "stacks" / "a.tif").write_bytes(b"published")
     (prefix / "run.json").write_text(json.dumps({"run_id": "earlier"}))
+    (platform_env / "k1" / "rerun").mkdir()
+    (platform_env / "k1" / "rerun" / "half.tif").write_bytes(b"x")
     runs.claim(catalog_dsn, "k1", DAG, "rerun")
     discard_failed_run(_dag_context("rerun"))
     assert (prefix / "stacks" / "a.tif").read_bytes() == b"published"
     assert (prefix / "run.json").exists()
+    assert not (platform_env / "k1" / "rerun").exists()
     assert runs.claimed_keys(catalog_dsn, DAG, "rerun") == []
 
 
@@ -105,12 +112,12 @@ def test_a_refused_duplicate_leaves_the_winners_outputs(
     from candela.callbacks import discard_failed_run
 
     runs.claim(catalog_dsn, "k1", DAG, "winner")
-    (platform_env / "k1").mkdir(parents=True)
-    (platform_env / "k1" / "x.tif").write_bytes(b"x")
+    (platform_env / "k1" / "winner").mkdir(parents=True)
+    (platform_env / "k1" / "winner" / "x.tif").write_bytes(b"x")
     with pytest.raises(RunConflict):
         runs.claim(catalog_dsn, "k1", DAG, "loser", ended=lambda d, r: False)
     discard_failed_run(_dag_context("loser"))
-    assert (platform_env / "k1" / "x.tif").exists()
+    assert (platform_env / "k1" / "winner" / "x.tif").exists()
     assert _holder(catalog_dsn, "k1") == "winner"
 
 

@@ -295,7 +295,9 @@ class LocalStepOperator(BaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         argv = build_command(self.service, dict(self.service_args))
-        self._runner = LocalRunner(self.log.info)
+        from candela_operators.loglines import line_logger
+
+        self._runner = LocalRunner(line_logger(self.log))  # each line at the service's level
         outcome = self._runner.run(argv, env=step_environment(), timeout=self.step_timeout)
         _spool_usage(self.service, context, outcome)
         return interpret(self.service, outcome.returncode, outcome.result, outcome.last_lines)

@@ -42,6 +42,9 @@ class AirflowApiError(Exception):
 class RunStatus:
     state: str
     tasks: dict[str, str]  # task (with map index) -> state
+    # task (with map index) -> {"start": ISO time or None, "end": ISO time or None}; not part of
+    # the status's identity (a change is a change of state)
+    times: dict[str, dict[str, Any]] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,17 @@ class Calls:
     @staticmethod
     def run(dag_id: str, run_id: str) -> Call:
         return Call("GET", _run_path(dag_id, run_id), missing_ok=True)
+
+    @staticmethod
+    def finished_steps(dag_id: str, limit: int = 500) -> Call:
+        """The newest successful task instances of every run of ``dag_id`` (their durations
+        make the ETAs of ``candela run``)."""
+        return Call(
+            "GET",
+            f"/api/v2/dags/{_q(dag_id)}/dagRuns/~/taskInstances",
+            params={"state": "success", "limit": limit, "order_by": "-end_date"},
+            pick="task_instances",
+        )
 
     @staticmethod
     def runs(limit: int, dag_id: str = "~") -> Call:
@@ -408,10 +422,21 @@ class AirflowClient(_Auth):
 
     def run_status(self, dag_id: str, run_id: str) -> RunStatus:
         run = self.get_run(dag_id, run_id)
-        tasks = {
-            _task_key(ti): ti.get("state") or "none" for ti in self.task_instances(dag_id, run_id)
+        tis = self.task_instances(dag_id, run_id)
+        tasks = {_task_key(ti): ti.get("state") or "none" for ti in tis}
+        times = {
+            _task_key(ti): {"start": ti.get("start_date"), "end": ti.get("end_date")} for ti in tis
         }
-        return RunStatus(run["state"], tasks)
+        return RunStatus(run["state"], tasks, times)
+
+    def step_durations(self, dag_id: str) -> dict[str, float]:
+        """Median duration (s) of each step of ``dag_id`` in its earlier successful runs; empty
+        when Airflow cannot say (an estimate is never worth an error)."""
+        try:
+            tis = list(self.call(Calls.finished_steps(dag_id)) or [])
+        except AirflowApiError:
+            return {}
+        return median_durations(tis)
 
     def follow(
         self,
@@ -420,11 +445,25 @@ class AirflowClient(_Auth):
         on_change: Callable[[RunStatus], None],
         poll: float = 2.0,
         timeout: float = 3600,
+        max_backoff: float = 30.0,
     ) -> RunStatus:
+        """Poll the run until it ends; ``on_change`` on every change of state. Airflow not
+        answering (unreachable, a timeout, a 5xx) is retried with exponential backoff up to
+        ``max_backoff`` s until ``timeout``: a blip does not end the watch while the run goes
+        on. Other errors (401/403/404) end it at once."""
         deadline = time.monotonic() + timeout
         last: RunStatus | None = None
+        wait = poll
         while True:
-            st = self.run_status(dag_id, run_id)
+            try:
+                st = self.run_status(dag_id, run_id)
+            except AirflowApiError as exc:
+                if not transient(exc) or time.monotonic() + wait > deadline:
+                    raise
+                time.sleep(wait)
+                wait = min(max_backoff, wait * 2)
+                continue
+            wait = poll
             if last is None or st != last:
                 on_change(st)
                 last = st
@@ -433,6 +472,23 @@ class AirflowClient(_Auth):
             if time.monotonic() > deadline:
                 raise AirflowApiError(f"run {run_id} still {st.state} after {timeout:.0f} s")
             time.sleep(poll)
+
+
+def transient(exc: AirflowApiError) -> bool:
+    """Whether asking again later may get an answer: Airflow unreachable or failing (5xx)."""
+    return exc.status is None or exc.status >= 500 or exc.status == 429
+
+
+def median_durations(tis: list[dict[str, Any]]) -> dict[str, float]:
+    """Median ``duration`` (s) per task id (mapped instances together) of task instances."""
+    import statistics
+
+    by_task: dict[str, list[float]] = {}
+    for ti in tis:
+        d = ti.get("duration")
+        if isinstance(d, int | float) and d >= 0 and ti.get("task_id"):
+            by_task.setdefault(str(ti["task_id"]), []).append(float(d))
+    return {k: float(statistics.median(v)) for k, v in by_task.items()}
 
 
 class AsyncAirflowClient(_Auth):

@@ -472,7 +472,7 @@ def trigger_and_follow(s: Settings, dag_id: str, params: dict[str, Any], wait: b
         console.print(f"  in the UI: {client.ui_url(dag_id, run_id)}")
         if not wait:
             return 0
-        final = client.follow(dag_id, run_id, _print_progress)
+        final = _follow(client, dag_id, run_id)
         console.print(f"run {run_id}: [bold]{final.state}[/bold]")
         if final.state != "success":
             _print_failures(client, dag_id, run_id, final.tasks)
@@ -485,22 +485,54 @@ def trigger_and_follow(s: Settings, dag_id: str, params: dict[str, Any], wait: b
         client.close()
 
 
-_STATE_COLOURS = {
-    "success": "green",
-    "failed": "red",
-    "upstream_failed": "red",
-    "running": "yellow",
-    "skipped": "magenta",
-    "up_for_retry": "yellow",
-}
+def _follow(client: Any, dag_id: str, run_id: str) -> Any:
+    """Follow the run: a live table of its steps on a terminal, short lines otherwise
+    (:mod:`candela.progress`); ETAs from the earlier runs of each step."""
+    from rich.live import Live
 
+    from candela import progress
 
-def _print_progress(st: Any) -> None:
-    parts = []
-    for task_id, state in st.tasks.items():
-        c = _STATE_COLOURS.get(state, "white")
-        parts.append(f"{task_id}=[{c}]{state}[/{c}]")
-    console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {st.state}: " + " ".join(parts))
+    durations = client.step_durations(dag_id)
+    started = time.monotonic()
+    seen: dict[str, dict[str, str]] = {"tasks": {}}
+
+    def view(st: Any) -> Any:
+        rows = progress.rows(st.tasks, st.times, durations)
+        return progress.table(st.state, rows, time.monotonic() - started)
+
+    if not console.is_terminal:
+
+        def lines(st: Any) -> None:
+            rows = progress.rows(st.tasks, st.times, durations)
+            clock = time.strftime("%H:%M:%S")
+            for line in progress.changed_lines(seen["tasks"], st.tasks, rows, clock):
+                console.print(line, highlight=False, markup=False)
+            seen["tasks"] = dict(st.tasks)
+
+        return client.follow(dag_id, run_id, lines)
+
+    with Live(console=console, auto_refresh=False, transient=False) as live:
+        last: list[Any] = []
+
+        def update(st: Any) -> None:
+            last[:] = [st]
+            live.update(view(st), refresh=True)
+
+        def tick() -> None:  # elapsed times move between changes too
+            while not stop.wait(1.0):
+                if last:
+                    live.update(view(last[0]), refresh=True)
+
+        import threading
+
+        stop = threading.Event()
+        ticker = threading.Thread(target=tick, daemon=True)
+        ticker.start()
+        try:
+            return client.follow(dag_id, run_id, update)
+        finally:
+            stop.set()
+            ticker.join(timeout=2)
 
 
 def _print_failures(client: Any, dag_id: str, run_id: str, tasks: dict[str, str]) -> None:

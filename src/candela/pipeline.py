@@ -27,27 +27,71 @@ def safe_key(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")
 
 
-def output_prefix(settings: Settings, dag_id: str, key: str) -> str:
-    """Where a run's outputs go: one prefix per workflow and parameter set (idempotent reruns)."""
+def params_prefix(settings: Settings, dag_id: str, key: str) -> str:
+    """The folder of every run of ``dag_id`` with one parameter set (output key ``key``)."""
     return f"{settings.storage.rstrip('/')}/results/{safe_key(dag_id)}/{key}"
 
 
-def discard_outputs(settings: Settings, dag_id: str, run_id: str, key: str) -> bool:
-    """Remove what a failed run wrote under its prefix; whether anything was removed.
+def output_prefix(settings: Settings, dag_id: str, key: str, run_id: str) -> str:
+    """Where a run's outputs go: ``results/<workflow>/<key>/<run>``, its own prefix. A run
+    never writes where another run wrote, so nothing an earlier run published ever changes;
+    runs with the same parameters sit side by side under their key."""
+    return f"{params_prefix(settings, dag_id, key)}/{run_folder(run_id)}"
 
-    Never touches a prefix where a run published (its ``run.json`` is there): an earlier run's
-    results stay as they were, and so do those of a run that published before it failed.
+
+def run_folder(run_id: str) -> str:
+    """A run id as one folder name, distinct for distinct run ids (``manual__…+00:00`` has
+    characters a key cannot hold: a short hash of the id keeps two ids apart)."""
+    import hashlib
+
+    safe = safe_key(run_id)
+    if safe == run_id:
+        return safe
+    return f"{safe}-{hashlib.sha256(run_id.encode()).hexdigest()[:8]}"
+
+
+def earlier_runs(settings: Settings, dag_id: str, key: str, run_id: str) -> list[dict[str, Any]]:
+    """The runs with the same parameters that published before ``run_id`` (oldest first):
+    ``{"run_id", "published_at", "summary"}`` read from their ``run.json``."""
+    from candela_sdk import storage
+
+    base = params_prefix(settings, dag_id, key)
+    try:
+        names = storage.list_names(base)
+    except storage.InputError:
+        return []
+    found = []
+    for name in names:
+        if name == run_folder(run_id) or name == "run.json":
+            continue
+        uri = f"{base}/{name}/run.json"
+        try:
+            summary = json.loads(storage.read_text(uri))
+        except (storage.InputError, ValueError):
+            continue  # not (yet) published, or not a run's folder
+        if isinstance(summary, dict) and summary.get("run_id") not in (None, run_id):
+            found.append(
+                {
+                    "run_id": summary["run_id"],
+                    "published_at": summary.get("published_at"),
+                    "summary": uri,
+                }
+            )
+    return sorted(found, key=lambda r: str(r.get("published_at") or ""))
+
+
+def discard_outputs(settings: Settings, dag_id: str, run_id: str, key: str) -> bool:
+    """Remove what a failed run wrote under its own prefix; whether anything was removed.
+
+    Only the run's own prefix is touched (other runs, identical or not, have theirs), and not
+    even that once the run published there (its ``run.json`` is there).
     """
     from candela_sdk import storage
 
-    prefix = output_prefix(settings, dag_id, key)
+    prefix = output_prefix(settings, dag_id, key, run_id)
     summary = f"{prefix}/run.json"
     if storage.exists(summary):
-        try:
-            by = json.loads(storage.read_text(summary)).get("run_id")
-        except (ValueError, AttributeError):
-            by = "?"
-        log.info("%s: %s published there; left as it is", prefix, by)
+        log.info("%s: run %s published there; left as it is", prefix, run_id)
         return False
     try:
         if not storage.list_names(prefix):
@@ -289,10 +333,14 @@ def publish(
     dsn: str | None,
 ) -> dict[str, Any]:
     """Record the run's results: a STAC item per change result in the results catalogue, plus
-    a run summary (``run.json``) next to the outputs."""
+    a run summary (``run.json``) next to the outputs, under the run's own prefix. The runs that
+    published the same parameters before are named (``same_parameters_as``); nothing of theirs
+    is touched."""
     from candela_sdk import storage
 
-    prefix = output_prefix(settings, dag_id, key)
+    prefix = output_prefix(settings, dag_id, key, run_id)
+    earlier = earlier_runs(settings, dag_id, key, run_id)
+    same_as = [e["run_id"] for e in earlier]
     published = []
     for ch in changes:
         if not ch:
@@ -301,25 +349,41 @@ def publish(
         item = json.loads(storage.read_text(item_uri))
         item["collection"] = WORKFLOW_COLLECTION
         item.setdefault("properties", {}).update(
-            {"candela:workflow": dag_id, "candela:run_id": run_id, "candela:params": params}
+            {
+                "candela:workflow": dag_id,
+                "candela:run_id": run_id,
+                "candela:params": params,
+                "candela:output_key": key,
+                "candela:same_parameters_as": same_as,
+            }
         )
         published.append({"item_uri": item_uri, "item": item, "result": ch})
     landcover = landcover_items(prefix)
     for _uri, item in landcover:
         item["collection"] = WORKFLOW_COLLECTION
         item.setdefault("properties", {}).update(
-            {"candela:workflow": dag_id, "candela:run_id": run_id, "candela:params": params}
+            {
+                "candela:workflow": dag_id,
+                "candela:run_id": run_id,
+                "candela:params": params,
+                "candela:output_key": key,
+                "candela:same_parameters_as": same_as,
+            }
         )
     summary = {
         "workflow": dag_id,
         "run_id": run_id,
         "output_key": key,
+        "prefix": prefix,
         "params": params,
+        # identical parameters: computed again (not reused), each run keeps its own outputs
+        "same_parameters_as": same_as,
         "published_at": dt.datetime.now(dt.UTC).isoformat(),
         "stacks": [s["output"] for s in stacks if s],
         "results": [
             {
                 "item": p["item_uri"],
+                "item_id": p["item"]["id"],
                 "outputs": p["result"]["outputs"],
                 "changed_area_ha": p["result"].get("changed_area_ha"),
                 "changed_fraction": p["result"].get("changed_fraction"),
@@ -338,13 +402,13 @@ def publish(
             for uri, item in landcover
         ],
     }
-    summary_uri = storage.write_text(f"{prefix}/run.json", json.dumps(summary, indent=2))
-    if dsn:
+    if dsn:  # first: a refusal (an item of another run) leaves no run.json behind
         from candela.db.results import record_results
 
         record_results(
             dsn, dag_id, run_id, [p["item"] for p in published] + [it for _, it in landcover]
         )
+    summary_uri = storage.write_text(f"{prefix}/run.json", json.dumps(summary, indent=2))
     summary["summary"] = summary_uri
     log.info(
         "published %d change result(s) and %d land-cover map(s); summary at %s",

@@ -1,8 +1,9 @@
 """Run bookkeeping: output keys, claims, watches (their rows: :mod:`candela.db.runs`).
 
-Output keys make reruns idempotent: the same workflow with the same parameters writes to the same
-prefix (``results/<workflow>/<key>``), replacing its outputs instead of duplicating them. A claim
-on the key keeps two identical runs from writing there at once.
+Output keys name a parameter set: every run of the same workflow with the same parameters
+writes under ``results/<workflow>/<key>/<run>`` (its own prefix, so no run changes what another
+published; the later run names the earlier ones). A claim on the key keeps two identical runs
+from running at once.
 """
 
 from __future__ import annotations

@@ -73,8 +73,20 @@ def test_synthetic_end_to_end(pair: dict[str, Any], tmp_path: Path, capsys: Any)
         "item.json",
         "zones.geojson",  # no --zones: the 1 km grid cells
         "zones.csv",
+        "change_polygons.gpkg",  # the changed areas as polygons (candela_sdk.vector)
+        "change_polygons.geojson",
+        "change_polygons.kml",
+        "change_mask.qml",  # QGIS style: "no change" transparent
     }
     assert names == {p.name for p in out.iterdir()}
+    polys = json.loads((out / "change_polygons.geojson").read_text())["features"]
+    assert polys and polys[0]["properties"]["mean_probability"] >= 0.5
+    assert sum(f["properties"]["area_ha"] for f in polys) == pytest.approx(
+        json.loads((out / "statistics.json").read_text())["changed_area_ha"]
+    )
+    assert result["outputs"]["change_polygons_gpkg"].endswith("change_polygons.gpkg")
+    qml = (out / "change_mask.qml").read_text()  # "no change" transparent in QGIS
+    assert 'value="0" color="#000000" alpha="0"' in qml and 'value="1"' in qml
     for tif in ("change_probability.tif", "change_mask.tif"):
         assert is_cog(out / tif)[0]
     with rasterio.open(out / "change_mask.tif") as ds, rasterio.open(pair["before"]) as ref:
@@ -308,6 +320,12 @@ def test_zone_statistics_hand_computed(tmp_path: Path, write_tif: Any, capsys: A
                 "properties": {"nom": "zone B"},
                 "geometry": rect(20, 25, 40, 40),
             },
+            {  # far outside the raster
+                "type": "Feature",
+                "id": "C",
+                "properties": {"nom": "zone C"},
+                "geometry": rect(400, 400, 420, 420),
+            },
         ],
     }
     zpath = tmp_path / "zones.geojson"
@@ -329,6 +347,9 @@ def test_zone_statistics_hand_computed(tmp_path: Path, write_tif: Any, capsys: A
     assert float(rows["A"]["changed_fraction"]) == pytest.approx(0.625)
     assert float(rows["A"]["changed_area_ha"]) == pytest.approx(2.0)
     assert float(rows["B"]["changed_fraction"]) == 0.0 and int(rows["B"]["valid_pixels"]) == 300
+    assert "C" not in rows  # outside the raster: not listed (only the zones the result covers)
+    stats = json.loads((out / "statistics.json").read_text())
+    assert stats["zones_given"] == 3 and stats["zones_outside"] == 1 and stats["zones"] == 2
     assert rows["A"]["nom"] == "zone A"
     gj = json.loads((out / "zones.geojson").read_text())
     assert gj["features"][0]["properties"]["change_changed_fraction"] == pytest.approx(0.625)

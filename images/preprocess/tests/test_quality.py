@@ -129,3 +129,79 @@ def test_pixel_sample_does_not_depend_on_blocks(block: int) -> None:
     got = df[["a", "b", "c"]].fillna(0).to_numpy().T
     assert sorted(map(tuple, got.T)) == sorted(map(tuple, expected.T.astype("float32")))
     assert df["valid"].sum() == valid[::step, ::step].sum()
+
+
+def _frames(kind: str) -> tuple[object, object]:
+    import pandas as pd
+
+    rng = np.random.default_rng(1)
+    n = 5000
+    df = pd.DataFrame({b: rng.integers(1, 9000, n).astype("float32") for b in ("B02", "B03")})
+    df["valid"] = (rng.random(n) > 0.3).astype("uint8")
+    grids = pd.DataFrame(
+        [{"dataset": "a", "crs": "EPSG:32630", "width": 10}, {"dataset": "b", "crs": "EPSG:32630",
+         "width": 10}]
+    )  # fmt: skip
+    if kind == "range":
+        df.loc[: n // 50, "B03"] = 40000.0  # 2 % out of range: mostly 0.99 unmet
+    elif kind == "nodata":
+        df.loc[: n // 2, "B02"] = np.nan
+        df["valid"] = 0
+    elif kind == "order":
+        df = df[["B03", "B02", "valid"]]
+    elif kind == "grid":
+        grids.loc[1, "width"] = 11
+    return df, grids
+
+
+@pytest.mark.parametrize("kind", ["ok", "range", "nodata", "order", "grid"])
+def test_the_fast_evaluation_agrees_with_great_expectations(kind: str, tmp_path: Path) -> None:
+    """The gate's own evaluation (no GX import) gives GX's verdict and metrics, check by check,
+    on passing and failing samples: the fast path cannot drift from Great Expectations."""
+    from candela_preprocess.quality import (
+        GateThresholds,
+        _validate_with_gx,
+        evaluate,
+        expectations,
+    )
+
+    df, grids = _frames(kind)
+    t = GateThresholds(0.1, 1, 20000, 0.99, 10000)
+    exps = expectations(["B02", "B03"], ["B02", "B03"], t, list(grids.columns))
+    tables = {
+        "stack": {c: df[c].to_numpy() for c in df.columns},
+        "grid": {c: grids[c].tolist() for c in grids.columns},
+    }
+    fast = [evaluate(e, tables[e.suite]) for e in exps]
+    gx = _validate_with_gx(exps, tables, tmp_path / "docs")
+    assert len(fast) == len(gx) == len(exps)
+    key = lambda c: (c["suite"], c["expectation"], c.get("column", ""))  # noqa: E731
+    for a, b in zip(sorted(fast, key=key), sorted(gx, key=key), strict=True):
+        assert key(a) == key(b)
+        assert a["success"] == b["success"], (a, b)
+        for metric in ("observed", "unexpected_percent"):
+            if metric in b and b[metric] is not None:
+                assert a.get(metric) == pytest.approx(b[metric], abs=1e-3), (metric, a, b)
+    assert (kind == "ok") == all(c["success"] for c in fast)
+    assert (tmp_path / "docs" / "index.html").is_file()
+
+
+def test_a_passing_gate_skips_gx_unless_the_report_is_asked(run_service, tmp_path: Path) -> None:
+    out = tmp_path / "quick.tif"
+    rc, res = run_service("--product", BORDEAUX / "imgs_1", "--output", out, "--quality-gate")
+    assert rc == 0, res
+    gate = res["quality_gate"]
+    assert gate["passed"] and gate["validated_by"] == "candela"
+    report = Path(gate["report"].removeprefix("file://"))
+    assert "13 of 13 expectations met" in report.read_text()
+    assert json.loads((report.parent / "checks.json").read_text())["passed"] is True
+    item = json.loads(out.with_suffix(".json").read_text())
+    assert item["assets"]["quality_report"]["href"] == gate["report"]
+    rc, res = run_service(
+        "--product", BORDEAUX / "imgs_1", "--output", tmp_path / "full.tif", "--quality-gate",
+        "--quality-report",
+    )  # fmt: skip
+    assert rc == 0, res
+    assert res["quality_gate"]["validated_by"] == "great_expectations"
+    docs = Path(res["quality_gate"]["report"].removeprefix("file://")).read_text()
+    assert "Great Expectations" in docs or "expectation" in docs.lower()

@@ -255,7 +255,7 @@ def test_a_failed_run_leaves_no_graph(home, change_result):
     kb = open_kb()
     assert _count(kb, "?r a cdl:ChangeDetectionResult") == 1
     settings = Settings()
-    prefix = output_prefix(settings, "s2_change_detection", "k123")
+    prefix = output_prefix(settings, "s2_change_detection", "k123", "manual__test")
     from candela_sdk import storage
 
     storage.write_text(f"{prefix}/stacks/partial.json", "{}")

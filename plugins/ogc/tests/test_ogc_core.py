@@ -111,6 +111,39 @@ def test_results_link_every_output_uri_but_not_metadata() -> None:
     assert ogc.results_document(None) == {}
 
 
+def test_results_of_a_published_run_link_http_downloads() -> None:
+    """A remote client cannot fetch file:// or s3://: the links of a published run's files are
+    the review app's downloads (same login), the storage URI kept beside."""
+    summary = {
+        "summary": "file:///s/run.json",
+        "stacks": ["file:///s/a.tif"],
+        "results": [
+            {
+                "item": "file:///s/item.json",
+                "item_id": "changedetect-cva-1",
+                "outputs": {
+                    "change_mask": "file:///s/m.tif",
+                    "change_polygons_gpkg": "file:///s/p.gpkg",
+                },
+            },
+            {"item": "file:///s/old.json", "outputs": {"change_mask": "file:///s/o.tif"}},
+        ],
+    }
+    dl = ogc.review_downloads("https://h/ogc", "s2_change_detection", "manual__1+00:00")
+    doc = ogc.results_document(summary, dl)
+    run = "https://h/candela/runs/s2_change_detection/manual__1%2B00%3A00"
+    assert doc["summary"]["href"] == f"{run}/run.json"
+    assert doc["stacks.0"]["href"] == f"{run}/stacks/0"
+    mask = doc["results.0.outputs.change_mask"]
+    assert mask["href"] == f"{run}/download/changedetect-cva-1/change_mask"
+    assert mask["candela:href"] == "file:///s/m.tif"
+    gpkg = doc["results.0.outputs.change_polygons_gpkg"]
+    assert gpkg["type"] == "application/geopackage+sqlite3"
+    assert doc["results.0.item"]["href"] == f"{run}/download/changedetect-cva-1/item"
+    # an older summary without item ids: the storage URI, as before
+    assert doc["results.1.outputs.change_mask"]["href"] == "file:///s/o.tif"
+
+
 def test_openapi_document_is_oas30_with_the_core_paths() -> None:
     doc = openapi_document(BASE)
     assert doc["openapi"].startswith("3.0.")
@@ -126,3 +159,27 @@ def test_openapi_document_is_oas30_with_the_core_paths() -> None:
     ):
         assert path in doc["paths"], path
     assert doc["servers"] == [{"url": BASE}]
+
+
+def test_running_job_progress_by_step_never_falls_back() -> None:
+    """A mapped step that expands (one instance, then four) does not pull the progress back;
+    the message names what runs."""
+    early = [
+        {"task_id": "plan_run", "state": "success"},
+        {"task_id": "search_products", "state": "success"},
+        {"task_id": "preprocess", "state": "running"},
+        {"task_id": "publish", "state": None},
+    ]
+    later = (
+        early[:2]
+        + [
+            {"task_id": "preprocess", "state": s}
+            for s in ("success", "success", "running", "queued")
+        ]
+        + [{"task_id": "publish", "state": None}]
+    )
+    p1, _ = ogc.step_progress(early)
+    p2, message = ogc.step_progress(later)
+    assert p1 == 50 and p2 == 62 and p2 >= p1
+    assert message == "running: preprocess (2 of 4 done); 2 of 4 steps done"
+    assert ogc.step_progress([]) == (0, "running")

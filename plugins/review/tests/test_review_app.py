@@ -25,7 +25,13 @@ REPO = Path(__file__).resolve().parents[3]
 
 DAG = "s2_change_detection"
 RUN = "manual__2026-01-01T00:00:00+00:00"
-PARAMS = {"collection": "sentinel-2-l1c", "tile": "T30TXQ", "model": "cva", "threshold": "auto"}
+PARAMS = {
+    "collection": "sentinel-2-l1c",
+    "tile": "T30TXQ",
+    "bbox": [-0.68, 44.83, -0.56, 44.93],  # the demo's area: the result covers part of it
+    "model": "cva",
+    "threshold": "auto",
+}
 
 
 def _service_run(service: Any, argv: list[str], capsys: Any = None) -> dict[str, Any]:
@@ -60,7 +66,7 @@ def produce_run(
     settings = Settings(home=storage.parent, storage_root=storage.as_uri())
     params = {**PARAMS, "model": model}
     key = output_key(DAG, params)
-    prefix = pipeline.output_prefix(settings, DAG, key)
+    prefix = pipeline.output_prefix(settings, DAG, key, run_id)
     records = sorted(ingest.recognise(bordeaux).records, key=lambda r: r.datetime)
     stacks = []
     for rec in records:  # one stack per product, as the DAG's preprocess tasks write them
@@ -174,7 +180,7 @@ def test_search_filters(client: Any, world: dict[str, Any]) -> None:
         ({"bbox": "a,b,c,d"}, "bbox"),
         ({"bbox": "0,50,1,40"}, "bbox"),
         ({"datetime": "yesterday"}, "datetime"),
-        ({"datetime": "2018-01-01/2017-01-01"}, "ends before"),
+        ({"datetime": "2018-01-01T00:00:00Z/2017-01-01T00:00:00Z"}, "ends before"),
         ({"limit": "0"}, "limit"),
         ({"limit": "many"}, "limit"),
         ({"token": "x"}, "token"),
@@ -208,7 +214,6 @@ def test_malformed_post_body(client: Any) -> None:
         ({"token": 2}, "token"),
         ({"limit": 2.5}, "limit"),
         ({"limit": True}, "limit"),
-        ({"limit": 1e300}, "limit"),
         ({"bbox": {"west": 0}}, "bbox"),
         ({"bbox": [0, 0, 1, "x"]}, "bbox"),
         ({"datetime": 2017}, "datetime"),
@@ -217,6 +222,39 @@ def test_malformed_post_body(client: Any) -> None:
         r = client.post("/candela/stac/search", json=body)
         assert r.status_code == 400, (body, r.text)
         assert word in r.json()["description"], (body, r.text)
+
+
+def test_stac_api_conformance_fixes(client: Any) -> None:
+    """What stac-api-validator asks of core, collections, features and item-search."""
+    land = client.get("/candela/stac/").json()
+    desc = [link for link in land["links"] if link["rel"] == "service-desc"]
+    assert desc and client.get(desc[0]["href"].removeprefix("http://testserver")).json()["paths"]
+    # intersects (GET: JSON text; POST: an object); a point inside and one far away
+    inside = {"type": "Point", "coordinates": [-0.58, 44.84]}
+    far = {"type": "Polygon", "coordinates": [[[2, 48], [3, 48], [3, 49], [2, 49], [2, 48]]]}
+    got = client.get("/candela/stac/search", params={"intersects": json.dumps(inside)}).json()
+    assert got["numberMatched"] >= 1
+    assert client.post("/candela/stac/search", json={"intersects": far}).json()["features"] == []
+    both = client.post("/candela/stac/search", json={"intersects": inside, "bbox": [0, 0, 1, 1]})
+    assert both.status_code == 400
+    # a large limit is clamped, not refused
+    big = client.get("/candela/stac/search", params={"limit": "100000"})
+    assert big.status_code == 200
+    assert client.post("/candela/stac/search", json={"limit": 1e300}).status_code == 200
+    # RFC 3339 date-times only; a CSV bbox is a GET form, not a POST one
+    for bad in ("2017-10-26", "1985-04-12T23:20:50.52", "1937-01-01T12:00:27.87+0100",
+                "37-01-01T12:00:27.87Z", "1985-04-12T23:20:50,Z", "2017-W43-1T00:00:00Z",
+                "20171026T000000Z"):  # fmt: skip
+        r = client.get("/candela/stac/search", params={"datetime": bad})
+        assert r.status_code == 400, bad
+    r = client.post("/candela/stac/search", json={"bbox": "-0.7,44.8,-0.5,44.9"})
+    assert r.status_code == 400 and "array" in r.json()["description"]
+    # no null datetime; the collection's extent spans the items' periods
+    for f in client.get("/candela/stac/search", params={"limit": 100}).json()["features"]:
+        assert f["properties"]["datetime"] is not None
+    col = client.get(f"/candela/stac/collections/{DAG}").json()
+    start, end = col["extent"]["temporal"]["interval"][0]
+    assert start.startswith("2016-05-04") and end.startswith("2017-10-26")
 
 
 @pytest.mark.parametrize(
@@ -433,6 +471,21 @@ def test_downloads(client: Any, world: dict[str, Any]) -> None:
     assert cog.status_code == 200 and "attachment" in cog.headers["content-disposition"]
     with MemoryFile(cog.content) as mf, mf.open() as ds:
         assert ds.dtypes[0] == "float32"
+    # the change polygons as a GeoPackage, opened with GDAL/OGR (pyogrio)
+    import pyogrio
+
+    gpkg = client.get(
+        item["assets"]["change_polygons_gpkg"]["href"].removeprefix("http://testserver")
+    )
+    assert gpkg.status_code == 200
+    path = world["home"] / "downloaded.gpkg"
+    path.write_bytes(gpkg.content)
+    meta, _fids, geoms, fields = pyogrio.raw.read(path)
+    names = list(meta["fields"])
+    assert {"area_ha", "mean_probability"} <= set(names) and len(geoms) > 0
+    total = sum(fields[names.index("area_ha")])
+    stats = client.get(item["assets"]["statistics"]["href"].removeprefix("http://testserver"))
+    assert total == pytest.approx(stats.json()["changed_area_ha"], rel=1e-3)
     stats = client.get(
         item["assets"]["statistics"]["href"].removeprefix("http://testserver")
     ).json()
@@ -516,6 +569,7 @@ def test_review_page_and_report(client: Any) -> None:
     )
     assert "Parameters and provenance" in html and "candela-changedetect" in html
     assert "change_probability.tif" in html and "download" in html
+    assert "change_polygons.gpkg" in html  # the changed areas as polygons, for GIS tools
     js = client.get("/candela/static/vendor/leaflet/leaflet.js")
     assert js.status_code == 200 and len(js.content) > 100_000
     report = client.get(f"{run_path()}/report").text
@@ -605,6 +659,52 @@ def test_compare_two_runs(world: dict[str, Any], client: Any) -> None:
     assert bad.status_code == 400
 
 
+def test_same_parameters_again_keeps_both_runs(world: dict[str, Any], client: Any) -> None:
+    """A second run with the first run's parameters: its own prefix and item, and nothing of
+    the first run changes (its run.json, items, page); the list shows both, with the note."""
+    import psycopg
+
+    first_page = client.get(run_path(), headers={"accept": "text/html"}).text
+    first_summary = client.get(f"{run_path()}/run.json").json()
+    first_item = next(
+        f
+        for f in client.get("/candela/stac/search", params={"limit": 100}).json()["features"]
+        if f["properties"]["candela:run_id"] == RUN
+    )
+    again = "manual__again"
+    summary = produce_run(
+        world["storage"], world["dsn"], REPO / "data" / "oscd" / "bordeaux", again
+    )
+    assert summary["output_key"] == first_summary["output_key"]
+    assert summary["prefix"] != first_summary["prefix"] and again in summary["prefix"]
+    assert summary["same_parameters_as"] == [RUN]
+    assert client.get(f"{run_path()}/run.json").json() == first_summary  # untouched
+    assert client.get(run_path(), headers={"accept": "text/html"}).text == first_page
+    page2 = client.get(run_path(again), headers={"accept": "text/html"})
+    assert page2.status_code == 200 and summary["prefix"].rsplit("/", 1)[-1] in page2.text
+    assert "same parameters as" in page2.text and RUN in page2.text
+    feats = client.get("/candela/stac/search", params={"limit": 100}).json()["features"]
+    by_run = {f["properties"]["candela:run_id"]: f for f in feats}
+    assert {RUN, again} <= set(by_run)
+    assert by_run[again]["id"] != first_item["id"]
+    assert by_run[RUN] == first_item  # the first run's published item is as it was
+    with psycopg.connect(world["dsn"]) as conn:
+        runs_rows = conn.execute(
+            "SELECT count(DISTINCT run_id) FROM candela.results WHERE run_id IN (%s, %s)",
+            (RUN, again),
+        ).fetchone()
+    assert runs_rows == (2,)
+    index = client.get("/candela/", headers={"accept": "text/html"}).text
+    assert f'data-run="{RUN}"' in index and f'data-run="{again}"' in index
+    assert index.count("same parameters as") == 1
+    # a run never replaces another run's published item
+    from candela.db.results import ResultTaken, record_results
+
+    stolen = dict(by_run[RUN])
+    with pytest.raises(ResultTaken):
+        record_results(world["dsn"], DAG, "manual__thief", [stolen])
+
+
 def test_airflow_auth_is_required(world: dict[str, Any]) -> None:
     from fastapi.testclient import TestClient
 
@@ -676,7 +776,8 @@ def test_landcover_of_a_fusion_run_on_the_review_page(tmp_path: Path, pg_server:
     settings = Settings(home=home, storage_root=storage.as_uri())
     params = {**PARAMS, "collection": "sentinel-2-l2a"}
     key = output_key(DAG, params)
-    prefix = pipeline.output_prefix(settings, DAG, key)
+    run_id = "manual__fusion"
+    prefix = pipeline.output_prefix(settings, DAG, key, run_id)
     chip = REPO / "data" / "fusion" / "sen1floods11"
     optical = str(chip / "Spain_7370579_S2Hand.tif")
     _service_run(
@@ -684,7 +785,6 @@ def test_landcover_of_a_fusion_run_on_the_review_page(tmp_path: Path, pg_server:
         ["--optical", optical, "--radar", str(chip / "Spain_7370579_S1Hand.tif"),
          "--output", f"{prefix}/landcover/chip", "--tile", "256"],
     )  # fmt: skip
-    run_id = "manual__fusion"
     name = "t_fusion_" + uuid.uuid4().hex[:8]
     with psycopg.connect(pg_server, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
@@ -702,3 +802,228 @@ def test_landcover_of_a_fusion_run_on_the_review_page(tmp_path: Path, pg_server:
         assert c.get(f"{run_path(run_id)}/landcover/0/source").status_code == 200
         assert c.get(f"{run_path(run_id)}/landcover/0/nope").status_code == 404
         assert c.get(f"{run_path(run_id)}/landcover/3/quicklook").status_code == 404
+def test_titiler_point_statistics_tilejson_and_tileset(client: Any, world: dict[str, Any]) -> None:
+    """titiler-core's endpoints on the result's layers: the values the pixel inspector shows,
+    the statistics of a drawn area, TileJSON and the OGC tileset; only datasets recorded with
+    the run."""
+    base = f"/candela/cog/{DAG}/{quote(RUN, safe='')}/0"
+    lon, lat = -0.58, 44.84  # inside the Bordeaux result
+    p = client.get(f"{base}/probability/point/{lon},{lat}")
+    assert p.status_code == 200, p.text
+    (value,) = p.json()["values"]
+    assert 0.0 <= value <= 1.0
+    after = client.get(f"{base}/after/point/{lon},{lat}").json()
+    assert len(after["values"]) == 10  # the 10 bands of the after stack
+    tj = client.get(f"{base}/probability/WebMercatorQuad/tilejson.json").json()
+    assert tj["tiles"][0].startswith("http://testserver/candela/cog/") and "{z}" in tj["tiles"][0]
+    assert -0.7 < tj["bounds"][0] < -0.5
+    # titiler-core 2 serves OGC API - Tiles tilesets (WMTS moved to titiler-extensions)
+    tileset = client.get(f"{base}/after/tiles/WebMercatorQuad")
+    assert tileset.status_code == 200 and tileset.json()["crs"], tileset.text[:300]
+    import math
+
+    z = 14  # the tile under (lon, lat)
+    x = int((lon + 180) / 360 * 2**z)
+    y = int((1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * 2**z)
+    tile = client.get(tj["tiles"][0].removeprefix("http://testserver").format(z=z, x=x, y=y))
+    assert tile.status_code == 200 and tile.headers["content-type"].startswith("image/")
+    area = {
+        "type": "Feature",
+        "properties": {},
+        "geometry": {
+            "type": "Polygon",
+            "coordinates": [[[-0.59, 44.83], [-0.57, 44.83], [-0.57, 44.85], [-0.59, 44.85],
+                             [-0.59, 44.83]]],
+        },
+    }  # fmt: skip
+    st = client.post(f"{base}/probability/statistics", json=area)
+    assert st.status_code == 200, st.text
+    stats = st.json()["properties"]["statistics"]["b1"]
+    assert 0.0 <= stats["min"] <= stats["mean"] <= stats["max"] <= 1.0 and stats["count"] > 100
+    assert client.get(f"{base}/nolayer/point/{lon},{lat}").status_code == 404
+    assert client.get(f"/candela/cog/{DAG}/no_such_run/0/mask/info").status_code == 404
+    assert client.get(f"{base}/mask/point/10.0,10.0").status_code in (400, 404)  # outside
+
+
+@pytest.mark.slow
+def test_an_analyst_judges_the_change_in_a_browser(world: dict[str, Any]) -> None:
+    """Headless Chromium (Debian chromium, Playwright), offline (the OpenStreetMap basemap is
+    unreachable): the page works; coordinates, the values of a pixel, the threshold slider (mask
+    and changed area), the swipe, a permalink that restores the view, and the change polygons
+    downloaded as GeoPackage and opened with GDAL/OGR. Screenshots in $CANDELA_TEST_ARTIFACTS."""
+    import os
+
+    import uvicorn
+
+    from candela_review.app import create_app
+
+    chromium = "/usr/bin/chromium"
+    if not Path(chromium).exists():
+        pytest.skip(f"{chromium} not installed (Debian package chromium)")
+    from playwright.sync_api import sync_playwright
+
+    shots = Path(os.environ.get("CANDELA_TEST_ARTIFACTS") or world["home"]) / "review-map"
+    shots.mkdir(parents=True, exist_ok=True)
+    port = _free_port()
+    app = mounted(create_app(world["settings"], world["dsn"], auth=allow_all))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    th = threading.Thread(target=server.run, daemon=True)
+    th.start()
+    url = f"http://127.0.0.1:{port}{run_path()}"
+    try:
+        for _ in range(100):
+            if server.started:
+                break
+            time.sleep(0.05)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(
+                executable_path=chromium, args=["--headless", "--no-sandbox", "--disable-gpu"]
+            )
+            ctx = browser.new_context(
+                viewport={"width": 1400, "height": 950}, accept_downloads=True
+            )
+            page = ctx.new_page()
+            errors: list[str] = []
+            blocked: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+
+            def offline(route: Any) -> None:  # no network here: the basemap cannot load
+                blocked.append(route.request.url)
+                route.abort()
+
+            page.route("https://**/*", offline)
+            page.goto(url)
+            page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+            page.wait_for_function("document.getElementById('threshold-area').dataset.ha")
+            assert "covers" in page.inner_text("#coverage")
+            # coordinates under the mouse, values of a pixel on click (titiler point)
+            box = page.locator("#map").bounding_box()
+            cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+            page.mouse.move(cx, cy)
+            assert page.inner_text("#coords").startswith("lat 44.")
+            page.mouse.click(cx, cy)
+            page.wait_for_selector("#pixel-values")
+            rows = page.locator("#pixel-values tr").all_inner_texts()
+            assert [r.split("\t")[0] for r in rows] == ["probability", "before", "after"]
+            assert all(any(ch.isdigit() for ch in r.split("\t")[1]) for r in rows), rows
+            page.screenshot(path=str(shots / "pixel.png"))
+            page.keyboard.press("Escape")
+            # the threshold slider: a lower threshold flags more area, the mask follows
+            area_at = {}
+            for t in ("0.9", "0.3"):
+                page.fill("#threshold", t)
+                page.dispatch_event("#threshold", "input")
+                area_at[t] = float(page.get_attribute("#threshold-area", "data-ha"))
+            assert area_at["0.3"] > area_at["0.9"] >= 0
+            page.wait_for_function(
+                "[...document.querySelectorAll('#map img.leaflet-tile')]"
+                ".some((i) => i.src.includes('threshold=0.3') && i.complete)"
+            )
+            # swipe: the after pane is clipped at the slider
+            page.fill("#swipe", "50")
+            page.dispatch_event("#swipe", "input")
+            clip = page.evaluate("window.candelaMap.getPane('afterPane').style.clip")
+            assert clip.startswith("rect("), clip
+            page.wait_for_timeout(500)
+            page.screenshot(path=str(shots / "swipe-threshold.png"))
+            # permalink: reopening it restores zoom, centre, threshold and swipe
+            page.evaluate("window.candelaMap.setZoom(15)")
+            page.wait_for_timeout(400)
+            link = page.get_attribute("#permalink", "href")
+            assert link and link.startswith("#15.00/") and "/0.3/50" in link, link
+            page.goto("about:blank")
+            page.goto(url + link)
+            page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+            assert page.evaluate("window.candelaMap.getZoom()") == 15
+            assert page.input_value("#threshold") == "0.3"
+            # the change polygons as a GeoPackage, opened with a GIS library
+            with page.expect_download() as dl:
+                page.click("a[href$='/change_polygons_gpkg']")
+            path = world["home"] / "from-browser.gpkg"
+            dl.value.save_as(path)
+            import pyogrio
+
+            info = pyogrio.read_info(path)
+            assert info["features"] > 0 and info["crs"] == "EPSG:4326"
+            assert errors == [], errors
+            assert blocked and all("openstreetmap" in u for u in blocked), blocked[:3]
+            browser.close()
+    finally:
+        server.should_exit = True
+        th.join(10)
+
+
+def test_two_users_see_only_the_workflows_airflow_lets_them_read(
+    world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The review app asks Airflow's REST API as its caller which DAGs they may read (Airflow's
+    auth manager applies the per-DAG permissions there): alice may read the workflow, bob may
+    not. Airflow is a stand-in here (httpx MockTransport) answering each token as a real one
+    would: the list of DAGs the token may read."""
+    import httpx
+    from fastapi.testclient import TestClient
+
+    from candela.airflow_api import AirflowClient
+    from candela_review import web
+    from candela_review.app import create_app
+
+    readable = {"alice": [DAG], "bob": ["some_other_dag"]}
+    asked: list[str] = []
+
+    def airflow(request: httpx.Request) -> httpx.Response:
+        token = request.headers["authorization"].removeprefix("Bearer ")
+        asked.append(f"{token} {request.url.path}")
+        if request.url.path == "/api/v2/dags":
+            dags = [{"dag_id": d} for d in readable[token]]
+            return httpx.Response(200, json={"dags": dags, "total_entries": len(dags)})
+        return httpx.Response(404, json={"detail": "not found"})
+
+    def client_as_caller(self: Any) -> Any:
+        token = web._CALLER_TOKEN.get()
+        if not token:
+            return None
+        return AirflowClient("http://af", token=token, transport=httpx.MockTransport(airflow))
+
+    monkeypatch.setattr(web.Context, "airflow", client_as_caller)
+    app = create_app(world["settings"], world["dsn"], auth=allow_all)
+    with TestClient(mounted(app)) as c:
+
+        def as_(user: str, path: str, **kw: Any) -> Any:
+            return c.get(path, headers={"authorization": f"Bearer {user}", **kw})
+
+        html = {"accept": "text/html"}
+        assert RUN in as_("alice", "/candela/", **html).text
+        assert RUN not in as_("bob", "/candela/", **html).text
+        assert as_("alice", run_path(), **html).status_code == 200
+        assert as_("bob", run_path(), **html).status_code == 404
+        assert as_("bob", f"{run_path()}/run.json").status_code == 404
+        assert (
+            as_(
+                "bob", f"/candela/tiles/{DAG}/{quote(RUN, safe='')}/0/mask/14/8165/5890.png"
+            ).status_code
+            == 404
+        )
+        assert as_("alice", "/candela/stac/search").json()["numberMatched"] >= 1
+        assert as_("bob", "/candela/stac/search").json()["numberMatched"] == 0
+        assert as_("bob", "/candela/stac/collections").json()["collections"] == []
+        assert as_("bob", f"/candela/stac/collections/{DAG}").status_code == 404
+    assert any(a.startswith("bob /api/v2/dags") for a in asked)
+
+
+def test_compare_with_preselects_the_run(client: Any) -> None:
+    """The review page's "compare with…" opens the list with that run as A and another as B."""
+    import re as _re
+
+    refs = _re.findall(r'name="a" value="([^"]+)"', client.get("/candela/").text)
+    assert len(refs) >= 2
+    target = refs[-1]  # not the default choice
+    html = client.get("/candela/", params={"compare": target}).text
+    checked_a = _re.findall(r'name="a" value="([^"]+)" checked', html)
+    checked_b = _re.findall(r'name="b" value="([^"]+)" checked', html)
+    assert checked_a == [target] and len(checked_b) == 1 and checked_b[0] != target
+
+
+def test_docs_page_works_offline(client: Any) -> None:
+    page = client.get("/candela/docs")
+    assert page.status_code == 200 and "/stac/search" in page.text
+    assert "cdn" not in page.text.lower() and "https://" not in page.text

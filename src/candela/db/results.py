@@ -12,23 +12,81 @@ from candela.db import connect
 READ_TIMEOUT_S = 5
 
 
+class ResultTaken(Exception):
+    """An item id already published by another run (a run never replaces another's results)."""
+
+
 def record_results(dsn: str, dag_id: str, run_id: str, items: list[dict[str, Any]]) -> None:
-    """Insert or replace the published items of a run."""
+    """Insert the published items of a run (a retry of the same run replaces its own rows);
+    :class:`ResultTaken`, and nothing recorded, when an item id belongs to another run."""
     from psycopg.types.json import Jsonb
 
-    with connect(dsn) as conn:
+    with connect(dsn) as conn, conn.transaction():
         for item in items:
             bbox = item.get("bbox") or [None] * 4
             when = item["properties"].get("datetime") or item["properties"].get("end_datetime")
-            conn.execute(
+            row = conn.execute(
                 """INSERT INTO candela.results
                    (id, workflow, run_id, datetime, min_lon, min_lat, max_lon, max_lat, item)
                    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
-                   ON CONFLICT (id) DO UPDATE SET workflow = EXCLUDED.workflow,
-                     run_id = EXCLUDED.run_id, datetime = EXCLUDED.datetime, item = EXCLUDED.item,
-                     created_at = now()""",
+                   ON CONFLICT (id) DO UPDATE SET datetime = EXCLUDED.datetime,
+                     min_lon = EXCLUDED.min_lon, min_lat = EXCLUDED.min_lat,
+                     max_lon = EXCLUDED.max_lon, max_lat = EXCLUDED.max_lat,
+                     item = EXCLUDED.item, created_at = now()
+                   WHERE candela.results.workflow = EXCLUDED.workflow
+                     AND candela.results.run_id = EXCLUDED.run_id
+                   RETURNING id""",
                 (item["id"], dag_id, run_id, when, *bbox, Jsonb(item)),
-            )
+            ).fetchone()
+            if row is None:
+                raise ResultTaken(
+                    f"result {item['id']} was published by another run; a run never replaces "
+                    "another run's results"
+                )
+
+
+def runs(dsn: str) -> list[dict[str, Any]]:
+    """Every run with results, newest first: workflow, run id, when published, number of
+    results, changed area (ha, summed), its parameters, output key and the runs with the
+    same parameters that published before it."""
+    with connect(dsn, connect_timeout=READ_TIMEOUT_S) as conn:
+        rows = conn.execute(
+            """SELECT workflow, run_id, max(created_at), count(*),
+                      sum((item->'properties'->>'candela:changed_area_ha')::float8),
+                      (array_agg(item->'properties'->'candela:params'))[1],
+                      (array_agg(item->'properties'->>'candela:output_key'))[1],
+                      (array_agg(item->'properties'->>'candela:model'))[1],
+                      min(coalesce((item->'properties'->>'start_datetime')::timestamptz,
+                                   datetime)),
+                      max(coalesce((item->'properties'->>'end_datetime')::timestamptz,
+                                   datetime))
+               FROM candela.results GROUP BY workflow, run_id ORDER BY max(created_at) DESC"""
+        ).fetchall()
+    out = [
+        {
+            "workflow": r[0],
+            "run_id": r[1],
+            "published_at": r[2],
+            "results": int(r[3]),
+            "changed_area_ha": r[4],
+            "params": dict(r[5] or {}),
+            "output_key": r[6],
+            "model": r[7],
+            "start": r[8],
+            "end": r[9],
+        }
+        for r in rows
+    ]
+    for run in out:  # oldest first among the earlier runs with the same parameters
+        run["same_parameters_as"] = [
+            o["run_id"]
+            for o in reversed(out)
+            if run["output_key"]
+            and o["output_key"] == run["output_key"]
+            and o["workflow"] == run["workflow"]
+            and o["published_at"] < run["published_at"]
+        ]
+    return out
 
 
 def collections(dsn: str) -> list[dict[str, Any]]:
@@ -36,7 +94,11 @@ def collections(dsn: str) -> list[dict[str, Any]]:
     with connect(dsn, connect_timeout=READ_TIMEOUT_S) as conn:
         rows = conn.execute(
             """SELECT workflow, count(*), min(min_lon), min(min_lat), max(max_lon),
-                      max(max_lat), min(datetime), max(datetime)
+                      max(max_lat),
+                      min(coalesce((item->'properties'->>'start_datetime')::timestamptz,
+                                   datetime)),
+                      max(coalesce((item->'properties'->>'end_datetime')::timestamptz,
+                                   datetime))
                FROM candela.results GROUP BY workflow ORDER BY workflow"""
         ).fetchall()
     return [
@@ -57,12 +119,15 @@ def search(
     workflows: list[str] | None = None,
     ids: list[str] | None = None,
     bbox: list[float] | None = None,
+    intersects: dict[str, Any] | None = None,
     start: dt.datetime | None = None,
     end: dt.datetime | None = None,
     limit: int = 10,
     offset: int = 0,
 ) -> tuple[list[tuple[str, str, dict[str, Any]]], int]:
-    """(workflow, run id, item) of one page of matching results, newest first; and the total."""
+    """(workflow, run id, item) of one page of matching results, newest first; and the total.
+    ``intersects`` (a GeoJSON geometry): the items' bboxes are matched here, their geometries
+    then tested exactly (shapely), so paging counts only items whose geometry intersects."""
     where: list[str] = ["TRUE"]
     args: list[Any] = []
     if workflows:
@@ -71,6 +136,12 @@ def search(
     if ids:
         where.append("id = ANY(%s)")
         args.append(ids)
+    shape_filter = None
+    if intersects is not None:
+        from shapely.geometry import shape
+
+        shape_filter = shape(intersects)
+        bbox = list(shape_filter.bounds)
     if bbox:
         w, s, e, n = bbox
         where.append("min_lon <= %s AND max_lon >= %s AND min_lat <= %s AND max_lat >= %s")
@@ -85,6 +156,8 @@ def search(
         where.append(f"{t0} <= %s")
         args.append(end)
     sql_where = " AND ".join(where)
+    if shape_filter is not None:
+        return _search_intersecting(dsn, sql_where, args, shape_filter, limit, offset)
     with connect(dsn, connect_timeout=READ_TIMEOUT_S) as conn:
         total = conn.execute(
             f"SELECT count(*) FROM candela.results WHERE {sql_where}", args
@@ -95,6 +168,28 @@ def search(
             [*args, limit, offset],
         ).fetchall()
     return [(r[0], r[1], r[2]) for r in rows], int(total)
+
+
+def _search_intersecting(
+    dsn: str, sql_where: str, args: list[Any], geom: Any, limit: int, offset: int
+) -> tuple[list[tuple[str, str, dict[str, Any]]], int]:
+    from shapely.geometry import shape
+
+    with connect(dsn, connect_timeout=READ_TIMEOUT_S) as conn:
+        rows = conn.execute(
+            f"""SELECT workflow, run_id, item FROM candela.results WHERE {sql_where}
+                ORDER BY datetime DESC NULLS LAST, id""",
+            args,
+        ).fetchall()
+    hits = []
+    for r in rows:
+        g = (r[2] or {}).get("geometry")
+        try:
+            if g and shape(g).intersects(geom):
+                hits.append((r[0], r[1], r[2]))
+        except Exception:  # an item without a usable geometry cannot intersect anything
+            continue
+    return hits[offset : offset + limit], len(hits)
 
 
 def run_ids(dsn: str) -> list[tuple[str, str, Any]]:

@@ -42,7 +42,25 @@ log = logging.getLogger(__name__)
 
 PROBABILITY_NODATA = -1.0
 MASK_NODATA = 255
-MASK_COLORMAP = {0: (190, 190, 190, 255), 1: (230, 25, 25, 255), 255: (0, 0, 0, 0)}
+# QGIS's default style of change_mask.tif (read from the .qml beside it): "no change" and
+# nodata transparent, change red, so the mask can lie over imagery
+MASK_QML = """<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
+<qgis version="3.28" styleCategories="Symbology">
+ <pipe>
+  <rasterrenderer type="paletted" band="1" opacity="1" alphaBand="-1">
+   <rasterTransparency/>
+   <colorPalette>
+    <paletteEntry value="0" color="#000000" alpha="0" label="no change"/>
+    <paletteEntry value="1" color="#e61919" alpha="255" label="change"/>
+    <paletteEntry value="255" color="#000000" alpha="0" label="no data"/>
+   </colorPalette>
+  </rasterrenderer>
+ </pipe>
+</qgis>
+"""
+MAX_POLYGONS = 200_000  # more separate change areas than this: noise, no polygon outputs
+# GDAL's palette (a GeoTIFF palette holds no alpha: QGIS reads change_mask.qml, MASK_QML)
+MASK_COLORMAP = {0: (0, 0, 0, 0), 1: (230, 25, 25, 255), 255: (0, 0, 0, 0)}
 SCORE_NAMES = {
     "cva": "change vector magnitude (standardised reflectances)",
     "irmad": "IRMAD chi-square statistic",
@@ -221,7 +239,8 @@ def _write_outputs(
     from candela_changedetect.quicklook import QuicklookAccumulator, render
     from candela_sdk import storage
     from candela_sdk.cog import CogSpec, cog_writer
-    from candela_sdk.errors import NoDataError
+    from candela_sdk.errors import InputError, NoDataError
+    from candela_sdk.vector import change_polygons, geojson_text, kml_text, write_geopackage
     from candela_sdk.zones import (
         grid_zones,
         load_zones,
@@ -344,10 +363,24 @@ def _write_outputs(
 
         with rasterio.open(mask_path) as mds:
             if zones_text is not None and params.zones:
-                features, zones_crs = load_zones(zones_text, params.zones)
-                zstats = zone_statistics(features, zones_crs, mds, params.block_rows)
+                given, zones_crs = load_zones(zones_text, params.zones)
+                # only the zones the result covers (a valid pixel in them): a department's 538
+                # communes over a city-sized result are otherwise 536 empty rows
+                kept = [
+                    (f, z)
+                    for f, z in zip(
+                        given,
+                        zone_statistics(given, zones_crs, mds, params.block_rows),
+                        strict=True,
+                    )
+                    if z["valid_pixels"]
+                ]
+                features, zstats = [f for f, _ in kept], [z for _, z in kept]
+                statistics["zones_given"] = len(given)
+                statistics["zones_outside"] = len(given) - len(kept)
                 zones_source = (
-                    f"zones given to the run ({params.zones.rstrip('/').rsplit('/', 1)[-1]})"
+                    f"zones given to the run ({params.zones.rstrip('/').rsplit('/', 1)[-1]}): "
+                    f"the {len(kept)} of {len(given)} the result covers"
                 )
             elif crs is not None:
                 cells, zones_crs = grid_zones(crs, mds.bounds)
@@ -371,6 +404,20 @@ def _write_outputs(
             statistics["zones_source"] = zones_source
             names_out += ["zones.geojson", "zones.csv"]
 
+        (stage / "change_mask.qml").write_text(MASK_QML)
+        # the changed areas as polygons (area, mean probability), for GIS tools
+        try:
+            polygons = change_polygons(mask_path, prob_path, max_polygons=MAX_POLYGONS)
+        except InputError as exc:  # a noise-like mask: the rasters stand, no polygons
+            warnings.append(f"no change polygons: {exc}")
+            log.warning("detect: %s", warnings[-1])
+        else:
+            write_geopackage(stage / "change_polygons.gpkg", polygons)
+            (stage / "change_polygons.geojson").write_text(geojson_text(polygons))
+            (stage / "change_polygons.kml").write_text(kml_text(polygons))
+            statistics["change_polygons"] = len(polygons)
+            names_out += ["change_polygons.gpkg", "change_polygons.geojson", "change_polygons.kml"]
+
         area_text = (
             f"changed {changed_ha:,.1f} ha = {100 * fraction:.2f} % of {valid_ha:,.1f} ha valid"
             if has_area and changed_ha is not None and valid_ha is not None
@@ -392,9 +439,9 @@ def _write_outputs(
         (stage / "statistics.json").write_text(json.dumps(statistics, indent=2, default=str))
 
         outputs = {
-            n.split(".")[0] if not n.startswith("zones") else n.replace(".", "_"): out_loc.join(
-                n
-            ).uri
+            n.split(".")[0]
+            if not n.startswith(("zones", "change_polygons"))
+            else n.replace(".", "_"): out_loc.join(n).uri
             for n in names_out
         }
         outputs["item"] = out_loc.join("item.json").uri
@@ -433,7 +480,9 @@ def _stac_item(
     inputs += [storage.to_uri(u) for u in (params.before_mask, params.after_mask) if u]
     digest = hashlib.sha1(
         json.dumps(
-            [inputs, params.model_dump(mode="json", exclude={"output"})], sort_keys=True
+            # the output is part of it: each run publishes its own item (its own prefix)
+            [inputs, params.model_dump(mode="json")],
+            sort_keys=True,
         ).encode()
     ).hexdigest()[:12]
     media = {
@@ -442,6 +491,8 @@ def _stac_item(
         ".json": "application/json",
         ".geojson": "application/geo+json",
         ".csv": "text/csv",
+        ".gpkg": "application/geopackage+sqlite3",
+        ".kml": "application/vnd.google-earth.kml+xml",
     }
     roles = {
         "change_probability": ["data"],
@@ -455,6 +506,9 @@ def _stac_item(
         "statistics": "Change statistics",
         "zones_geojson": "Changed share per zone (GeoJSON)",
         "zones_csv": "Changed share per zone (CSV)",
+        "change_polygons_gpkg": "Changed areas as polygons: area, mean probability (GeoPackage)",
+        "change_polygons_geojson": "Changed areas as polygons (GeoJSON)",
+        "change_polygons_kml": "Changed areas as polygons (KML)",
     }
     assets = {
         key: {

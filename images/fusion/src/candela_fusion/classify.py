@@ -20,6 +20,7 @@ with a margin of context; the outputs are published together (nothing appears on
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -468,8 +469,14 @@ def _stac_item(
     }
     start = min(t for t in (s2_time, s1_time) if t) if (s2_time or s1_time) else None
     end = max(t for t in (s2_time, s1_time) if t) if (s2_time or s1_time) else None
+    when = s2_time or dt.datetime.now(dt.UTC)
+    # the output is part of the id: each run publishes its own item (its own prefix), so a run
+    # never replaces the land cover another run published for the same date
+    digest = hashlib.sha1(
+        json.dumps([params.model_dump(mode="json")], sort_keys=True).encode()
+    ).hexdigest()[:12]
     item = make_item(
-        item_id=f"landcover-{params.model}-{(s2_time or dt.datetime.now(dt.UTC)).strftime('%Y%m%dT%H%M%S')}",
+        item_id=f"landcover-{params.model}-{when:%Y%m%dT%H%M%S}-{digest}",
         footprint_of=str(footprint_of),
         datetime=None if start and end and start != end else (s2_time or dt.datetime.now(dt.UTC)),
         start=start if start and end and start != end else None,

@@ -15,6 +15,7 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -517,9 +518,23 @@ def preprocess(params: PreprocessParams) -> dict[str, Any]:
                     if scl_reader is not None
                     else contextlib.nullcontext()
                 ) as mask_writer:
+                    n_blocks = math.ceil(grid.width / params.block_size) * math.ceil(
+                        grid.height / params.block_size
+                    )
+                    done_blocks, reported = 0, 0
                     for win, data, scl in read_block(
                         block_windows(grid.width, grid.height, params.block_size)
                     ):
+                        done_blocks += 1
+                        if n_blocks >= 4 and done_blocks * 10 // n_blocks > reported:
+                            reported = done_blocks * 10 // n_blocks  # every tenth of the blocks
+                            log.info(
+                                "progress: %d of %d blocks (%d%%), %.0f s",
+                                done_blocks,
+                                n_blocks,
+                                100 * done_blocks // n_blocks,
+                                time.monotonic() - started,
+                            )
                         valid = np.all(data != 0, axis=0)
                         if scl is not None and mask_writer is not None:
                             valid &= np.isin(scl, SCL_VALID_CLASSES)
@@ -692,6 +707,7 @@ def _quality_gate(
         ),
         grids=grids,
         docs_dir=docs_dir,
+        report=params.quality_report,
     )
     summary = dict(result.summary)
     summary["seconds"] = round(time.monotonic() - started, 3)
@@ -799,7 +815,12 @@ def build_item(
         assets["quality_report"] = {
             "href": f"{outs.report}/index.html",
             "type": "text/html",
-            "title": "quality gate report (Great Expectations Data Docs)",
+            "title": "quality gate report"
+            + (
+                " (Great Expectations Data Docs)"
+                if gate_summary.get("validated_by") == "great_expectations"
+                else " (checks evaluated without Great Expectations; Data Docs on request)"
+            ),
             "roles": ["metadata", "qa"],
         }
     start = end = when = None

@@ -59,6 +59,12 @@ class PreprocessParams(ServiceParams):
         "skip it); a failing gate fails the task (exit 2, outcome quality_gate_failed) and "
         "leaves only its report <output stem>_quality/index.html",
     )
+    quality_report: bool = Field(
+        default=False,
+        description="gate: always validate with Great Expectations and publish its Data Docs "
+        "(by default they are built only when an expectation is unmet; a passing gate publishes "
+        "a small static report of the same checks)",
+    )
     gate_min_valid_fraction: float = Field(
         default=0.1,
         ge=0,

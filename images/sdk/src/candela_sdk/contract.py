@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -253,12 +254,25 @@ def format_validation_error(exc: ValidationError) -> str:
 # --- running -----------------------------------------------------------------------------
 
 
+# third-party libraries whose INFO output is noise in a step's log (Great Expectations' ~200
+# lines per validation, TensorFlow's device probing): WARNING and above only, unless DEBUG
+NOISY_LOGGERS = ("great_expectations", "tensorflow", "absl", "h5py", "matplotlib", "PIL", "numba")
+
+
 def configure_logging(level: str = "INFO") -> None:
+    """Service logging: ``LEVEL name: message`` lines on stderr (the runners pass the level on
+    to Airflow's log), third-party noise silenced unless ``level`` is DEBUG."""
+    numeric = getattr(logging, level.upper(), logging.INFO)
     logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
+        level=numeric,
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if numeric > logging.DEBUG:
+        # TensorFlow's C++ logging (CUDA/cuDNN probing): read when TF is imported, later
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        for name in NOISY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def emit_result(result: dict[str, Any]) -> None:

@@ -328,7 +328,7 @@ async def execute(process_id: str, request: Request, af: Airflow) -> JSONRespons
         if run["state"] in TERMINAL:
             headers["Preference-Applied"] = "respond-sync"
             headers["Link"] = f'<{location}>; rel="monitor"'
-            results = await _results(af, job_id, dag_id, run)
+            results = await _results(af, job_id, dag_id, run, base)
             return JSONResponse(results, status_code=200, headers=headers)
         log.info("job %s still running after %.0f s: answering asynchronously", job_id, wait)
     elif "respond-async" in prefs:
@@ -375,6 +375,8 @@ async def job_status(job_id: str, request: Request, af: Airflow) -> dict[str, An
         dag = await af.get_dag(dag_id)
         paused = bool(dag and dag.get("is_paused"))
     info = ogc.status_info(_base(request), run, [t.get("state") for t in tis], paused=paused)
+    if info["status"] == "running":
+        info["progress"], info["message"] = ogc.step_progress(tis)
     if info["status"] == "successful":
         skipped = [t["task_id"] for t in tis if t.get("state") == "skipped"]
         if skipped:
@@ -386,7 +388,9 @@ async def job_status(job_id: str, request: Request, af: Airflow) -> dict[str, An
     return info
 
 
-async def _results(af: AsyncAirflowClient, job_id: str, dag_id: str, run: dict[str, Any]) -> Any:
+async def _results(
+    af: AsyncAirflowClient, job_id: str, dag_id: str, run: dict[str, Any], base: str
+) -> Any:
     state = run["state"]
     if state not in TERMINAL:
         raise OgcError(
@@ -412,10 +416,14 @@ async def _results(af: AsyncAirflowClient, job_id: str, dag_id: str, run: dict[s
         if done:
             last = done[-1]
             value = await af.xcom(dag_id, run["dag_run_id"], last["task_id"], last["map_index"])
-    return ogc.results_document(value)
+    downloads = None
+    if dag_id != ogc.RUN_SERVICE_DAG and any(t["task_id"] == ogc.RESULT_TASK for t in tis):
+        # a published run's files through the review app's downloads (HTTP, same login)
+        downloads = ogc.review_downloads(base, dag_id, run["dag_run_id"])
+    return ogc.results_document(value, downloads)
 
 
 @app.get("/jobs/{job_id}/results")
-async def job_results(job_id: str, af: Airflow) -> Any:
+async def job_results(job_id: str, af: Airflow, request: Request) -> Any:
     dag_id, run = await _run_of(af, job_id)
-    return await _results(af, job_id, dag_id, run)
+    return await _results(af, job_id, dag_id, run, _base(request))

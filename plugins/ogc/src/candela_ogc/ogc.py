@@ -12,7 +12,7 @@ import binascii
 import copy
 import datetime as dt
 import mimetypes
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from candela.web_errors import WebError
@@ -371,6 +371,35 @@ def progress(task_states: Iterable[str | None]) -> int:
     return int(100 * done / len(states))
 
 
+def step_progress(tis: Iterable[Mapping[str, Any]]) -> tuple[int, str]:
+    """Progress (0-100) and a one-line message of a running job from its task instances, by
+    step (the instances of a mapped step count as one step, in proportion of theirs done), so
+    that the progress does not fall back when a mapped step expands."""
+    steps: dict[str, list[str | None]] = {}
+    for ti in tis:
+        steps.setdefault(str(ti.get("task_id")), []).append(ti.get("state"))
+    if not steps:
+        return 0, "running"
+    credit = sum(
+        sum(1 for s in states if s in FINISHED_TASK_STATES) / len(states)
+        for states in steps.values()
+    )
+    pct = int(100 * credit / len(steps))
+    running = []
+    for task, states in steps.items():
+        active = sum(1 for s in states if s in ("running", "queued", "up_for_retry", "deferred"))
+        if active:
+            done = sum(1 for s in states if s in FINISHED_TASK_STATES)
+            running.append(task if len(states) == 1 else f"{task} ({done} of {len(states)} done)")
+    done_steps = sum(
+        1 for states in steps.values() if all(s in FINISHED_TASK_STATES for s in states)
+    )
+    message = (
+        f"running: {', '.join(running) or 'between steps'}; {done_steps} of {len(steps)} steps done"
+    )
+    return pct, message
+
+
 def status_info(
     base: str,
     run: Mapping[str, Any],
@@ -434,6 +463,8 @@ MEDIA_TYPES = {
     ".tiff": "image/tiff; application=geotiff",
     ".json": JSON,
     ".geojson": "application/geo+json",
+    ".gpkg": "application/geopackage+sqlite3",
+    ".kml": "application/vnd.google-earth.kml+xml",
     ".png": "image/png",
     ".csv": "text/csv",
 }
@@ -464,15 +495,58 @@ def _links(value: Any, path: str = "") -> Iterable[tuple[str, str]]:
             yield from _links(v, f"{path}.{i}" if path else str(i))
 
 
-def results_document(value: Any) -> dict[str, Any]:
+def review_downloads(ogc_base: str, dag_id: str, run_id: str) -> Callable[[str, Any], str | None]:
+    """The HTTP address of a published run's file at a JSON path of its summary, served by the
+    review app (``/candela/runs/<dag>/<run>/…``, behind the same Airflow login as ``/ogc``);
+    ``None`` for a path it does not serve."""
+    from urllib.parse import quote
+
+    root = ogc_base.rstrip("/").removesuffix("/ogc")
+    run_base = f"{root}/candela/runs/{quote(dag_id, safe='')}/{quote(run_id, safe='')}"
+
+    def href(path: str, summary: Any) -> str | None:
+        parts = path.split(".")
+        if parts == ["summary"]:
+            return f"{run_base}/run.json"
+        if len(parts) == 2 and parts[0] == "stacks":
+            return f"{run_base}/stacks/{parts[1]}"
+        if parts[0] == "results" and len(parts) >= 3 and isinstance(summary, Mapping):
+            try:
+                entry = summary["results"][int(parts[1])]
+            except (KeyError, IndexError, ValueError, TypeError):
+                return None
+            item_id = entry.get("item_id") if isinstance(entry, Mapping) else None
+            if not item_id:
+                return None  # published before the summary named its items
+            if parts[2] == "item" and len(parts) == 3:
+                key = "item"
+            elif parts[2] == "outputs" and len(parts) == 4:
+                key = parts[3]
+            else:
+                return None
+            return f"{run_base}/download/{quote(str(item_id), safe='')}/{quote(key, safe='')}"
+        return None
+
+    return href
+
+
+def results_document(
+    value: Any, downloads: Callable[[str, Any], str | None] | None = None
+) -> dict[str, Any]:
     """The results of a job: ``result`` (the whole JSON value, qualified) plus one link per
-    output URI found in it, keyed by its JSON path (``results.0.outputs.change_mask``)."""
+    output URI found in it, keyed by its JSON path (``results.0.outputs.change_mask``). With
+    ``downloads`` (:func:`review_downloads`) a link's ``href`` is the file's HTTP address a
+    remote client can fetch, and the storage URI stays in ``candela:href``."""
     doc: dict[str, Any] = {}
     if value is None:
         return doc
     doc["result"] = {"value": value, "mediaType": JSON}
     for key, uri in _links(value):
         link: dict[str, Any] = {"href": uri, "rel": "related", "title": key}
+        http = downloads(key, value) if downloads is not None else None
+        if http:
+            link["href"] = http
+            link["candela:href"] = uri
         media = _media_type(uri)
         if media:
             link["type"] = media

@@ -32,7 +32,7 @@ from fastapi.staticfiles import StaticFiles
 
 from candela.settings import Settings
 from candela.web_errors import WebError
-from candela_review.routers import downloads, knowledge, ops, pages, stac, tiles
+from candela_review.routers import cog, downloads, knowledge, ops, pages, stac, tiles
 from candela_review.web import HERE, Context, base_url, remember_caller, templates, wants_html
 
 PREFIX = "/candela"
@@ -62,9 +62,32 @@ def create_app(
     app = FastAPI(
         title="Candela review",
         description="Results catalogue (STAC API), map tiles, review pages and reports.",
-        docs_url="/docs",
+        docs_url=None,  # Swagger UI loads from a CDN (blank offline): a page of our own below
+        redoc_url=None,
         openapi_url="/openapi.json",
     )
+
+    @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
+    def docs(request: Request) -> HTMLResponse:
+        """The API's operations from its OpenAPI document, as plain HTML (works offline)."""
+        import html
+
+        base = base_url(request)
+        rows = "".join(
+            f"<tr><td><code>{m.upper()}</code></td><td><code>{html.escape(path)}</code></td>"
+            f"<td>{html.escape(op.get('summary') or '')}</td></tr>"
+            for path, ops in app.openapi().get("paths", {}).items()
+            for m, op in ops.items()
+            if isinstance(op, dict)
+        )
+        return HTMLResponse(
+            "<!doctype html><meta charset=utf-8><title>Candela review API</title>"
+            f'<link rel="stylesheet" href="{base}/static/review.css"><main>'
+            f'<h1>Candela review API</h1><p>OpenAPI document: <a href="{base}/openapi.json">'
+            f"openapi.json</a></p><table><tr><th>method</th><th>path</th><th>what</th></tr>"
+            f"{rows}</table></main>"
+        )
+
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     env = templates()
 
@@ -86,6 +109,13 @@ def create_app(
     auth_required = [Depends(user_dep), Depends(remember_caller)]
     app.include_router(stac.router(ctx), dependencies=auth_required)
     app.include_router(tiles.router(ctx), dependencies=auth_required)
+    app.include_router(cog.router(ctx), dependencies=auth_required)
+    from rio_tiler.errors import PointOutsideBounds
+    from titiler.core.errors import DEFAULT_STATUS_CODES, add_exception_handlers
+
+    # rio-tiler's errors as titiler answers them (4xx: outside, bad band…); others stay ours
+    codes = {k: v for k, v in DEFAULT_STATUS_CODES.items() if k is not Exception}
+    add_exception_handlers(app, {**codes, PointOutsideBounds: 404})
     app.include_router(downloads.router(ctx), dependencies=auth_required)
     app.include_router(pages.router(ctx, env), dependencies=auth_required)
     app.include_router(knowledge.router(ctx, env), dependencies=auth_required)

@@ -31,6 +31,9 @@ ASSET_KEYS = (
     "item",
     "zones_geojson",
     "zones_csv",
+    "change_polygons_gpkg",
+    "change_polygons_geojson",
+    "change_polygons_kml",
 )
 
 
@@ -80,10 +83,15 @@ class Run:
     summary: dict[str, Any] | None
     results: list[Result]
     airflow: AirflowState | None
+    # the run.json found at the prefix was another run's (a prefix shared before each run kept
+    # its own): its outputs are never shown as this run's
+    replaced_by: str | None = None
 
     @property
     def status(self) -> str:
-        """ok | no-data | failed | running | unknown."""
+        """ok | no-data | failed | running | replaced | unknown."""
+        if self.replaced_by is not None:
+            return "replaced"
         if self.summary is not None:
             return "ok" if self.results or self.landcover() else "no-data"
         st = self.airflow.state if self.airflow else None
@@ -153,7 +161,10 @@ def load_run(
     prefix, summary_uri = locate(settings, dag_id, run_id, dsn, state)
     summary = _read_json(summary_uri) if summary_uri else None
     if summary is not None and summary.get("run_id") not in (None, run_id):
-        log.info("outputs at %s were last published by run %s", prefix, summary.get("run_id"))
+        log.info(
+            "outputs at %s were published by run %s, not %s", prefix, summary["run_id"], run_id
+        )
+        return Run(dag_id, run_id, prefix or "", None, [], state, str(summary["run_id"]))
     results: list[Result] = []
     for i, r in enumerate((summary or {}).get("results") or []):
         outputs = {k: v for k, v in (r.get("outputs") or {}).items() if isinstance(v, str)}
@@ -377,8 +388,13 @@ def _stored_zones(uri: str, source: str, stamp: float) -> dict[str, Any]:
                 else None,
             }
         )
-    rows.sort(key=lambda r: -(r["changed_area_ha"] or 0.0))
-    return {"source": source, "zones": rows}
+    # only the zones the result covers (results stored before the service kept only those)
+    covered = [r for r in rows if (r["valid_area_ha"] or 0) > 0]
+    covered.sort(key=lambda r: -(r["changed_area_ha"] or 0.0))
+    out: dict[str, Any] = {"source": source, "zones": covered}
+    if len(covered) < len(rows):
+        out["outside"] = len(rows) - len(covered)
+    return out
 
 
 def _rings(geom: dict[str, Any] | None) -> list[list[Any]]:

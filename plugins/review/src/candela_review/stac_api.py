@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import logging
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -41,6 +42,7 @@ class Query:
     collections: list[str] | None = None
     ids: list[str] | None = None
     bbox: list[float] | None = None
+    intersects: dict[str, Any] | None = None  # a GeoJSON geometry (WGS 84)
     start: dt.datetime | None = None
     end: dt.datetime | None = None
     limit: int = DEFAULT_LIMIT
@@ -57,9 +59,12 @@ def _split(value: Any, what: str) -> list[str] | None:
     raise BadRequest(f"{what} must be a list of strings or a comma-separated string")
 
 
-def parse_bbox(value: Any) -> list[float] | None:
+def parse_bbox(value: Any, body: bool = False) -> list[float] | None:
+    """``minx,miny,maxx,maxy`` (GET) or a JSON array of numbers (POST ``body``)."""
     if value is None or value == "":
         return None
+    if body and not isinstance(value, list):
+        raise BadRequest(f"bbox in a POST body must be a JSON array of 4 numbers; got {value!r}")
     parts = value.split(",") if isinstance(value, str) else value
     try:
         nums = [float(v) for v in parts]
@@ -75,9 +80,17 @@ def parse_bbox(value: Any) -> list[float] | None:
     return nums
 
 
+# RFC 3339 date-time (section 5.6): full date, "T" (or t, or a space), time, and an offset
+RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})$")
+
+
 def _parse_instant(text: str) -> dt.datetime | None:
     if text in ("", ".."):
         return None
+    if not RFC3339.match(text):
+        raise BadRequest(
+            f"datetime {text!r} is not an RFC 3339 date-time (e.g. 2017-10-26T00:00:00Z)"
+        )
     try:
         value = dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
@@ -126,9 +139,9 @@ def parse_limit(value: Any) -> int:
     if value is None or value == "":
         return DEFAULT_LIMIT
     n = _whole_number(value)
-    if n is None or not 1 <= n <= MAX_LIMIT:
-        raise BadRequest(f"limit must be an integer between 1 and {MAX_LIMIT}; got {value!r}")
-    return n
+    if n is None or n < 1:
+        raise BadRequest(f"limit must be a positive integer; got {value!r}")
+    return min(n, MAX_LIMIT)  # a larger limit is clamped (STAC API: the server's maximum)
 
 
 def parse_token(value: Any) -> int:
@@ -142,18 +155,49 @@ def parse_token(value: Any) -> int:
     return n
 
 
-def parse_query(params: dict[str, Any]) -> Query:
+GEOMETRY_TYPES = {
+    "Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon",
+    "GeometryCollection",
+}  # fmt: skip
+
+
+def parse_intersects(value: Any) -> dict[str, Any] | None:
+    """A GeoJSON geometry (a JSON object in a POST body, JSON text in a GET query)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise BadRequest("intersects must be a GeoJSON geometry") from None
+    if not isinstance(value, dict) or value.get("type") not in GEOMETRY_TYPES:
+        raise BadRequest("intersects must be a GeoJSON geometry (Point, Polygon, …)")
+    from shapely.geometry import shape
+
+    try:
+        geom = shape(value)
+    except Exception:
+        raise BadRequest("intersects is not a valid GeoJSON geometry") from None
+    if geom.is_empty or not all(math.isfinite(v) for v in geom.bounds):
+        raise BadRequest("intersects is an empty geometry")
+    return value
+
+
+def parse_query(params: dict[str, Any], body: bool = False) -> Query:
     known = {"collections", "ids", "bbox", "datetime", "limit", "token", "intersects", "fields"}
     unknown = sorted(set(params) - known)
     if unknown:
         raise BadRequest(f"unsupported search parameter(s): {', '.join(unknown)}")
-    if params.get("intersects") not in (None, ""):
-        raise BadRequest("intersects is not supported by this API; use bbox")
+    intersects = parse_intersects(params.get("intersects"))
+    bbox = parse_bbox(params.get("bbox"), body=body)
+    if intersects is not None and bbox is not None:
+        raise BadRequest("give bbox or intersects, not both")
     start, end = parse_datetime(params.get("datetime"))
     return Query(
         collections=_split(params.get("collections"), "collections"),
         ids=_split(params.get("ids"), "ids"),
-        bbox=parse_bbox(params.get("bbox")),
+        bbox=bbox,
+        intersects=intersects,
         start=start,
         end=end,
         limit=parse_limit(params.get("limit")),
@@ -165,8 +209,12 @@ class ResultsCatalog:
     """Queries of the results table (:mod:`candela.db.results`), with an unreachable database as
     a 503."""
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, readable: frozenset[str] | None = None) -> None:
         self.dsn = dsn
+        self.readable = readable  # the workflows the caller may read (None: every one)
+
+    def _allowed(self, workflow: str) -> bool:
+        return self.readable is None or workflow in self.readable
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         import psycopg
@@ -177,14 +225,20 @@ class ResultsCatalog:
             raise Unavailable(f"the results database is not reachable: {exc}") from None
 
     def collections(self) -> list[dict[str, Any]]:
-        return list(self._call(results.collections))
+        return [c for c in self._call(results.collections) if self._allowed(c["id"])]
 
     def search(self, q: Query) -> tuple[list[tuple[str, str, dict[str, Any]]], int]:
+        workflows = q.collections
+        if self.readable is not None:
+            workflows = [w for w in (workflows or sorted(self.readable)) if w in self.readable]
+            if not workflows:
+                return [], 0
         found: tuple[list[tuple[str, str, dict[str, Any]]], int] = self._call(
             results.search,
-            workflows=q.collections,
+            workflows=workflows,
             ids=q.ids,
             bbox=q.bbox,
+            intersects=q.intersects,
             start=q.start,
             end=q.end,
             limit=q.limit,
@@ -193,7 +247,12 @@ class ResultsCatalog:
         return found
 
     def run_ids(self) -> list[tuple[str, str, Any]]:
-        return list(self._call(results.run_ids))
+        return [r for r in self._call(results.run_ids) if self._allowed(r[0])]
+
+    def runs(self) -> list[dict[str, Any]]:
+        """Every run with results (:func:`candela.db.results.runs`) of the workflows the
+        caller may read, newest first."""
+        return [r for r in self._call(results.runs) if self._allowed(r["workflow"])]
 
 
 def _iso(t: dt.datetime | None) -> str | None:
@@ -213,6 +272,18 @@ class StacRenderer:
             {"rel": "root", "href": f"{self.stac}/", "type": "application/json"},
             {"rel": "conformance", "href": f"{self.stac}/conformance", "type": "application/json"},
             {"rel": "data", "href": f"{self.stac}/collections", "type": "application/json"},
+            {
+                "rel": "service-desc",
+                "href": f"{self.base}/openapi.json",
+                "type": "application/vnd.oai.openapi+json;version=3.0",
+                "title": "OpenAPI document of this API",
+            },
+            {
+                "rel": "service-doc",
+                "href": f"{self.base}/docs",
+                "type": "text/html",
+                "title": "API documentation",
+            },
             {"rel": "search", "href": f"{self.stac}/search", "type": GEOJSON, "method": "GET"},
             {"rel": "search", "href": f"{self.stac}/search", "type": GEOJSON, "method": "POST"},
         ]
@@ -264,6 +335,11 @@ class StacRenderer:
         out = json.loads(json.dumps(item))
         cid = quote(workflow, safe="")
         out["collection"] = workflow
+        props = out.setdefault("properties", {})
+        if props.get("datetime") is None and props.get("end_datetime"):
+            # a change is seen at the later date: the item's nominal time (its period stays in
+            # start_datetime/end_datetime), so that no client meets a null datetime
+            props["datetime"] = props["end_datetime"]
         keep = [
             link
             for link in out.get("links", [])

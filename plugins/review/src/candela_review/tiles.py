@@ -76,8 +76,14 @@ LEGENDS: dict[str, dict[str, Any]] = {
             {"value": 255, "label": "no data (transparent)", "color": "transparent"},
         ],
     },
-    "before": {"title": "Before: true colour (B04, B03, B02), 2-98 % stretch", "type": "rgb"},
-    "after": {"title": "After: true colour (B04, B03, B02), 2-98 % stretch", "type": "rgb"},
+    "before": {
+        "title": "Before: true colour (B04, B03, B02), 2-98 % stretch shared by both dates",
+        "type": "rgb",
+    },
+    "after": {
+        "title": "After: true colour (B04, B03, B02), 2-98 % stretch shared by both dates",
+        "type": "rgb",
+    },
 }
 
 
@@ -109,45 +115,74 @@ def rgb_indexes(descriptions: tuple[str | None, ...]) -> tuple[int, int, int]:
 
 
 @lru_cache(maxsize=64)
-def rgb_stretch(path: str, stamp: float) -> tuple[tuple[int, int, int], list[tuple[float, float]]]:
-    """Band indexes of B04/B03/B02 and their 2–98 % ranges over the whole stack (an overview)."""
+def rgb_stretch(
+    paths: tuple[str, ...], stamps: tuple[float, ...]
+) -> list[tuple[tuple[int, int, int], list[tuple[float, float]]]]:
+    """Per stack of ``paths``: band indexes of B04/B03/B02; and one 2–98 % range per colour
+    shared by all the stacks (overviews of both dates pooled), so that before and after are
+    drawn with the same stretch and a brightness difference on the map is a difference in the
+    data, not in the display."""
     from candela_sdk import storage
 
-    with storage.rasterio_env(), Reader(path) as src:
-        idx = rgb_indexes(tuple(src.dataset.descriptions))
-        img = src.preview(indexes=idx, max_size=1024)
+    indexes: list[tuple[int, int, int]] = []
+    pooled: list[list[np.ndarray]] = [[], [], []]
+    for path in paths:
+        with storage.rasterio_env(), Reader(path) as src:
+            idx = rgb_indexes(tuple(src.dataset.descriptions))
+            img = src.preview(indexes=idx, max_size=1024)
+        indexes.append(idx)
+        valid = ~np.ma.getmaskarray(img.array).any(axis=0)
+        for b in range(3):
+            vals = np.asarray(img.array[b])[valid]
+            pooled[b].append(vals[np.isfinite(vals) & (vals > 0)])
     ranges = []
-    valid = ~np.ma.getmaskarray(img.array).any(axis=0)
     for b in range(3):
-        vals = np.asarray(img.array[b])[valid]
-        vals = vals[np.isfinite(vals) & (vals > 0)]
+        vals = np.concatenate(pooled[b]) if pooled[b] else np.empty(0)
         if vals.size == 0:
             ranges.append((0.0, 1.0))
             continue
         lo, hi = np.percentile(vals, [2, 98])
         ranges.append((float(lo), float(hi if hi > lo else lo + 1)))
-    return idx, ranges
+    return [(idx, ranges) for idx in indexes]
 
 
-def render_tile(uri: str, layer: str, z: int, x: int, y: int) -> bytes:
-    """One PNG tile of ``layer`` from the COG at ``uri``."""
+def render_tile(
+    uri: str,
+    layer: str,
+    z: int,
+    x: int,
+    y: int,
+    pair: tuple[str, str] | None = None,
+    threshold: float | None = None,
+) -> bytes:
+    """One PNG tile of ``layer`` from the COG at ``uri``. ``before``/``after``: ``pair`` (the
+    before and after stacks) gives the shared stretch. ``mask`` with ``threshold``: ``uri`` is
+    the probability, drawn as the mask it gives at that threshold."""
     from candela_sdk import storage
 
     check_tile(z, x, y)
     path = storage.gdal_path(uri)
-    stamp = version_stamp(uri)
     with storage.rasterio_env(), Reader(path) as src:
         if not src.tile_exists(x, y, z):
             return empty_tile()
         try:
             if layer in ("before", "after"):
-                idx, ranges = rgb_stretch(path, stamp)
+                stacks = pair or (uri,)
+                paths = tuple(storage.gdal_path(u) for u in stacks)
+                stretched = rgb_stretch(paths, tuple(version_stamp(u) for u in stacks))
+                idx, ranges = stretched[paths.index(path)] if path in paths else stretched[0]
                 img = src.tile(x, y, z, tilesize=TILE_SIZE, indexes=idx)
                 img.rescale(in_range=ranges, out_range=[(0, 255)])
                 return bytes(img.render(img_format="PNG"))
             img = src.tile(x, y, z, tilesize=TILE_SIZE, indexes=1)
         except TileOutsideBounds:
             return empty_tile()
+    if layer == "mask" and threshold is not None:
+        prob = np.asarray(img.array[0], dtype="float32")
+        nodata = np.ma.getmaskarray(img.array)[0]
+        classes = np.where(prob >= threshold, 1, 0).astype("uint8")
+        img.array = np.ma.MaskedArray(classes[np.newaxis], mask=nodata[np.newaxis])
+        return bytes(img.render(img_format="PNG", colormap=MASK_CMAP))
     if layer == "probability":
         img.rescale(in_range=[(0.0, 1.0)], out_range=[(0, 255)])
         return bytes(img.render(img_format="PNG", colormap=PROBABILITY_CMAP))
@@ -162,7 +197,8 @@ def legend_png(layer: str) -> bytes:
     """A small colour bar (probability) or class swatches (mask) as PNG."""
     from PIL import Image, ImageDraw
 
-    img = Image.new("RGBA", (220, 46), (255, 255, 255, 230))
+    width = 220 if layer in ("probability", "mask") else 12 + 6 * len(LEGENDS[layer]["title"])
+    img = Image.new("RGBA", (width, 46), (255, 255, 255, 230))
     d = ImageDraw.Draw(img)
     if layer == "probability":
         for i in range(200):
@@ -176,7 +212,7 @@ def legend_png(layer: str) -> bytes:
         d.rectangle([10, 10, 30, 26], fill=(230, 0, 60, 255), outline=(0, 0, 0, 255))
         d.text((38, 12), "change", fill=(0, 0, 0, 255))
     else:
-        d.text((10, 16), LEGENDS[layer]["title"][:36], fill=(0, 0, 0, 255))
+        d.text((6, 16), LEGENDS[layer]["title"], fill=(0, 0, 0, 255))  # whole title
     buf = io.BytesIO()
     img.save(buf, "PNG")
     return buf.getvalue()

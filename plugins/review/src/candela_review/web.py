@@ -44,6 +44,7 @@ class Context:
         self._settings = settings
         self._dsn = dsn
         self._runs: dict[tuple[str, str], tuple[float, runs_mod.Run]] = {}
+        self._readable: dict[str, tuple[float, frozenset[str]]] = {}
 
     @property
     def settings(self) -> Settings:
@@ -83,10 +84,50 @@ class Context:
         return AirflowClient(url, token=token, timeout=10)
 
     def catalog(self) -> stac_api.ResultsCatalog:
-        return stac_api.ResultsCatalog(self.dsn)
+        return stac_api.ResultsCatalog(self.dsn, self.readable_dags())
+
+    def readable_dags(self) -> frozenset[str] | None:
+        """The DAGs the caller may read, as Airflow's REST API answers the caller's token (its
+        auth manager applies the per-DAG permissions); ``None`` when the app runs without
+        Airflow (standalone: no filter). Cached a few seconds per token."""
+        from candela.airflow_api import AirflowApiError
+
+        token = _CALLER_TOKEN.get()
+        if not token:
+            return None
+        now = time.monotonic()
+        hit = self._readable.get(token)
+        if hit and now - hit[0] < RUN_CACHE_S:
+            return hit[1]
+        client = self.airflow()
+        if client is None:
+            return None
+        try:
+            dags = frozenset(client.list_dags())
+        except AirflowApiError as exc:
+            if exc.status in (401, 403):
+                dags = frozenset()
+            else:
+                raise Unavailable(
+                    f"Airflow cannot say which workflows you may read: {exc}"
+                ) from None
+        finally:
+            client.close()
+        if len(self._readable) > 256:
+            self._readable.clear()
+        self._readable[token] = (now, dags)
+        return dags
+
+    def check_readable(self, dag_id: str) -> None:
+        """:class:`NotFound` for a workflow the caller may not read (nothing revealed)."""
+        readable = self.readable_dags()
+        if readable is not None and dag_id not in readable:
+            raise NotFound(f"no workflow {dag_id!r} that you may read")
 
     def run(self, dag_id: str, run_id: str, fresh: bool = False) -> runs_mod.Run:
-        """The run (cached a few seconds: a map asks for dozens of tiles at once)."""
+        """The run (cached a few seconds: a map asks for dozens of tiles at once), if the
+        caller may read its workflow."""
+        self.check_readable(dag_id)
         key = (dag_id, run_id)
         now = time.monotonic()
         hit = self._runs.get(key)

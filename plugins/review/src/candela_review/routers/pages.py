@@ -54,6 +54,15 @@ def page_data(request: Request, run: runs_mod.Run) -> dict[str, Any]:
                     if k in runs_mod.ASSET_KEYS
                 ],
                 "zones_url": f"{rb}/zones?result={res.index}",
+                # titiler-core endpoints of this result's layers (point values, statistics)
+                "cog": f"{base}/cog/{quote(run.dag_id, safe='')}/{quote(run.run_id, safe='')}"
+                f"/{res.index}/{{layer}}",
+                "outlines": f"{rb}/download/{quote(rid, safe='')}/change_polygons_geojson"
+                if "change_polygons_geojson" in res.outputs
+                and "change_polygons_geojson" not in res.missing
+                else None,
+                "footprint": item.get("geometry"),
+                "coverage": coverage(run.params, item.get("geometry")),
                 "histogram_url": f"{rb}/histogram?result={res.index}",
             }
         )
@@ -86,6 +95,8 @@ def page_data(request: Request, run: runs_mod.Run) -> dict[str, Any]:
         ],
         "airflow": run.airflow.__dict__ if run.airflow else None,
         "legends": tiles.LEGENDS,
+        "basemap": basemap(),
+        "aoi": aoi_geometry(run.params),
         "ui_url": f"/dags/{quote(run.dag_id, safe='')}/runs/{quote(run.run_id, safe='')}",
     }
 
@@ -118,7 +129,7 @@ def router(ctx: Context, templates: Any) -> APIRouter:
         else:
             code = 200
         html = templates.get_template("status.html").render(
-            d=page_data(request, run), reasons=reasons, status=status
+            d=page_data(request, run), reasons=reasons, status=status, replaced_by=run.replaced_by
         )
         return HTMLResponse(html, status_code=code)
 
@@ -162,18 +173,104 @@ def router(ctx: Context, templates: Any) -> APIRouter:
         return HTMLResponse(templates.get_template("compare.html").render(a=pages[0], b=pages[1]))
 
     @api.get("/", response_class=HTMLResponse)
-    def index(request: Request) -> HTMLResponse:
+    def index(request: Request, compare: str | None = None) -> HTMLResponse:
+        """The runs with results; ``compare=DAG/RUN`` preselects that run as A (the review
+        page's "compare with…")."""
         base = base_url(request)
-        items = [
-            {
-                "dag_id": w,
-                "run_id": r,
-                "at": t,
-                "ref": f"{w}/{r}",
-                "href": f"{base}/runs/{quote(w, safe='')}/{quote(r, safe='')}",
-            }
-            for w, r, t in ctx.catalog().run_ids()
-        ]
-        return HTMLResponse(templates.get_template("index.html").render(base=base, runs=items))
+        items = []
+        for r in ctx.catalog().runs():
+            w, rid, params = r["workflow"], r["run_id"], r["params"]
+            items.append(
+                {
+                    **r,
+                    "dag_id": w,
+                    "at": r["published_at"],
+                    "ref": f"{w}/{rid}",
+                    "href": f"{base}/runs/{quote(w, safe='')}/{quote(rid, safe='')}",
+                    "aoi": _aoi_text(params),
+                    "filters": _filters_text(params),
+                    "same_as": [
+                        {
+                            "run_id": o,
+                            "href": f"{base}/runs/{quote(w, safe='')}/{quote(o, safe='')}",
+                        }
+                        for o in r["same_parameters_as"]
+                    ],
+                }
+            )
+        refs = [i["ref"] for i in items]
+        a_ref = compare if compare in refs else (refs[1] if len(refs) > 1 else None)
+        b_ref = next((r for r in refs if r != a_ref), None)
+        html = templates.get_template("index.html").render(
+            base=base, runs=items, a_ref=a_ref, b_ref=b_ref
+        )
+        return HTMLResponse(html)
 
     return api
+
+
+def _aoi_text(params: dict[str, Any]) -> str:
+    """The run's area in a few words: its bbox, or the kind of AOI it was given."""
+    if params.get("aoi"):
+        kind = params["aoi"].get("type", "geometry") if isinstance(params["aoi"], dict) else "AOI"
+        return f"{kind} AOI"
+    bbox = params.get("bbox")
+    if isinstance(bbox, list) and len(bbox) == 4:
+        return ", ".join(f"{float(v):.3f}" for v in bbox)
+    return params.get("tile") or "–"
+
+
+def _filters_text(params: dict[str, Any]) -> str:
+    """The run's filters besides area and dates (collection, tile, cloud, threshold, zones)."""
+    parts = []
+    for key in ("collection", "tile", "max_cloud", "threshold", "tile_size_km", "zones"):
+        v = params.get(key)
+        if v not in (None, "", "auto") or key == "threshold" and v == "auto":
+            parts.append(f"{key}={v}")
+    return " ".join(parts)
+
+
+OSM = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+
+
+def basemap() -> dict[str, str] | None:
+    """The review map's basemap: an XYZ URL from ``CANDELA_REVIEW_BASEMAP`` (empty: none),
+    OpenStreetMap by default. Offline the basemap's tiles fail and the page works without it."""
+    import os
+
+    url = os.environ.get("CANDELA_REVIEW_BASEMAP", OSM).strip()
+    if not url:
+        return None
+    attribution = os.environ.get(
+        "CANDELA_REVIEW_BASEMAP_ATTRIBUTION",
+        "© OpenStreetMap contributors" if url == OSM else "basemap",
+    )
+    return {"url": url, "attribution": attribution}
+
+
+def aoi_geometry(params: dict[str, Any]) -> dict[str, Any] | None:
+    """The run's requested area (its ``aoi``, or its ``bbox``) as a GeoJSON geometry."""
+    from candela_sdk.aoi import aoi_geometry as sdk_aoi
+
+    try:
+        return sdk_aoi(params.get("aoi") or None, params.get("bbox") or None)
+    except Exception:  # an odd AOI of an old run: the map just does not draw it
+        return None
+
+
+def coverage(params: dict[str, Any], footprint: dict[str, Any] | None) -> float | None:
+    """Share of the requested area the result covers (0-1; ``None`` without both)."""
+
+    from shapely.geometry import shape
+
+    aoi = aoi_geometry(params)
+    if not aoi or not footprint:
+        return None
+    try:
+        a, f = shape(aoi), shape(footprint)
+    except Exception:
+        return None
+    if a.area <= 0:
+        return None
+    # a ratio of two lon/lat areas at the same latitudes: no projection needed at city scale
+    return round(min(1.0, a.intersection(f).area / a.area), 4)

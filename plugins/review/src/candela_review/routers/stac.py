@@ -88,7 +88,7 @@ def router(ctx: Context) -> APIRouter:
             raise BadRequest("the search body is not valid JSON") from None
         if not isinstance(body, dict):
             raise BadRequest("the search body must be a JSON object")
-        q = stac_api.parse_query(body)
+        q = stac_api.parse_query(body, body=True)
         from starlette.concurrency import run_in_threadpool
 
         rows, total = await run_in_threadpool(ctx.catalog().search, q)

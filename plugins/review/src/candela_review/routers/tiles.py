@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from candela.web_errors import NotFound
@@ -38,10 +38,28 @@ def router(ctx: Context) -> APIRouter:
     api = APIRouter(tags=["tiles"])
 
     @api.get("/tiles/{dag_id}/{run_id}/{result}/{layer}/{z}/{x}/{y}.png")
-    def tile(dag_id: str, run_id: str, result: int, layer: str, z: int, x: int, y: int) -> Response:
+    def tile(
+        dag_id: str,
+        run_id: str,
+        result: int,
+        layer: str,
+        z: int,
+        x: int,
+        y: int,
+        threshold: Annotated[float | None, Query(ge=0.0, le=1.0)] = None,
+    ) -> Response:
+        """A map tile; ``mask`` with ``threshold``: the mask that threshold gives (drawn from
+        the probability), for the review page's threshold slider."""
         tiles.check_tile(z, x, y)
         run = ctx.published(dag_id, run_id)
-        data = tiles.render_tile(layer_uri(run, result, layer), layer, z, x, y)
+        pair = None
+        if layer in ("before", "after"):
+            pair = (layer_uri(run, result, "before"), layer_uri(run, result, "after"))
+        if layer == "mask" and threshold is not None:
+            uri = layer_uri(run, result, "probability")
+        else:
+            uri = layer_uri(run, result, layer)
+        data = tiles.render_tile(uri, layer, z, x, y, pair=pair, threshold=threshold)
         return Response(data, media_type="image/png", headers={"Cache-Control": "max-age=300"})
 
     @api.get("/legend/{layer}.png")

@@ -19,11 +19,18 @@
   function makeMap(el, result, opts = {}) {
     const map = L.map(el, { zoomSnap: 0.25, attributionControl: true });
     const common = { maxZoom: 19, minZoom: 3, tileSize: 256, crossOrigin: false, keepBuffer: 1 };
+    if (opts.basemap) {
+      // configurable XYZ basemap (OpenStreetMap by default); offline its tiles just fail
+      L.tileLayer(opts.basemap.url, { maxZoom: 19, attribution: opts.basemap.attribution, className: "basemap" }).addTo(map);
+    }
+    map.createPane("beforePane").style.zIndex = 250;
+    map.createPane("afterPane").style.zIndex = 260;
+    map.createPane("changePane").style.zIndex = 300;  // the change over both dates
     const layers = {
-      before: L.tileLayer(tileUrl(result, "before"), { ...common, attribution: "Sentinel-2 (Copernicus)" }),
-      after: L.tileLayer(tileUrl(result, "after"), { ...common, attribution: "Sentinel-2 (Copernicus)" }),
-      probability: L.tileLayer(tileUrl(result, "probability"), { ...common, opacity: 0.8 }),
-      mask: L.tileLayer(tileUrl(result, "mask"), { ...common, opacity: 0.8 }),
+      before: L.tileLayer(tileUrl(result, "before"), { ...common, pane: "beforePane", attribution: "Sentinel-2 (Copernicus)" }),
+      after: L.tileLayer(tileUrl(result, "after"), { ...common, pane: "afterPane", attribution: "Sentinel-2 (Copernicus)" }),
+      probability: L.tileLayer(tileUrl(result, "probability"), { ...common, pane: "changePane", opacity: 0.8 }),
+      mask: L.tileLayer(tileUrl(result, "mask"), { ...common, pane: "changePane", opacity: 0.8 }),
     };
     layers.before.addTo(map);
     layers.after.addTo(map);
@@ -139,15 +146,134 @@
     render();
   }
 
+  /** Changed area (ha) at threshold t from the stored histogram (bins of 0.05: exact at
+   * the slider's steps), the area of one valid pixel from the statistics. */
+  function areaAt(h, stats, t) {
+    if (!h || !stats.valid_pixels || stats.valid_area_ha == null) return null;
+    let px = 0;
+    h.counts.forEach((c, i) => { if (h.edges[i] >= t - 1e-9) px += c; });
+    return (px * stats.valid_area_ha) / stats.valid_pixels;
+  }
+
+  function cogUrl(result, layer) { return result.cog.replace("{layer}", layer); }
+
+  /** Swipe: the "after" pane clipped to the right of the slider's position. */
+  function swipe(map, value) {
+    const pane = map.getPane("afterPane");
+    const size = map.getSize();
+    const nw = map.containerPointToLayerPoint([0, 0]);
+    const x = nw.x + (size.x * value) / 100;
+    pane.style.clip = value >= 100 ? "" : `rect(${nw.y}px, ${nw.x + size.x}px, ${nw.y + size.y}px, ${x}px)`;
+  }
+
+  function permalink(map, state) {
+    const c = map.getCenter();
+    return `#${map.getZoom().toFixed(2)}/${c.lat.toFixed(5)}/${c.lng.toFixed(5)}/${state.change}/${state.threshold}/${state.swipe}`;
+  }
+
+  function restore(hash) {
+    const p = (hash || "").replace(/^#/, "").split("/");
+    if (p.length < 3 || p.slice(0, 3).some((v) => Number.isNaN(Number(v)))) return null;
+    return { zoom: Number(p[0]), lat: Number(p[1]), lng: Number(p[2]), change: p[3], threshold: p[4] ? Number(p[4]) : null, swipe: p[5] ? Number(p[5]) : null };
+  }
+
+  async function pixelValues(result, latlng) {
+    const at = `${latlng.lng.toFixed(6)},${latlng.lat.toFixed(6)}`;
+    const out = {};
+    for (const layer of ["probability", "before", "after"]) {
+      try {
+        const v = await getJson(`${cogUrl(result, layer)}/point/${at}`);
+        out[layer] = v;
+      } catch (e) { out[layer] = { error: e.message }; }
+    }
+    return out;
+  }
+
+  function valuesHtml(v, latlng) {
+    const row = (name, x) => {
+      if (!x || x.error) return `<tr><td>${name}</td><td>${x ? x.error : "–"}</td></tr>`;
+      const names = x.band_names || [];
+      const vals = x.values.map((n, i) => `${names[i] && names.length > 1 ? names[i] + " " : ""}${fmt(n, name === "probability" ? 3 : 0)}`);
+      return `<tr><td>${name}</td><td>${vals.join(", ")}</td></tr>`;
+    };
+    return `<b>${latlng.lat.toFixed(5)}, ${latlng.lng.toFixed(5)}</b><table class="pixel-values" id="pixel-values">` +
+      row("probability", v.probability) + row("before", v.before) + row("after", v.after) + "</table>";
+  }
+
+  /** Draw a polygon (click vertices, double-click to finish) → titiler statistics of it. */
+  function drawArea(map, result, out) {
+    const pts = [];
+    let line = null;
+    out.textContent = "click the corners, double-click to finish";
+    map.doubleClickZoom.disable();
+    const add = (e) => {
+      pts.push(e.latlng);
+      if (line) line.remove();
+      line = L.polyline(pts, { color: "#00e5ff", weight: 2 }).addTo(map);
+    };
+    const finish = async () => {
+      map.off("click", add);
+      map.off("dblclick", finish);
+      setTimeout(() => map.doubleClickZoom.enable(), 0);
+      if (line) line.remove();
+      if (pts.length < 3) { out.textContent = "an area needs three corners"; return; }
+      const ring = [...pts, pts[0]].map((p) => [p.lng, p.lat]);
+      L.polygon(pts, { color: "#00e5ff", weight: 2, fill: false }).addTo(map);
+      const feature = { type: "Feature", properties: {}, geometry: { type: "Polygon", coordinates: [ring] } };
+      try {
+        const r = await fetch(`${cogUrl(result, "probability")}/statistics`, {
+          method: "POST", credentials: "same-origin", headers: { "content-type": "application/json" }, body: JSON.stringify(feature),
+        });
+        const body = await r.json();
+        if (!r.ok) throw new Error(body.detail || body.description || r.status);
+        const st = body.properties.statistics.b1;
+        const m = await fetch(`${cogUrl(result, "mask")}/statistics`, {
+          method: "POST", credentials: "same-origin", headers: { "content-type": "application/json" }, body: JSON.stringify(feature),
+        }).then((x) => (x.ok ? x.json() : null)).catch(() => null);
+        const share = m ? m.properties.statistics.b1.mean : null;  // mask 1/0, nodata left out
+        out.innerHTML = `area: mean probability <b>${fmt(st.mean, 3)}</b>, max ${fmt(st.max, 3)}` +
+          (share == null ? "" : `, changed <b>${fmt(100 * share, 1)} %</b>`) + ` of ${st.count.toLocaleString("en")} valid px`;
+        out.dataset.mean = st.mean;
+      } catch (e) { out.textContent = `statistics unavailable: ${e.message}`; }
+    };
+    map.on("click", add);
+    map.on("dblclick", finish);
+  }
+
   async function initReview(d) {
     const select = document.getElementById("result-select");
     let current = null;
     async function show(index) {
       const result = d.results[index];
       if (current) current.map.remove();
-      current = makeMap("map", result);
+      const saved = restore(window.location.hash);
+      current = makeMap("map", result, { basemap: d.basemap, change: saved && saved.change ? saved.change : "probability" });
       const { map, layers } = current;
       window.candelaMap = map;
+      if (saved) map.setView([saved.lat, saved.lng], saved.zoom, { animate: false });
+      // the requested AOI (dashed) and the result's footprint, with the share covered
+      if (d.aoi) L.geoJSON(d.aoi, { style: { color: "#ffb000", weight: 2, dashArray: "6,4", fill: false }, interactive: false }).addTo(map);
+      if (result.footprint) L.geoJSON(result.footprint, { style: { color: "#17324d", weight: 1.5, fill: false }, interactive: false }).addTo(map);
+      const cov = document.getElementById("coverage");
+      cov.textContent = result.coverage == null ? "" :
+        `the result covers ${fmt(100 * result.coverage, 1)} % of the requested area (dashed: requested, solid: result)`;
+      // change outlines: the change polygons, high contrast over any imagery
+      let outlines = null;
+      if (result.outlines) {
+        getJson(result.outlines).then((gj) => {
+          outlines = L.geoJSON(gj, { style: { color: "#00e5ff", weight: 1.5, fill: false }, interactive: false });
+          if (document.getElementById("outlines").checked) outlines.addTo(map);
+        }).catch(() => {});
+      }
+      // coordinates readout and pixel inspector (titiler point values)
+      const coords = document.getElementById("coords");
+      map.on("mousemove", (e) => { coords.textContent = `lat ${e.latlng.lat.toFixed(5)}, lon ${e.latlng.lng.toFixed(5)}`; });
+      let inspecting = true;
+      map.on("click", async (e) => {
+        if (!inspecting) return;
+        const v = await pixelValues(result, e.latlng);
+        L.popup().setLatLng(e.latlng).setContent(valuesHtml(v, e.latlng)).openOn(map);
+      });
       const controls = document.getElementById("controls");
       controls.querySelectorAll("input").forEach((i) => i.replaceWith(i.cloneNode(true)));
       const imagery = () => controls.querySelector("input[name=imagery]:checked").value;
@@ -168,10 +294,60 @@
       };
       controls.querySelectorAll("input[name=change]").forEach((i) => i.addEventListener("change", setChange));
       opacity.addEventListener("input", () => { layers.probability.setOpacity(opacity.value / 100); layers.mask.setOpacity(opacity.value / 100); });
+      controls.querySelector("#outlines").addEventListener("change", (e) => {
+        if (!outlines) return;
+        if (e.target.checked) outlines.addTo(map); else outlines.remove();
+      });
+      const state = { change: "probability", threshold: result.statistics.threshold ?? 0.5, swipe: 100 };
+      if (saved && saved.change) controls.querySelectorAll("input[name=change]").forEach((i) => { i.checked = i.value === saved.change; });
       setChange();
-      const thr = result.statistics.threshold ?? null;
-      getJson(result.histogram_url).then((h) => drawHistogram(document.getElementById("histogram"), h, thr))
-        .catch((e) => { document.getElementById("histogram").textContent = `histogram unavailable: ${e.message}`; });
+      // swipe between the dates: before on the left of the line, after on the right
+      const sw = controls.querySelector("#swipe");
+      const doSwipe = () => {
+        state.swipe = Number(sw.value);
+        if (state.swipe < 100) { layers.before.addTo(map); layers.after.setOpacity(1); }
+        swipe(map, state.swipe);
+      };
+      sw.addEventListener("input", doSwipe);
+      map.on("move zoom resize", () => swipe(map, state.swipe));
+      // the threshold slider: the mask re-rendered at that threshold, the changed area live
+      const thrInput = controls.querySelector("#threshold");
+      const thrValue = document.getElementById("threshold-value");
+      const thrArea = document.getElementById("threshold-area");
+      let hist = null;
+      const setThreshold = () => {
+        const t = Number(thrInput.value);
+        state.threshold = t;
+        thrValue.textContent = t.toFixed(2);
+        const a = areaAt(hist, result.statistics, t);
+        thrArea.textContent = a == null ? "–" : `${fmt(a, 1)} ha`;
+        thrArea.dataset.ha = a == null ? "" : String(a);
+        layers.mask.setUrl(`${tileUrl(result, "mask")}?threshold=${t}`);
+        if (hist) drawHistogram(document.getElementById("histogram"), hist, t);
+      };
+      thrInput.value = String(saved && saved.threshold != null ? saved.threshold : state.threshold);
+      thrInput.addEventListener("input", () => {
+        const mask = controls.querySelector("input[name=change][value=mask]");
+        if (!mask.checked) { mask.checked = true; setChange(); }
+        setThreshold();
+      });
+      controls.querySelector("#draw-area").addEventListener("click", () => {
+        inspecting = false;
+        drawArea(map, result, document.getElementById("area-stats"));
+        map.once("dblclick", () => setTimeout(() => { inspecting = true; }, 300));
+      });
+      const link = document.getElementById("permalink");
+      const updateLink = () => {
+        state.change = controls.querySelector("input[name=change]:checked").value;
+        link.href = permalink(map, state);
+        history.replaceState(null, "", link.href);
+      };
+      map.on("moveend", updateLink);
+      controls.addEventListener("input", updateLink);
+      controls.addEventListener("change", updateLink);
+      if (saved && saved.swipe != null) { sw.value = String(saved.swipe); doSwipe(); }
+      getJson(result.histogram_url).then((h) => { hist = h; setThreshold(); updateLink(); })
+        .catch((e) => { document.getElementById("histogram").textContent = `histogram unavailable: ${e.message}`; setThreshold(); });
       getJson(result.zones_url).then((z) => zoneTable(document.getElementById("zones"), z, map))
         .catch((e) => { document.getElementById("zones").textContent = `zone statistics unavailable: ${e.message}`; });
       document.querySelectorAll(".result-block").forEach((b) => { b.hidden = b.dataset.index !== String(index); });
