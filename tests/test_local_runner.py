@@ -267,6 +267,8 @@ def test_usage_is_spooled_for_the_collector(tmp_path: Path) -> None:
     assert p.parent == spool_dir(tmp_path)
     assert json.loads(p.read_text()) == {"cpu_s": 1.5, "service": "toy"}
     assert not list(spool_dir(tmp_path).glob(".*.part"))
+
+
 def test_service_log_lines_keep_their_level() -> None:
     import logging
 

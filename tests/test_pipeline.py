@@ -220,6 +220,8 @@ def test_fusion_arguments_pair_dates_with_s1_and_skip_the_others(tmp_path) -> No
     assert skip["reason"] == "no Sentinel-1 acquisition within 10 days of 2017-07-20"
     # the search asks for the pairing of Sentinel-2 products only
     assert search_arguments({"collection": "sentinel-2-l2a"})["pair_s1_days"] == 10
+
+
 def test_each_run_has_its_own_prefix_and_names_earlier_identical_runs(tmp_path: Path) -> None:
     """Two runs with the same parameters publish under two prefixes of one key; the second
     names the first, and the first's run.json is not touched."""

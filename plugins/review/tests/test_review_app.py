@@ -802,6 +802,8 @@ def test_landcover_of_a_fusion_run_on_the_review_page(tmp_path: Path, pg_server:
         assert c.get(f"{run_path(run_id)}/landcover/0/source").status_code == 200
         assert c.get(f"{run_path(run_id)}/landcover/0/nope").status_code == 404
         assert c.get(f"{run_path(run_id)}/landcover/3/quicklook").status_code == 404
+
+
 def test_titiler_point_statistics_tilejson_and_tileset(client: Any, world: dict[str, Any]) -> None:
     """titiler-core's endpoints on the result's layers: the values the pixel inspector shows,
     the statistics of a drawn area, TileJSON and the OGC tileset; only datasets recorded with
