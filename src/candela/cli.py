@@ -187,7 +187,8 @@ def _print_status(s: Settings) -> list[Any]:
         colour = "green" if x.running else "red"
         t.add_row(x.name, str(x.pid or "-"), f"[{colour}]{x.detail}[/{colour}]")
     console.print(t)
-    if any(x.running for x in states):
+    pg = [x for x in states if x.name == "postgresql"]
+    if any(x.running for x in states) and all(x.running for x in pg):
         from candela.cli_scale import print_live_figures
 
         print_live_figures()

@@ -56,6 +56,8 @@ class FakeCloud:
     nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
     node_polls: dict[str, int] = field(default_factory=dict)
     pods: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    node_metrics: dict[str, tuple[str, str]] = field(default_factory=dict)  # name → cpu, memory
+    metrics_api: str = "up"  # "up" | "down" (503) | "absent" (404)
     pdb_refusals: dict[tuple[str, str], int] = field(default_factory=dict)  # 429s before OK
     evicted: list[tuple[str, str]] = field(default_factory=list)
     secrets: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
@@ -359,6 +361,18 @@ class KubernetesHandler(_Handler):
         if self.headers.get("Authorization") != "Bearer k8s-token":
             raise _Answer(401, self._status(401, "Unauthorized", "Unauthorized"))
         c = self.cloud
+        if path == "/apis/metrics.k8s.io/v1beta1/nodes" and method == "GET":
+            if c.metrics_api == "absent":
+                raise _Answer(404, self._status(404, "NotFound", "the server could not find the requested resource"))  # fmt: skip
+            if c.metrics_api == "down":
+                raise _Answer(503, self._status(503, "ServiceUnavailable", "metrics-server is not available"))  # fmt: skip
+            items = [
+                {"metadata": {"name": n}, "timestamp": "2026-12-02T00:00:00Z", "window": "30s",
+                 "usage": {"cpu": cpu, "memory": mem}}
+                for n, (cpu, mem) in c.node_metrics.items()
+            ]  # fmt: skip
+            raise _Answer(200, {"kind": "NodeMetricsList", "apiVersion": "metrics.k8s.io/v1beta1",
+                                "metadata": {}, "items": items})  # fmt: skip
         if path == "/api/v1/nodes" and method == "GET":
             items = [self._node(n) for n in sorted(c.nodes)]
             sel = query.get("labelSelector")

@@ -60,3 +60,21 @@ def test_scale_plan_and_decisions(env):
     assert len(json.loads(res.stdout)) == 2
     res = CliRunner().invoke(app, ["scale", "decisions"])
     assert res.exit_code == 0 and "plan" in res.stdout
+
+
+def test_status_live_figures(env, capsys):
+    from candela import cli_scale
+    from candela.db import scaling
+    from candela.metrics import node_sample
+    from candela.settings import get_settings
+
+    table.add_node_sample(env, node_sample(get_settings().home))
+    table.set_health(env, "postgresql", True, "accepts connections")
+    table.add_step(env, _step("r1", "a", 1800, "alice"))
+    scaling.record(env, [{"mode": "plan", "policy": "demand", "group": "cpu", "action": "none",
+                          "count": 0, "why": "no node idle long enough", "outcome": "none"}])  # fmt: skip
+    cli_scale.print_live_figures()
+    out = capsys.readouterr().out
+    assert "postgresql" in out and "up" in out
+    assert "last 24 h: 1 run(s), 0.500 CPU-hours" in out
+    assert "autoscaler (plan" in out and "no node idle long enough" in out

@@ -56,7 +56,8 @@ def _actuator(os_url: str, k_url: str, password: str = fakes.PASSWORD, **kw) -> 
     )  # fmt: skip
     conf = k8s.Configuration(host=k_url)
     conf.api_key = {"authorization": "Bearer k8s-token"}
-    kube = Kube(k8s.CoreV1Api(k8s.ApiClient(conf)))
+    api = k8s.ApiClient(conf)
+    kube = Kube(k8s.CoreV1Api(api), k8s.CustomObjectsApi(api))
     return Actuator(_config(**kw), conn, kube, sleep=lambda s: None)
 
 
@@ -205,3 +206,26 @@ def test_instance_quota_gives_a_partial_scale_up(cloud):
     assert len(c.servers) == 1
     with pytest.raises(CloudError, match="Quota exceeded"):  # nothing made: refused outright
         act.scale_up(act.config.group("cpu"), 1)
+
+
+def test_metrics_api_load_and_missing_metrics(cloud):
+    c, os_url, k_url = cloud
+    act = _actuator(os_url, k_url)
+    c.add_node("candela-cpu-1", labels={GROUP_LABEL: "cpu"})  # empty: could be removed
+    c.node_metrics = {"candela-cpu-0": ("6", "8Gi"), "candela-cpu-1": ("100m", "1Gi")}
+    empty = {"candela-cpu-1": 0.0}
+    state = act.kube.observe(act.config, 1000.0, empty)
+    loads = {n.name: n.load for n in state.nodes}
+    assert loads["candela-cpu-0"] == pytest.approx(0.75) and state.metrics_at == 1000.0
+    rows = {r["group"]: r for r in run_pass(act.config, state, Memory(), None)}
+    assert rows["cpu"]["action"] == "scale_down" and rows["cpu"]["nodes"] == ["candela-cpu-1"]
+    # metrics-server down: no load figures, so no scale-down this pass
+    c.metrics_api = "down"
+    state = act.kube.observe(act.config, 1030.0, empty)
+    assert state.metrics_at is None and all(n.load is None for n in state.nodes)
+    rows = {r["group"]: r for r in run_pass(act.config, state, Memory(), None)}
+    assert rows["cpu"]["action"] == "none" and "missing or stale" in rows["cpu"]["why"]
+    # no metrics API at all: the requests stand in
+    c.metrics_api = "absent"
+    state = act.kube.observe(act.config, 1060.0, empty)
+    assert state.metrics_at == 1060.0

@@ -224,8 +224,9 @@ def _evictable(pod: Any) -> bool:
 class Kube:
     """The Kubernetes calls: nodes, pods, the join Secret, evictions."""
 
-    def __init__(self, api: Any) -> None:
+    def __init__(self, api: Any, custom: Any | None = None) -> None:
         self.api = api  # kubernetes.client.CoreV1Api
+        self.custom = custom  # kubernetes.client.CustomObjectsApi (the metrics API)
 
     @classmethod
     def connect(cls, in_cluster: bool = False, config_file: str | None = None) -> Kube:
@@ -235,7 +236,34 @@ class Kube:
             config.load_incluster_config()
         else:
             config.load_kube_config(config_file=config_file)
-        return cls(client.CoreV1Api())
+        return cls(client.CoreV1Api(), client.CustomObjectsApi())
+
+    def node_usage(self) -> dict[str, tuple[float, float]] | None:
+        """(cores, GiB) in use per node from the metrics API (metrics-server); ``{}`` when the
+        cluster has no metrics API (404: requests stand in), ``None`` when it failed (missing
+        data: no scale-down this pass)."""
+        from kubernetes.client.exceptions import ApiException
+
+        if self.custom is None:
+            return {}
+        try:
+            res = self.custom.list_cluster_custom_object("metrics.k8s.io", "v1beta1", "nodes")
+        except ApiException as exc:
+            if exc.status == 404:
+                return {}
+            log.warning("metrics API: %s %s: no scale-down this pass", exc.status, exc.reason)
+            return None
+        except Exception as exc:
+            log.warning("metrics API: %s: no scale-down this pass", exc)
+            return None
+        out = {}
+        for item in res.get("items", []):
+            usage = item.get("usage", {})
+            out[item["metadata"]["name"]] = (
+                parse_quantity(usage.get("cpu", "0")),
+                parse_quantity(usage.get("memory", "0"), memory=True),
+            )
+        return out
 
     def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
         from kubernetes.client.exceptions import ApiException
@@ -359,6 +387,7 @@ class Kube:
         cannot be scheduled. ``empty_since`` (node → when it was first seen empty) is updated
         in place: the API does not say since when a node is empty."""
         names = {g.name for g in config.groups}
+        measured = self.node_usage()
         nodes_raw = self._call("list nodes", self.api.list_node).items
         pods = self._call("list pods", self.api.list_pod_for_all_namespaces).items
         use: dict[str, list[float]] = {}
@@ -383,6 +412,12 @@ class Kube:
                 continue
             alloc = (n.status and n.status.allocatable) or {}
             u = use.get(n.metadata.name, [0.0, 0.0, 0.0, 0.0])
+            cpu_alloc = parse_quantity(alloc.get("cpu", "1"))
+            mem_alloc = parse_quantity(alloc.get("memory", "1Gi"), memory=True)
+            load = None
+            if measured and n.metadata.name in measured:
+                used_cpu, used_mem = measured[n.metadata.name]
+                load = min(1.0, max(used_cpu / cpu_alloc, used_mem / mem_alloc))
             if u[3] == 0:
                 empty_since.setdefault(n.metadata.name, now)
             else:
@@ -392,14 +427,14 @@ class Kube:
                     n.metadata.name,
                     group,
                     _ready(n),
-                    parse_quantity(alloc.get("cpu", "1")),
-                    parse_quantity(alloc.get("memory", "1Gi"), memory=True),
+                    cpu_alloc,
+                    mem_alloc,
                     int(alloc.get("nvidia.com/gpu", 0)),
                     u[0],
                     u[1],
                     int(u[2]),
                     int(u[3]),
-                    None,
+                    load,
                     empty_since.get(n.metadata.name),
                     bool(n.spec and n.spec.unschedulable),
                 )
@@ -407,7 +442,7 @@ class Kube:
         seen = {n.name for n in nodes}
         for gone in set(empty_since) - seen:
             del empty_since[gone]
-        return ClusterState(now, nodes, waiting, now)
+        return ClusterState(now, nodes, waiting, None if measured is None else now)
 
 
 # -- the actuator ----------------------------------------------------------------------------
