@@ -129,3 +129,41 @@ def test_step_durations_are_medians_and_never_an_error() -> None:
         assert c.step_durations("d") == {"a": 3.0}
     with _client(lambda r: httpx.Response(500, json={})) as c:
         assert c.step_durations("d") == {}
+
+
+def test_run_outputs_are_printed_under_the_runs_prefix(capsys: pytest.CaptureFixture) -> None:
+    """`candela run` prints the run's prefix once, then short paths, and the earlier runs with
+    the same parameters."""
+    from types import SimpleNamespace
+
+    from candela import cli
+
+    prefix = "file:///home/u/.candela/storage/results/s2_change_detection/k/manual__x-1"
+    summary = {
+        "prefix": prefix,
+        "same_parameters_as": ["manual__earlier"],
+        "results": [
+            {
+                "item": f"{prefix}/changes/a__b/item.json",
+                "outputs": {
+                    "change_probability": f"{prefix}/changes/a__b/change_probability.tif",
+                    "change_mask": f"{prefix}/changes/a__b/change_mask.tif",
+                    "quicklook": f"{prefix}/changes/a__b/quicklook.png",
+                    "change_polygons_gpkg": f"{prefix}/changes/a__b/change_polygons.gpkg",
+                },
+                "changed_area_ha": 9.3,
+                "changed_fraction": 0.007,
+                "model": "cva",
+                "threshold": 0.5,
+            }
+        ],
+    }
+    client = SimpleNamespace(xcom=lambda *a: summary, base_url="http://localhost:8080")
+    cli._print_outputs(client, "s2_change_detection", "manual__x")
+    out = capsys.readouterr().out
+    assert f"outputs of this run in {prefix}/" in out
+    assert "change map:          changes/a__b/change_probability.tif" in out
+    assert "change polygons:     changes/a__b/change_polygons.gpkg" in out
+    assert "same parameters as run(s) manual__earlier" in out
+    lines = [x for x in out.splitlines() if not x.startswith(("outputs of", "review page"))]
+    assert max(len(x) for x in lines) <= 100, lines

@@ -585,15 +585,36 @@ def _print_outputs(client: Any, dag_id: str, run_id: str) -> None:
         f"review page: {client.base_url}/candela/runs/{quote(dag_id, safe='')}/"
         f"{quote(run_id, safe='')}"
     )
-    console.print(f"outputs (summary: {summary.get('summary')}):")
+    prefix = str(summary.get("prefix") or "").rstrip("/")
+
+    def rel(uri: Any) -> str:  # paths under the run's prefix, short enough for 100 columns
+        text = str(uri)
+        return text[len(prefix) + 1 :] if prefix and text.startswith(prefix + "/") else text
+
+    if prefix:
+        console.print(f"outputs of this run in {prefix}/", soft_wrap=True)
+    else:
+        console.print(f"outputs (summary: {summary.get('summary')}):")
+    if summary.get("same_parameters_as"):
+        console.print(
+            "  same parameters as run(s) "
+            + ", ".join(summary["same_parameters_as"])
+            + " (computed again; each run keeps its own outputs)"
+        )
     for r in summary.get("results", []):
         outs = r["outputs"]
-        console.print(f"  change map:          {outs.get('change_probability')}")
-        console.print(f"  change mask:         {outs.get('change_mask')}")
-        console.print(f"  quicklook:           {outs.get('quicklook')}")
-        console.print(f"  STAC item:           {r['item']}")
+        console.print(f"  change map:          {rel(outs.get('change_probability'))}")
+        console.print(f"  change mask:         {rel(outs.get('change_mask'))}")
+        console.print(f"  quicklook:           {rel(outs.get('quicklook'))}")
+        console.print(f"  STAC item:           {rel(r['item'])}")
+        if outs.get("change_polygons_gpkg"):
+            console.print(
+                f"  change polygons:     {rel(outs['change_polygons_gpkg'])} (.geojson, .kml)"
+            )
         if outs.get("zones_csv") or outs.get("zones"):
-            console.print(f"  zone statistics:     {outs.get('zones_csv') or outs.get('zones')}")
+            console.print(
+                f"  zone statistics:     {rel(outs.get('zones_csv') or outs.get('zones'))}"
+            )
         if r.get("changed_area_ha") is not None:
             console.print(
                 f"  changed: {r['changed_area_ha']:.1f} ha "

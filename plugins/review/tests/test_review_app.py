@@ -1029,3 +1029,14 @@ def test_docs_page_works_offline(client: Any) -> None:
     page = client.get("/candela/docs")
     assert page.status_code == 200 and "/stac/search" in page.text
     assert "cdn" not in page.text.lower() and "https://" not in page.text
+
+
+def test_quality_report_of_each_stack_is_linked(client: Any) -> None:
+    page = client.get(run_path(), headers={"accept": "text/html"}).text
+    assert "/stacks/0/quality/index.html" in page
+    r = client.get(f"{run_path()}/stacks/0/quality/index.html")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert "expectations met" in r.text
+    assert client.get(f"{run_path()}/stacks/0/quality/checks.json").json()["passed"] is True
+    for bad in ("..%2F..%2Frun.json", "../run.json", "a/../../x", "%2Fetc%2Fpasswd"):
+        assert client.get(f"{run_path()}/stacks/0/quality/{bad}").status_code == 404, bad

@@ -74,6 +74,19 @@ def browser() -> Iterator[Any]:
             b.close()
 
 
+def _blank_png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGBA", (256, 256), (0, 0, 0, 0)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+_BLANK_PNG = _blank_png()
+
+
 class Watched:
     """A logged-in page that records console errors, page errors and tile responses."""
 
@@ -83,6 +96,13 @@ class Watched:
             [{"name": "_token", "value": platform.token(), "url": platform.base}]
         )
         self.page = self.context.new_page()
+        # no network here: the review map's basemap (OpenStreetMap by default) answers blank
+        # tiles, as a reachable tile server would, so that errors below are the page's own
+        # (the offline case itself: test_review_app's browser walk)
+        self.page.route(
+            "https://tile.openstreetmap.org/**",
+            lambda route: route.fulfill(status=200, content_type="image/png", body=_BLANK_PNG),
+        )
         self.errors: list[str] = []
         self.tiles: list[tuple[str, int]] = []
         self.failed: list[str] = []

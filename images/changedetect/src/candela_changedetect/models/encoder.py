@@ -506,6 +506,9 @@ class EncoderModel(CalibratedCut):
         bs = 32
         n = len(xb_arr)
 
+        refine = o.refine_epochs if o.refine_epochs is not None else 2 * (o.mode == "pair")
+        total = o.epochs + max(0, refine)
+
         def run_epochs(count: int, weights: np.ndarray) -> None:
             for _ in range(count):
                 order = rng.permutation(n)
@@ -515,10 +518,15 @@ class EncoderModel(CalibratedCut):
                     loss = step(xb_arr[idx], xa_arr[idx], yb[idx], ya[idx], weights[idx])
                     losses.append(float(loss))
                 self.train_loss.append(float(np.mean(losses)))
-                log.debug("encoder epoch %d loss %.4f", len(self.train_loss), self.train_loss[-1])
+                log.info(  # a step's progress in its log
+                    "progress: encoder epoch %d of %d, loss %.4f, %.0f s",
+                    len(self.train_loss),
+                    total,
+                    self.train_loss[-1],
+                    time.perf_counter() - t0,
+                )
 
         run_epochs(o.epochs, wv_arr)
-        refine = o.refine_epochs if o.refine_epochs is not None else 2 * (o.mode == "pair")
         if refine > 0:
             # reweighting (as IR-MAD does): pixels the first fit flags as change leave the loss
             run_epochs(refine, wv_arr * self._nochange_weights(xb_arr, xa_arr, yb, ya, wv_arr))

@@ -4,6 +4,7 @@ Only files recorded with the run are served: no path is joined from the request.
 from __future__ import annotations
 
 import mimetypes
+import re
 
 from fastapi import APIRouter
 from fastapi.responses import Response
@@ -69,4 +70,25 @@ def router(ctx: Context) -> APIRouter:
             raise NotFound(f"run {run_id} has {len(stacks)} stack(s); no stack {n}")
         return file_response(stacks[n], stacks[n].rstrip("/").rsplit("/", 1)[-1])
 
+    @api.get("/stacks/{n}/quality/{page:path}")
+    def stack_quality(dag_id: str, run_id: str, n: int, page: str) -> Response:
+        """The stack's quality-gate report (``<stem>_quality/``, beside the stack, as its STAC
+        item links it): ``index.html`` and the files it links, inside that folder only."""
+        stacks = ctx.published(dag_id, run_id).stacks()
+        if not 0 <= n < len(stacks):
+            raise NotFound(f"run {run_id} has {len(stacks)} stack(s); no stack {n}")
+        page = page or "index.html"
+        parts = page.split("/")
+        if any(not SAFE_PART.match(x) or x in (".", "..") for x in parts):
+            raise NotFound(f"no page {page!r} in the quality report")
+        folder = stacks[n].rsplit(".", 1)[0] + "_quality"
+        resp = file_response(f"{folder}/{page}", parts[-1])
+        if page.endswith(".html"):
+            resp.headers["Content-Disposition"] = f'inline; filename="{parts[-1]}"'
+            resp.media_type = "text/html"
+        return resp
+
     return api
+
+
+SAFE_PART = re.compile(r"^[A-Za-z0-9_.-]+$")

@@ -75,7 +75,12 @@ def page_data(request: Request, run: runs_mod.Run) -> dict[str, Any]:
         "params": run.params,
         "summary": run.summary or {},
         "stacks": [
-            {"name": s.rstrip("/").rsplit("/", 1)[-1], "uri": s, "href": f"{rb}/stacks/{i}"}
+            {
+                "name": s.rstrip("/").rsplit("/", 1)[-1],
+                "uri": s,
+                "href": f"{rb}/stacks/{i}",
+                "quality": f"{rb}/stacks/{i}/quality/index.html",
+            }
             for i, s in enumerate(run.stacks())
         ],
         "results": results,
