@@ -86,3 +86,19 @@ def latest_before(
             (collection, before, bbox[0], bbox[2], bbox[1], bbox[3]),
         ).fetchone()
     return row[0] if row and row[0] is not None else None
+
+
+def over_area(
+    dsn: str, bbox: list[float], collection: str | None = None, limit: int = 1000
+) -> list[tuple[Any, ...]]:
+    """(id, collection, datetime, tile, cloud_cover) of the products overlapping ``bbox``
+    (west, south, east, north), of ``collection`` if given, oldest first."""
+    with connect(dsn) as conn:
+        return list(
+            conn.execute(
+                "SELECT id, collection, datetime, tile, cloud_cover FROM candela.products "
+                "WHERE max_lon > %s AND min_lon < %s AND max_lat > %s AND min_lat < %s "
+                "AND (%s::text IS NULL OR collection = %s) ORDER BY datetime LIMIT %s",
+                (bbox[0], bbox[2], bbox[1], bbox[3], collection, collection, limit),
+            ).fetchall()
+        )

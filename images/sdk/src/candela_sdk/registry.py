@@ -27,6 +27,12 @@ from typing import Literal
 from candela_sdk.errors import InputError
 
 BUILTIN_NAMES: tuple[str, ...] = ("cva", "irmad", "encoder")
+# one line each, for the pickers that offer them (the review app's "New run" page)
+BUILTIN_DESCRIPTIONS: dict[str, str] = {
+    "cva": "change vector analysis: magnitude of the change of standardised reflectances (fast)",
+    "irmad": "IR-MAD: iteratively reweighted multivariate alteration detection (Nielsen 2007)",
+    "encoder": "self-supervised convolutional encoder trained on the pair itself (TensorFlow)",
+}
 PLUGIN_GROUP = "candela.changedetect.models"
 # what a model name may look like anywhere (built-in, plug-in or registered): the JSON Schema
 # of a run configuration carries it, so a REST call with a malformed name is refused at once

@@ -13,6 +13,8 @@ Routes (all behind Airflow's own authentication: ``Authorization: Bearer <JWT>``
   ``…/zones``, ``…/histogram``: data of the page, as the pipeline stored them;
   ``/compare?a={dag_id}/{run_id}&b={dag_id}/{run_id}``: two runs side by side;
   ``/``: the runs with published results
+- ``newrun``: ``/new``: start a run from a map (area, dates of catalogued products, model,
+  zones), triggered through Airflow's REST API as the caller
 - ``knowledge``: ``/sparql``: read-only SPARQL 1.1 Protocol endpoint of the knowledge base;
   ``/questions``, ``/questions/{name}``: ready-made questions (table + map) and YASGUI
 
@@ -32,7 +34,7 @@ from fastapi.staticfiles import StaticFiles
 
 from candela.settings import Settings
 from candela.web_errors import WebError
-from candela_review.routers import cog, downloads, knowledge, ops, pages, stac, tiles
+from candela_review.routers import cog, downloads, knowledge, newrun, ops, pages, stac, tiles
 from candela_review.web import HERE, Context, base_url, remember_caller, templates, wants_html
 
 PREFIX = "/candela"
@@ -120,4 +122,5 @@ def create_app(
     app.include_router(pages.router(ctx, env), dependencies=auth_required)
     app.include_router(knowledge.router(ctx, env), dependencies=auth_required)
     app.include_router(ops.router(ctx, env), dependencies=auth_required)
+    app.include_router(newrun.router(ctx, env), dependencies=auth_required)
     return app

@@ -1,0 +1,195 @@
+"""Start a run from the map (``/candela/new``): the page offers the models, the zones and the
+dates of the products catalogued over the area; a submission is validated by the workflow's
+model and triggered through Airflow's REST API with the caller's token. Airflow is a stand-in
+(httpx MockTransport) recording what it is sent, as in the review app's permissions test."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[3]
+DAG = "s2_change_detection"
+BBOX = [-0.68, 44.83, -0.56, 44.93]
+COMMUNES = REPO / "data" / "context" / "admin" / "communes-33-gironde.geojson"
+
+
+class StandInAirflow:
+    """Airflow's REST API as far as the app uses it: the DAGs the token may read, and
+    ``POST …/dagRuns`` (recorded)."""
+
+    def __init__(self) -> None:
+        self.posted: list[tuple[str, str, dict[str, Any]]] = []
+        self.answer: tuple[int, dict[str, Any]] | None = None
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        token = request.headers["authorization"].removeprefix("Bearer ")
+        if request.url.path == "/api/v2/dags":
+            return httpx.Response(200, json={"dags": [{"dag_id": DAG}], "total_entries": 1})
+        if request.method == "POST" and request.url.path == f"/api/v2/dags/{DAG}/dagRuns":
+            body = json.loads(request.content)
+            self.posted.append((token, request.url.path, body))
+            if self.answer:
+                return httpx.Response(self.answer[0], json=self.answer[1])
+            run_id = "manual__2026-12-02T03:50:00+00:00"
+            return httpx.Response(200, json={"dag_id": DAG, "dag_run_id": run_id, "conf": body})
+        return httpx.Response(404, json={"detail": "not found"})
+
+
+@pytest.fixture
+def world(
+    tmp_path: Path, catalog_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[dict[str, Any]]:
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from candela.airflow_api import AirflowClient
+    from candela.settings import Settings
+    from candela_review import web
+    from candela_review.app import create_app
+    from candela_search import catalog, ingest
+
+    # the catalogue: the two Bordeaux products (2016-05-04, 2017-10-26)
+    catalog.add(catalog_dsn, ingest.recognise(REPO / "data" / "oscd" / "bordeaux").records)
+    registry = tmp_path / "registry"
+    (registry / "my-enc").mkdir(parents=True)
+    (registry / "my-enc" / "metadata.json").write_text(json.dumps({"name": "my-enc"}))
+    monkeypatch.setenv("CANDELA_MODEL_REGISTRY", str(registry))
+    airflow = StandInAirflow()
+
+    def client_as_caller(self: Any) -> Any:
+        token = web._CALLER_TOKEN.get()
+        if not token:
+            return None
+        return AirflowClient("http://af", token=token, transport=httpx.MockTransport(airflow))
+
+    monkeypatch.setattr(web.Context, "airflow", client_as_caller)
+    storage = tmp_path / "storage"
+    settings = Settings(home=tmp_path / "home", storage_root=storage.as_uri())
+    root = FastAPI()
+    root.mount("/candela", create_app(settings, catalog_dsn, auth=lambda: "alice"))
+    with TestClient(root, headers={"authorization": "Bearer alice-token"}) as c:
+        yield {"client": c, "airflow": airflow, "storage": storage}
+
+
+def test_the_page_offers_models_zones_and_readable_labels(world: dict[str, Any]) -> None:
+    from candela_sdk.registry import BUILTIN_DESCRIPTIONS
+
+    c = world["client"]
+    page = c.get("/candela/new", headers={"accept": "text/html"})
+    assert page.status_code == 200
+    html = page.text
+    for name in ("cva", "irmad", "encoder", "my-enc"):  # built in, and registered
+        assert f'<option value="{name}"' in html, name
+    assert BUILTIN_DESCRIPTIONS["irmad"] in html
+    assert f'<option value="{COMMUNES}">' in html  # the zones shipped with the platform
+    # labels are the titles of the workflow's model, not raw ids
+    for label in ("Piece size (km)", "Maximum cloud cover", "Change model", "Bounding box"):
+        assert label in html, label
+    assert "/static/newrun.js" in html and "/static/vendor/leaflet/leaflet.js" in html
+    assert c.get("/candela/static/newrun.js").status_code == 200
+    assert 'href="http://testserver/candela/new"' in c.get("/candela/").text  # linked
+
+
+def test_the_dates_are_those_of_the_products_over_the_area(world: dict[str, Any]) -> None:
+    c = world["client"]
+    r = c.get("/candela/new/products", params={"bbox": ",".join(map(str, BBOX))})
+    assert r.status_code == 200, r.text
+    found = r.json()["products"]
+    assert [p["date"] for p in found] == ["2016-05-04", "2017-10-26"]
+    assert {p["collection"] for p in found} == {"sentinel-2-l1c"}
+    other = {"bbox": ",".join(map(str, BBOX)), "collection": "sentinel-2-l2a"}
+    assert c.get("/candela/new/products", params=other).json()["products"] == []
+    far = c.get("/candela/new/products", params={"bbox": "10,50,10.1,50.1"}).json()
+    assert far["products"] == []
+    bad = c.get("/candela/new/products", params={"bbox": "1,2,3"})
+    assert bad.status_code == 400 and "bbox" in bad.json()["description"]
+
+
+def test_a_valid_run_is_triggered_with_the_callers_token(world: dict[str, Any]) -> None:
+    c, airflow = world["client"], world["airflow"]
+    conf = {
+        "collection": "sentinel-2-l1c",
+        "bbox": BBOX,
+        "start": "2016-05-04",
+        "end": "2017-10-26",
+        "tile": "T30TXQ",
+        "model": "cva",
+        "zones": str(COMMUNES),
+        "threshold": "auto",
+        "max_cloud": 30,
+        "tile_size_km": "",  # an empty input is no value
+    }
+    r = c.post("/candela/new", json=conf)
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["run_id"] == "manual__2026-12-02T03:50:00+00:00"
+    assert body["href"].endswith(f"/candela/runs/{DAG}/manual__2026-12-02T03%3A50%3A00%2B00%3A00")
+    assert len(airflow.posted) == 1
+    token, _path, sent = airflow.posted[0]
+    assert token == "alice-token"
+    expected = {k: v for k, v in conf.items() if v != ""}
+    assert sent == {"logical_date": None, "conf": expected}
+
+
+@pytest.mark.parametrize(
+    ("conf", "field", "words"),
+    [
+        ({"start": "2017-10-26", "end": "2016-05-04"}, "end", "before start"),
+        ({"tile": "30TXQ"}, "tile", "pattern"),
+        ({"model": "nosuchmodel"}, "model", "unknown change model"),
+        ({"bbox": [-0.5, 44.9, -0.6, 44.8]}, "bbox", "west"),
+        ({"aoi": {"type": "Polygon"}}, "aoi", "geometry"),
+    ],
+)
+def test_a_bad_run_names_the_field_and_posts_nothing(
+    world: dict[str, Any], conf: dict[str, Any], field: str, words: str
+) -> None:
+    c, airflow = world["client"], world["airflow"]
+    r = c.post("/candela/new", json={"bbox": BBOX, **conf})
+    assert r.status_code == 400, r.text
+    body = r.json()
+    assert list(body["fields"]) == [field], body
+    assert words in body["fields"][field].lower() + body["description"].lower(), body
+    assert airflow.posted == []
+
+
+def test_the_run_guards_refusal_is_shown(world: dict[str, Any]) -> None:
+    c, airflow = world["client"], world["airflow"]
+    why = "an identical run is in progress: manual__2026-12-02T03:00:00+00:00"
+    airflow.answer = (409, {"detail": why})
+    r = c.post("/candela/new", json={"bbox": BBOX, "model": "cva"})
+    assert r.status_code == 409 and r.json()["description"] == why
+    assert len(airflow.posted) == 1
+    # without a token (the app standalone) nothing is sent
+    r = c.post("/candela/new", json={"bbox": BBOX}, headers={"authorization": ""})
+    assert r.status_code == 401 and len(airflow.posted) == 1
+
+
+def test_uploaded_zones_are_stored_checked_and_offered(world: dict[str, Any]) -> None:
+    c = world["client"]
+    data = COMMUNES.read_bytes()
+    r = c.post("/candela/new/zones", params={"name": "my communes.geojson"}, content=data)
+    assert r.status_code == 200, r.text
+    up = r.json()
+    assert up["features"] == 538 and up["uri"].startswith(world["storage"].as_uri())
+    stored = Path(up["uri"].removeprefix("file://"))
+    assert stored.read_bytes() == data and stored.parent.name == "zones"
+    assert f'value="{up["uri"]}"' in c.get("/candela/new").text
+    # the same file again: the same URI (a run naming it keeps its output key)
+    assert c.post("/candela/new/zones", params={"name": "my communes.geojson"}, content=data)
+    assert (
+        c.post("/candela/new/zones", params={"name": "my communes.geojson"}, content=data).json()[
+            "uri"
+        ]
+        == up["uri"]
+    )
+    for name, body in (("x.geojson", b"not json"), ("x.txt", data), ("x.geojson", b"")):
+        bad = c.post("/candela/new/zones", params={"name": name}, content=body)
+        assert bad.status_code == 400, (name, bad.text)
+    assert len(list(stored.parent.iterdir())) == 1  # nothing stored for a refused file
