@@ -116,6 +116,25 @@ def test_ogc_description_is_the_model_schema(dags: dict[str, Any]) -> None:
     assert threshold["minimum"] == 0 and threshold["exclusiveMinimum"] is True  # OpenAPI 3.0
 
 
+def test_the_trigger_form_has_labels_and_sends_the_aoi_it_shows(dags: dict[str, Any]) -> None:
+    """Airflow 3's trigger form labels a field with its ``title`` (else the raw id) and shows an
+    object field without a value as ``{}`` while sending null: the AOI's default is ``{}``,
+    which the model reads as no AOI, so a run from the form has the key of a run without."""
+    from candela.runs import workflow_key
+
+    params = dags[WORKFLOW].params
+    for name in ChangeDetectionConf.model_fields:
+        title = params.get_param(name).schema["title"]
+        assert title and title != name and "_" not in title, name
+    assert params.get_param("tile_size_km").schema["title"] == "Piece size (km)"
+    assert params.get_param("aoi").value == {}
+    params.get_param("aoi").resolve()  # the default passes the Param's own schema
+    assert ChangeDetectionConf.checked({"aoi": {}}).aoi is None
+    assert workflow_key(WORKFLOW, {"aoi": {}}) == workflow_key(WORKFLOW, {})
+    polygon = {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 0]]]}
+    assert workflow_key(WORKFLOW, {"aoi": polygon}) != workflow_key(WORKFLOW, {})
+
+
 # --- every conf the platform builds passes the model ----------------------------------------
 
 

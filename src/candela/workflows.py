@@ -180,9 +180,11 @@ class ChangeDetectionConf(RunConf):
     def _aoi(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
         from candela_sdk.aoi import parse_geojson
 
-        if v:  # ({} is no AOI, as in the pipeline)
+        if v:
             parse_geojson(v)
-        return v
+        # {} is no AOI (as in the pipeline; Airflow's trigger form sends it): one value for
+        # "none", so that a run with it has the output key of a run without
+        return v or None
 
     @field_validator("model")
     @classmethod
@@ -275,7 +277,14 @@ def _flatten(prop: dict[str, Any]) -> dict[str, Any]:
 def param_schemas(model: type[RunConf]) -> dict[str, dict[str, Any]]:
     """Per field: the JSON Schema of the DAG Param (``default`` included)."""
     schema = model.model_json_schema()
-    return {name: _flatten(dict(prop)) for name, prop in schema["properties"].items()}
+    out = {name: _flatten(dict(prop)) for name, prop in schema["properties"].items()}
+    for prop in out.values():
+        types = prop.get("type")
+        if prop.get("default") is None and isinstance(types, list) and "object" in types:
+            # Airflow's trigger form shows an object field without a value as `{}` but sends
+            # null: a `{}` default makes it send what it shows (the models read {} as none)
+            prop["default"] = {}
+    return out
 
 
 def dag_params(model: type[RunConf], param: Any) -> dict[str, Any]:
