@@ -74,7 +74,7 @@ def world(
     root = FastAPI()
     root.mount("/candela", create_app(settings, catalog_dsn, auth=lambda: "alice"))
     with TestClient(root, headers={"authorization": "Bearer alice-token"}) as c:
-        yield {"client": c, "airflow": airflow, "storage": storage}
+        yield {"client": c, "airflow": airflow, "storage": storage, "app": root, "tmp": tmp_path}
 
 
 def test_the_page_offers_models_zones_and_readable_labels(world: dict[str, Any]) -> None:
@@ -193,3 +193,97 @@ def test_uploaded_zones_are_stored_checked_and_offered(world: dict[str, Any]) ->
         bad = c.post("/candela/new/zones", params={"name": name}, content=body)
         assert bad.status_code == 400, (name, bad.text)
     assert len(list(stored.parent.iterdir())) == 1  # nothing stored for a refused file
+
+
+@pytest.mark.slow
+def test_an_analyst_draws_an_area_and_starts_a_run_in_a_browser(world: dict[str, Any]) -> None:
+    """Headless Chromium (Debian chromium, Playwright), offline: draw a rectangle on the map,
+    pick the two dates among the products over it, a refused parameter is shown on its field
+    and nothing is sent, then a valid run is triggered as the caller and the browser goes to
+    the run's page. Screenshots in $CANDELA_TEST_ARTIFACTS."""
+    import os
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    chromium = "/usr/bin/chromium"
+    if not Path(chromium).exists():
+        pytest.skip(f"{chromium} not installed (Debian package chromium)")
+    from playwright.sync_api import sync_playwright
+
+    shots = Path(os.environ.get("CANDELA_TEST_ARTIFACTS") or world["tmp"]) / "new-run"
+    shots.mkdir(parents=True, exist_ok=True)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = uvicorn.Config(world["app"], host="127.0.0.1", port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    th = threading.Thread(target=server.run, daemon=True)
+    th.start()
+    airflow = world["airflow"]
+    try:
+        for _ in range(100):
+            if server.started:
+                break
+            time.sleep(0.05)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(
+                executable_path=chromium, args=["--headless", "--no-sandbox", "--disable-gpu"]
+            )
+            ctx = browser.new_context(
+                viewport={"width": 1400, "height": 950},
+                extra_http_headers={"authorization": "Bearer alice-token"},
+            )
+            page = ctx.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.route("https://**/*", lambda route: route.abort())  # offline basemap
+            page.goto(f"http://127.0.0.1:{port}/candela/new")
+            page.wait_for_selector("body[data-ready='1']")
+            # draw a rectangle around the map's centre (Bordeaux)
+            page.click("#draw")
+            box = page.locator("#map").bounding_box()
+            cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+            page.mouse.move(cx - 150, cy - 120)
+            page.mouse.down()
+            page.mouse.move(cx + 150, cy + 120, steps=8)
+            page.mouse.up()
+            bbox = json.loads(page.input_value("#bbox"))
+            assert bbox[0] < -0.62 < bbox[2] and bbox[1] < 44.88 < bbox[3], bbox
+            page.wait_for_selector("#product-table")
+            dates = page.locator("#product-table tr[data-date]").evaluate_all(
+                "(rows) => rows.map((r) => r.dataset.date)"
+            )
+            assert dates == ["2016-05-04", "2017-10-26"]
+            page.check("input[name=pick-before][value='0']")
+            page.check("input[name=pick-after][value='1']")
+            assert page.input_value("#start") == "2016-05-04"
+            assert page.input_value("#end") == "2017-10-26"
+            assert page.input_value("#tile") == "T30TXQ"
+            page.select_option("#model", "cva")
+            assert "change vector" in page.inner_text("#model-description")
+            # a refused parameter: shown on its field, nothing sent to Airflow
+            page.fill("#threshold", "1.5")
+            page.click("#submit")
+            page.wait_for_selector(".field.bad[data-field=threshold]")
+            assert "threshold" in page.inner_text("#form-error")
+            page.screenshot(path=str(shots / "refused.png"))
+            assert airflow.posted == []
+            page.fill("#threshold", "auto")
+            with page.expect_navigation():
+                page.click("#submit")
+            assert "/candela/runs/s2_change_detection/manual__2026-12-02" in page.url
+            assert len(airflow.posted) == 1
+            token, _path, sent = airflow.posted[0]
+            assert token == "alice-token"
+            conf = sent["conf"]
+            assert conf["bbox"] == bbox and conf["model"] == "cva" and conf["tile"] == "T30TXQ"
+            assert (conf["start"], conf["end"]) == ("2016-05-04", "2017-10-26")
+            page.screenshot(path=str(shots / "after-submit.png"))
+            assert errors == [], errors
+            browser.close()
+    finally:
+        server.should_exit = True
+        th.join(10)
