@@ -195,6 +195,18 @@ def test_uploaded_zones_are_stored_checked_and_offered(world: dict[str, Any]) ->
     assert len(list(stored.parent.iterdir())) == 1  # nothing stored for a refused file
 
 
+def test_the_page_of_a_running_run_reloads_itself() -> None:
+    """After the submission the browser opens the run's page: while the run is queued or
+    running it reloads itself (the analyst follows the run there), and stops once it ended."""
+    from candela_review.web import templates
+
+    d = {"base": "", "dag_id": DAG, "run_id": "r", "ui_url": "", "airflow": None, "params": {}}
+    page = templates().get_template("status.html")
+    refresh = '<meta http-equiv="refresh"'
+    assert refresh in page.render(d=d, status="running", reasons=[], replaced_by=None)
+    assert refresh not in page.render(d=d, status="failed", reasons=[], replaced_by=None)
+
+
 @pytest.mark.slow
 def test_an_analyst_draws_an_area_and_starts_a_run_in_a_browser(world: dict[str, Any]) -> None:
     """Headless Chromium (Debian chromium, Playwright), offline: draw a rectangle on the map,
