@@ -103,6 +103,8 @@ def test_the_dates_are_those_of_the_products_over_the_area(world: dict[str, Any]
     found = r.json()["products"]
     assert [p["date"] for p in found] == ["2016-05-04", "2017-10-26"]
     assert {p["collection"] for p in found} == {"sentinel-2-l1c"}
+    w, s, e, n = found[0]["footprint"]  # drawn on the map: where the catalogue has data
+    assert w < e and s < n and w < BBOX[2] and e > BBOX[0] and s < BBOX[3] and n > BBOX[1]
     other = {"bbox": ",".join(map(str, BBOX)), "collection": "sentinel-2-l2a"}
     assert c.get("/candela/new/products", params=other).json()["products"] == []
     far = c.get("/candela/new/products", params={"bbox": "10,50,10.1,50.1"}).json()
@@ -254,6 +256,9 @@ def test_an_analyst_draws_an_area_and_starts_a_run_in_a_browser(world: dict[str,
             page.route("https://**/*", lambda route: route.abort())  # offline basemap
             page.goto(f"http://127.0.0.1:{port}/candela/new")
             page.wait_for_selector("body[data-ready='1']")
+            page.wait_for_function("document.getElementById('catalogue-text').textContent")
+            assert "2 products catalogued" in page.inner_text("#catalogue-text")
+            page.wait_for_timeout(300)  # the map opened on them
             # draw a rectangle around the map's centre (Bordeaux)
             page.click("#draw")
             box = page.locator("#map").bounding_box()
@@ -263,7 +268,13 @@ def test_an_analyst_draws_an_area_and_starts_a_run_in_a_browser(world: dict[str,
             page.mouse.move(cx + 150, cy + 120, steps=8)
             page.mouse.up()
             bbox = json.loads(page.input_value("#bbox"))
-            assert bbox[0] < -0.62 < bbox[2] and bbox[1] < 44.88 < bbox[3], bbox
+            w, s, e, n = (
+                world["client"]
+                .get("/candela/new/products", params={"bbox": ",".join(map(str, BBOX))})
+                .json()["products"][0]["footprint"]
+            )
+            # drawn around the map's centre, where the map opened: the products' footprint
+            assert bbox[0] < (w + e) / 2 < bbox[2] and bbox[1] < (s + n) / 2 < bbox[3], bbox
             page.wait_for_selector("#product-table")
             dates = page.locator("#product-table tr[data-date]").evaluate_all(
                 "(rows) => rows.map((r) => r.dataset.date)"

@@ -91,12 +91,14 @@ def latest_before(
 def over_area(
     dsn: str, bbox: list[float], collection: str | None = None, limit: int = 1000
 ) -> list[tuple[Any, ...]]:
-    """(id, collection, datetime, tile, cloud_cover) of the products overlapping ``bbox``
-    (west, south, east, north), of ``collection`` if given, oldest first."""
+    """(id, collection, datetime, tile, cloud_cover, min_lon, min_lat, max_lon, max_lat) of the
+    products overlapping ``bbox`` (west, south, east, north), of ``collection`` if given, oldest
+    first."""
     with connect(dsn) as conn:
         return list(
             conn.execute(
-                "SELECT id, collection, datetime, tile, cloud_cover FROM candela.products "
+                "SELECT id, collection, datetime, tile, cloud_cover, min_lon, min_lat, max_lon, "
+                "max_lat FROM candela.products "
                 "WHERE max_lon > %s AND min_lon < %s AND max_lat > %s AND min_lat < %s "
                 "AND (%s::text IS NULL OR collection = %s) ORDER BY datetime LIMIT %s",
                 (bbox[0], bbox[2], bbox[1], bbox[3], collection, collection, limit),

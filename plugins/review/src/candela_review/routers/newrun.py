@@ -172,8 +172,9 @@ def router(ctx: Context, templates: Any) -> APIRouter:
                     "date": when.date().isoformat() if when else None,
                     "tile": tile,
                     "cloud_cover": cloud,
+                    "footprint": [w, s, e, n],
                 }
-                for pid, coll, when, tile, cloud in rows
+                for pid, coll, when, tile, cloud, w, s, e, n in rows
             ],
         }
 

@@ -10,10 +10,33 @@
     const form = $("newrun");
     const base = form.dataset.base;
     const data = JSON.parse($("newrun-data").textContent);
-    const map = L.map("map", { zoomSnap: 0.25 }).setView([44.88, -0.62], 11);
+    const map = L.map("map", { zoomSnap: 0.25 }).setView([46.5, 2.5], 5);
     if (data.basemap) {
       L.tileLayer(data.basemap.url, { maxZoom: 19, attribution: data.basemap.attribution }).addTo(map);
     }
+    // where the catalogue has data (offline, without a basemap, the only landmark): the
+    // footprints of the catalogued products, the map opened on them
+    const footprints = L.layerGroup().addTo(map);
+    async function showCatalogue() {
+      const q = new URLSearchParams({ bbox: "-180,-90,180,90", collection: $("collection").value });
+      const r = await fetch(`${base}/new/products?${q}`, { headers: { accept: "application/json" } });
+      if (!r.ok) return;
+      const found = (await r.json()).products;
+      footprints.clearLayers();
+      let all = null;
+      for (const p of found) {
+        const [w, s, e, n] = p.footprint;
+        const b = L.latLngBounds([s, w], [n, e]);
+        all = all ? all.extend(b) : b;
+        L.rectangle(b, { color: "#3388ff", weight: 1, dashArray: "4 4", fillOpacity: 0.04, interactive: false })
+          .bindTooltip(`${p.date} ${p.tile || ""}`).addTo(footprints);
+      }
+      $("catalogue-text").textContent = found.length
+        ? `Dashed: the ${found.length} products catalogued for ${$("collection").value}.`
+        : `No product catalogued for ${$("collection").value} (add some with candela catalog).`;
+      if (all && !shape) map.fitBounds(all, { padding: [20, 20] });
+    }
+    showCatalogue();
     window.candelaNewRunMap = map;
     let shape = null;  // the AOI drawn on the map
     let drawing = false;
@@ -119,6 +142,7 @@
       if (a && b && a.dataset.tile && a.dataset.tile === b.dataset.tile) $("tile").value = a.dataset.tile;
     }
     $("collection").addEventListener("change", () => {
+      showCatalogue();
       loadProducts($("bbox").value ? JSON.parse($("bbox").value) : shape ? boundsArray(shape.getBounds()) : null);
     });
 
