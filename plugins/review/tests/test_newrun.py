@@ -137,6 +137,13 @@ def test_a_valid_run_is_triggered_with_the_callers_token(world: dict[str, Any]) 
     assert token == "alice-token"
     expected = {k: v for k, v in conf.items() if v != ""}
     assert sent == {"logical_date": None, "conf": expected}
+    # an uploaded area instead of a rectangle: sent as `aoi`, the default box cleared
+    polygon = {"type": "Polygon", "coordinates": [[[-0.6, 44.83], [-0.55, 44.83], [-0.58, 44.86], [-0.6, 44.83]]]}  # fmt: skip
+    r = c.post("/candela/new", json={"aoi": polygon, "bbox": None, "model": "irmad"})
+    assert r.status_code == 201, r.text
+    assert airflow.posted[1][2]["conf"] == {"aoi": polygon, "bbox": None, "model": "irmad"}
+    documented = c.get("/candela/openapi.json").json()["paths"]["/new"]["post"]["responses"]
+    assert {"201", "400", "409"} <= set(documented)
 
 
 @pytest.mark.parametrize(

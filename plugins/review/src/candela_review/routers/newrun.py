@@ -132,6 +132,17 @@ def field_errors(exc: Any) -> dict[str, str]:
     return out
 
 
+_ERROR = {"description": "refused: ``{code, description}``"}
+_REFUSED = {
+    400: {"description": "a bad parameter: ``{code, description, fields: {field: reason}}``"},
+    401: {"description": "no Airflow login (a run is started with the caller's token)"},
+    403: {"description": "Airflow does not let the caller start this workflow"},
+    409: {"description": "an identical run is in progress (the run guard names it)"},
+    429: {"description": "a quota of the caller is used up"},
+    502: {"description": "Airflow did not answer"},
+}
+
+
 def router(ctx: Context, templates: Any) -> APIRouter:
     api = APIRouter(tags=["new run"])
 
@@ -150,7 +161,7 @@ def router(ctx: Context, templates: Any) -> APIRouter:
         }
         return HTMLResponse(templates.get_template("newrun.html").render(d=d))
 
-    @api.get("/new/products")
+    @api.get("/new/products", responses={400: _ERROR})
     def products_over(bbox: str, collection: str | None = None) -> dict[str, Any]:
         """The catalogued products over ``bbox`` (W,S,E,N), oldest first, for the date picker."""
         from candela.db import products
@@ -178,7 +189,7 @@ def router(ctx: Context, templates: Any) -> APIRouter:
             ],
         }
 
-    @api.post("/new/zones")
+    @api.post("/new/zones", responses={400: _ERROR})
     async def upload_zones(request: Request, name: str) -> dict[str, Any]:
         """Store a zones file (GeoJSON or GeoPackage, the request body) for a run to name."""
         from candela_sdk import storage
@@ -205,7 +216,7 @@ def router(ctx: Context, templates: Any) -> APIRouter:
             storage.write_bytes(uri, data)
         return {"uri": uri, "name": safe, "features": len(features)}
 
-    @api.post("/new")
+    @api.post("/new", status_code=201, responses=_REFUSED)
     def submit(request: Request, conf: dict[str, Any] = Body(...)) -> JSONResponse:
         """Validate the conf, then trigger the run through Airflow's REST API as the caller."""
         from pydantic import ValidationError
