@@ -132,8 +132,8 @@ def field_errors(exc: Any) -> dict[str, str]:
     return out
 
 
-_ERROR = {"description": "refused: ``{code, description}``"}
-_REFUSED = {
+_ERROR: dict[str, Any] = {"description": "refused: ``{code, description}``"}
+_REFUSED: dict[int | str, dict[str, Any]] = {
     400: {"description": "a bad parameter: ``{code, description, fields: {field: reason}}``"},
     401: {"description": "no Airflow login (a run is started with the caller's token)"},
     403: {"description": "Airflow does not let the caller start this workflow"},
