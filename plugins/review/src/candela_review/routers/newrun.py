@@ -28,6 +28,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Body, Request
 from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 import candela
 from candela.web_errors import BadRequest
@@ -204,17 +205,21 @@ def router(ctx: Context, templates: Any) -> APIRouter:
             raise BadRequest("the zones file is empty")
         if len(data) > MAX_UPLOAD:
             raise BadRequest(f"the zones file is larger than {MAX_UPLOAD // 2**20} MiB")
-        try:
-            features, _crs = load_zones(data, safe)
-        except InputError as exc:
-            raise BadRequest(f"{name}: {exc}") from None
-        if not features:
-            raise BadRequest(f"{name}: no zone in the file")
-        digest = hashlib.sha256(data).hexdigest()[:16]
-        uri = storage.parse(uploads_folder(ctx)).join(f"{digest}-{safe}").uri
-        if not storage.exists(uri):  # same content, same name: the same URI (same run key)
-            storage.write_bytes(uri, data)
-        return {"uri": uri, "name": safe, "features": len(features)}
+
+        def check_and_store() -> dict[str, Any]:  # (off the event loop: parsing, storage)
+            try:
+                features, _crs = load_zones(data, safe)
+            except InputError as exc:
+                raise BadRequest(f"{name}: {exc}") from None
+            if not features:
+                raise BadRequest(f"{name}: no zone in the file")
+            digest = hashlib.sha256(data).hexdigest()[:16]
+            uri = storage.parse(uploads_folder(ctx)).join(f"{digest}-{safe}").uri
+            if not storage.exists(uri):  # same content, same name: the same URI (same key)
+                storage.write_bytes(uri, data)
+            return {"uri": uri, "name": safe, "features": len(features)}
+
+        return await run_in_threadpool(check_and_store)
 
     @api.post("/new", status_code=201, responses=_REFUSED)
     def submit(request: Request, conf: dict[str, Any] = Body(...)) -> JSONResponse:
