@@ -7,7 +7,6 @@ import datetime as dt
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -32,9 +31,9 @@ BORDEAUX: dict[str, Any] = ChangeDetectionConf(
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    from candela.embedded import free_port as platform_free_port
+
+    return platform_free_port()
 
 
 class Platform:

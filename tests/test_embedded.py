@@ -230,3 +230,32 @@ def test_a_session_id_reused_by_another_program_is_not_ours(tmp_path: Path) -> N
     finally:
         other.kill()
         other.wait(timeout=10)
+
+
+def test_free_ports_are_distinct_and_outside_the_ephemeral_range() -> None:
+    # ports chosen for servers about to start: never twice, never where the kernel picks the
+    # local ports of outgoing connections (one could take it before the server binds it)
+    from candela.embedded import _ephemeral_range, free_port, port_in_use
+
+    low, high = _ephemeral_range()
+    ports = [free_port() for _ in range(50)]
+    assert len(set(ports)) == 50
+    assert not any(port_in_use(p) for p in ports)
+    if low > 12000:
+        assert all(10000 <= p < low for p in ports)
+
+
+def test_a_seaweedfs_bind_failure_is_told_apart(tmp_path) -> None:
+    from candela.s3server import _bind_failed
+
+    log = tmp_path / "seaweedfs.log"
+    log.write_text(
+        "F1202 filer.go:461 failed to listen on grpc port 50443: address already in use\n"
+    )
+    offset = log.stat().st_size
+    assert _bind_failed(log, 0)
+    assert not _bind_failed(log, offset)  # an earlier start's failure is not this one's
+    with log.open("a") as f:
+        f.write("F1202 volume: no space left on device\n")
+    assert not _bind_failed(log, offset)
+    assert not _bind_failed(tmp_path / "missing.log", 0)

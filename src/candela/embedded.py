@@ -141,10 +141,40 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
     return False
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+_HANDED_OUT: set[int] = set()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A free TCP port for a server about to start, never one handed out before by this process.
+
+    Taken below the kernel's ephemeral range when there is room (outgoing connections take their
+    local ports from that range, so a port chosen there can be gone by the time the server binds
+    it; ports asked of the kernel with ``bind(0)`` all come from there), else from the kernel.
+    """
+    import random
+
+    low, _ = _ephemeral_range()
+    if low > 12000:
+        for _ in range(200):
+            port = random.randrange(10000, low)
+            if port not in _HANDED_OUT and not port_in_use(port, host):
+                _HANDED_OUT.add(port)
+                return port
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            port = int(s.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def _ports_file(settings: Settings) -> Path:
@@ -188,7 +218,7 @@ def choose_ports(settings: Settings, running: set[str]) -> dict[str, int]:
         else:
             port = recorded.get(key)
             while port is None or port in taken or port_in_use(port):
-                port = _free_port()
+                port = free_port()
             chosen[key] = port
     with private_umask():
         settings.run_dir.mkdir(parents=True, exist_ok=True)

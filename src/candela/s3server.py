@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from candela.embedded import free_port as _free_port
 from candela.embedded import live_pid, port_in_use
 from candela_sdk.processes import stop_group
 
@@ -160,10 +161,11 @@ def weed_bin() -> str:
     return found
 
 
+START_ATTEMPTS = 3
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
+    return _free_port(HOST)
 
 
 def _paths(home: Path) -> dict[str, Path]:
@@ -260,72 +262,93 @@ def start(
         paths["identities"],
         json.dumps({"identities": [admin.config(), *[i.config() for i in idents]]}, indent=2),
     )
-    ports = {
-        "s3": port,
-        "master": free_port(),
-        "volume": free_port(),
-        "filer": free_port(),
-    }
-    # gRPC ports: SeaweedFS derives them as port + 10000 unless told; pick free ones instead
-    grpc = {f"{k}.grpc": free_port() for k in ("master", "volume", "filer", "s3")}
-    ports.update(grpc)
-    args = [
-        weed_bin(),
-        "server",
-        f"-dir={paths['data']}",
-        f"-ip={HOST}",
-        f"-ip.bind={HOST}",
-        "-master.telemetry=false",
-        "-master.volumeSizeLimitMB=256",
-        "-volume.max=64",
-        f"-master.port={ports['master']}",
-        f"-master.port.grpc={ports['master.grpc']}",
-        f"-volume.port={ports['volume']}",
-        f"-volume.port.grpc={ports['volume.grpc']}",
-        f"-filer.port={ports['filer']}",
-        f"-filer.port.grpc={ports['filer.grpc']}",
-        "-s3",
-        f"-s3.port={port}",
-        f"-s3.port.grpc={ports['s3.grpc']}",
-        "-s3.port.iceberg=0",
-        "-s3.port.lance=0",
-        f"-s3.config={paths['identities']}",
-    ]
-    old_umask = os.umask(0o077)
-    try:
-        logf = open(paths["log"], "ab")
-    finally:
-        os.umask(old_umask)
-    proc = subprocess.Popen(
-        args,
-        stdout=logf,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        cwd=str(paths["s3"]),
-        start_new_session=True,
-        umask=0o077,  # volume files, filer store: owner only
-        env={**os.environ, PLATFORM_MARK: str(home)},
-    )
-    logf.close()
-    paths["pid"].write_text(str(proc.pid))
-    server = S3Server(
-        home=home, port=port, pid=proc.pid, ports=ports, admin=admin, identities=idents
-    )
-    state = {
-        "port": port,
-        "ports": ports,
-        "admin": asdict(admin),
-        "identities": [asdict(i) for i in idents],
-    }
-    _write_private(paths["state"], json.dumps(state, indent=2))
-    try:
-        _wait_ready(server, proc, timeout, paths["log"])
-        server.ensure_buckets(buckets)
-    except BaseException:
-        stop(home)
-        raise
+    # an internal port taken between its choice and SeaweedFS's bind (another program starting
+    # at the same moment): new internal ports and another try, a few times
+    for attempt in range(1, START_ATTEMPTS + 1):
+        offset = paths["log"].stat().st_size if paths["log"].exists() else 0
+        ports = {
+            "s3": port,
+            "master": free_port(),
+            "volume": free_port(),
+            "filer": free_port(),
+        }
+        # gRPC ports: SeaweedFS derives them as port + 10000 unless told; pick free ones instead
+        grpc = {f"{k}.grpc": free_port() for k in ("master", "volume", "filer", "s3")}
+        ports.update(grpc)
+        args = [
+            weed_bin(),
+            "server",
+            f"-dir={paths['data']}",
+            f"-ip={HOST}",
+            f"-ip.bind={HOST}",
+            "-master.telemetry=false",
+            "-master.volumeSizeLimitMB=256",
+            "-volume.max=64",
+            f"-master.port={ports['master']}",
+            f"-master.port.grpc={ports['master.grpc']}",
+            f"-volume.port={ports['volume']}",
+            f"-volume.port.grpc={ports['volume.grpc']}",
+            f"-filer.port={ports['filer']}",
+            f"-filer.port.grpc={ports['filer.grpc']}",
+            "-s3",
+            f"-s3.port={port}",
+            f"-s3.port.grpc={ports['s3.grpc']}",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            f"-s3.config={paths['identities']}",
+        ]
+        old_umask = os.umask(0o077)
+        try:
+            logf = open(paths["log"], "ab")
+        finally:
+            os.umask(old_umask)
+        proc = subprocess.Popen(
+            args,
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=str(paths["s3"]),
+            start_new_session=True,
+            umask=0o077,  # volume files, filer store: owner only
+            env={**os.environ, PLATFORM_MARK: str(home)},
+        )
+        logf.close()
+        paths["pid"].write_text(str(proc.pid))
+        server = S3Server(
+            home=home, port=port, pid=proc.pid, ports=ports, admin=admin, identities=idents
+        )
+        state = {
+            "port": port,
+            "ports": ports,
+            "admin": asdict(admin),
+            "identities": [asdict(i) for i in idents],
+        }
+        _write_private(paths["state"], json.dumps(state, indent=2))
+        try:
+            _wait_ready(server, proc, timeout, paths["log"])
+            server.ensure_buckets(buckets)
+        except S3ServerError:
+            stop(home)
+            if attempt < START_ATTEMPTS and _bind_failed(paths["log"], offset):
+                log.warning("SeaweedFS: an internal port was taken meanwhile; new ports")
+                continue
+            raise
+        except BaseException:
+            stop(home)
+            raise
+        break
     log.info("SeaweedFS S3 on %s (pid %d)", server.endpoint_url, proc.pid)
     return server
+
+
+def _bind_failed(logf: Path, offset: int) -> bool:
+    """Whether SeaweedFS's log, from ``offset`` on, says a port could not be bound."""
+    try:
+        with open(logf, "rb") as f:
+            f.seek(offset)
+            return b"address already in use" in f.read()
+    except OSError:
+        return False
 
 
 def _wait_ready(

@@ -4,7 +4,6 @@ HTTP as external clients) and the question page (HTML, then headless Chromium)."
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -19,9 +18,9 @@ RUN_PAGE = "/candela/runs/s2_change_detection/manual__test"
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    from candela.embedded import free_port
+
+    return free_port()
 
 
 @pytest.fixture(scope="module")

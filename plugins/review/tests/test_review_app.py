@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -363,9 +362,9 @@ def test_items_validate_with_stac_validator(client: Any) -> None:
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    from candela.embedded import free_port
+
+    return free_port()
 
 
 def test_pystac_client_opens_the_api(world: dict[str, Any]) -> None:
