@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from candela import cli_console
 from candela.cli_kb import app as kb_app
 from candela.cli_models import app as models_app
 from candela.cli_orders import app as orders_app
@@ -40,10 +40,7 @@ app.add_typer(kb_app, name="kb")
 app.add_typer(scale_app, name="scale")
 app.add_typer(usage_app, name="usage")
 
-# not a terminal (pipes, CI): wide enough that tables are not truncated
-_WIDTH = None if sys.stdout.isatty() else 200
-console = Console(soft_wrap=True, width=_WIDTH)
-err = Console(stderr=True, soft_wrap=True, width=_WIDTH)
+console, err = cli_console.console, cli_console.err
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_SAMPLE = REPO / "data" / "oscd" / "bordeaux"

@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from candela import cli_console
 
 app = typer.Typer(
     help="The knowledge base: load sources, ask questions (SPARQL).", no_args_is_help=True
 )
-console = Console()
+console = cli_console.console
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:

@@ -17,10 +17,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from candela import cli_console
+
 log = logging.getLogger(__name__)
 
 app = typer.Typer(help="Change-detection models: the model registry.", no_args_is_help=True)
-console = Console()
+console = cli_console.console
 
 
 def _dsn() -> str:

@@ -7,13 +7,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from candela import cli_console
 
 app = typer.Typer(
     help="The elastic cluster: autoscaling policies and their simulator.", no_args_is_help=True
 )
-console = Console()
+console = cli_console.console
 
 
 @app.command("simulate")
