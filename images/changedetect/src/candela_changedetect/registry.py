@@ -16,14 +16,12 @@ the records in the ``candela.models`` table (``candela models list|show|register
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from candela_sdk import storage
 from candela_sdk.registry import (
     REGISTERED_NAME,
     builtin_names,
@@ -43,28 +41,11 @@ NORMALISATION = (
 )
 
 
-def sha256_of(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def local_copy(uri: str) -> str:
-    """A local path of ``uri`` (S3 objects are downloaded to a temporary file)."""
+    """A local path of a model file (S3 objects are downloaded to a temporary ``.keras``)."""
     from candela_sdk import storage
-    from candela_sdk.errors import InputError
 
-    loc = storage.parse(uri)
-    if loc.scheme == "file":
-        if not Path(loc.path).is_file():
-            raise InputError(f"model file not found: {loc.uri}")
-        return loc.path
-    fd, tmp = tempfile.mkstemp(suffix=".keras")
-    with os.fdopen(fd, "wb") as f:
-        f.write(storage.read_bytes(uri))
-    return tmp
+    return storage.local_copy(uri, ".keras")
 
 
 def check_name(name: str) -> None:
@@ -141,7 +122,7 @@ def register(
         raise InputError("--bands has duplicate band names")
     root = root or registry_root()
     folder = storage.parse(root).join(name)
-    digest = sha256_of(keras_file)
+    digest = storage.sha256_of(keras_file)
     record = {
         "name": name,
         "architecture": "encoder",
@@ -169,7 +150,7 @@ def resolve(name: str, options: dict[str, Any]) -> tuple[dict[str, Any], dict[st
 
     record = get(name)
     path = local_copy(record["uri"])
-    digest = sha256_of(path)
+    digest = storage.sha256_of(path)
     if digest != record["sha256"]:
         raise InputError(
             f"model {name!r}: digest mismatch ({digest[:12]} != {record['sha256'][:12]}): "

@@ -16,11 +16,8 @@ detection uses (``candela_sdk.registry``: ``<root>/<name>/model.keras`` + ``meta
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import logging
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +26,7 @@ import numpy as np
 
 from candela_fusion.classes import ClassTable, from_json
 from candela_fusion.nets import KINDS, OPTICAL_BANDS, POLARISATIONS
+from candela_sdk import storage
 from candela_sdk.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -77,14 +75,6 @@ class Bundle:
     metadata: dict[str, Any]
 
 
-def sha256_of(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def metadata_for(
     name: str,
     kind: str,
@@ -120,7 +110,7 @@ def save(folder: str | Path, net: Any, metadata: dict[str, Any]) -> dict[str, An
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     net.save(folder / "model.keras")
-    record = {**metadata, "sha256": sha256_of(folder / "model.keras")}
+    record = {**metadata, "sha256": storage.sha256_of(folder / "model.keras")}
     record["size_bytes"] = (folder / "model.keras").stat().st_size
     (folder / "metadata.json").write_text(json.dumps(record, indent=2))
     return record
@@ -164,18 +154,6 @@ def available() -> list[str]:
     return out
 
 
-def _local(uri: str) -> str:
-    from candela_sdk import storage
-
-    loc = storage.parse(uri)
-    if loc.scheme == "file":
-        return loc.path
-    fd, tmp = tempfile.mkstemp(suffix=".keras")
-    with os.fdopen(fd, "wb") as f:
-        f.write(storage.read_bytes(uri))
-    return tmp
-
-
 def load(name: str) -> Bundle:
     """The model ``name`` (built in, else registered); bad input when it is unknown, not a
     fusion model, or its file does not match its recorded digest."""
@@ -210,8 +188,8 @@ def load(name: str) -> Bundle:
                 f"registered model {name!r} is a {meta.get('architecture', '?')} model of "
                 f"another service, not a fusion model"
             )
-        path = _local(storage.parse(found.uri).join("model.keras").uri)
-    digest = sha256_of(path)
+        path = storage.local_copy(storage.parse(found.uri).join("model.keras").uri, ".keras")
+    digest = storage.sha256_of(path)
     if meta.get("sha256") and digest != meta["sha256"]:
         raise InputError(
             f"model {name!r}: digest mismatch ({digest[:12]} != {meta['sha256'][:12]}): the "

@@ -12,6 +12,7 @@ S3 settings come from the environment: ``CANDELA_S3_ENDPOINT_URL``, ``CANDELA_S3
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import shutil
@@ -448,3 +449,26 @@ def remove_temporaries(uri: str | os.PathLike[str]) -> list[str]:
             client.delete_object(Bucket=loc.bucket, Key=obj["Key"])
             removed.append(f"s3://{loc.bucket}/{obj['Key']}")
     return removed
+
+
+def sha256_of(path: str | os.PathLike[str]) -> str:
+    """The SHA-256 hex digest of a local file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def local_copy(uri: str | os.PathLike[str], suffix: str = "") -> str:
+    """A local path of ``uri``: the file itself when local (bad input when missing), else the
+    object downloaded to a temporary file ending in ``suffix`` (the caller removes it)."""
+    loc = parse(uri)
+    if loc.scheme == "file":
+        if not Path(loc.path).is_file():
+            raise InputError(f"file not found: {loc.uri}")
+        return loc.path
+    fd, tmp = tempfile.mkstemp(suffix=suffix)
+    with os.fdopen(fd, "wb") as f:
+        f.write(read_bytes(uri))
+    return tmp
