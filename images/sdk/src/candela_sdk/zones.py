@@ -199,6 +199,50 @@ def zone_id(feature: dict[str, Any], index: int) -> str:
     return str(index)
 
 
+def _zone_blocks(
+    ds: Any, geom: dict[str, Any] | None, zid: str, zones_crs: str, block_rows: int
+) -> Iterator[tuple[int, int, Any, Any]]:
+    """The row chunks of one zone on a raster: ``(row, rows, window, inside)`` where ``inside``
+    marks the pixels whose centre lies in the zone (reprojected to the raster CRS), over the
+    zone's own bounding window only; nothing for an empty zone or one outside the raster."""
+    from rasterio import windows
+    from rasterio.features import rasterize
+    from rasterio.warp import transform_geom
+
+    if not geom:
+        return
+    try:
+        g = transform_geom(zones_crs, ds.crs, geom) if ds.crs else geom
+    except Exception as exc:
+        raise InputError(f"cannot reproject zone {zid} from {zones_crs}: {exc}") from None
+    bounds = _bounds(g)
+    if bounds is None:
+        return
+    full = windows.Window(0, 0, ds.width, ds.height)  # type: ignore[no-untyped-call]
+    try:
+        fw = windows.from_bounds(*bounds, transform=ds.transform)
+        c_lo, r_lo = math.floor(fw.col_off), math.floor(fw.row_off)
+        c_hi = math.ceil(fw.col_off + fw.width) + 1
+        r_hi = math.ceil(fw.row_off + fw.height) + 1
+        win = windows.Window(c_lo, r_lo, c_hi - c_lo, r_hi - r_lo).intersection(full)  # type: ignore[no-untyped-call]
+    except windows.WindowError:
+        return
+    c0, r0, w, h = int(win.col_off), int(win.row_off), int(win.width), int(win.height)
+    if w <= 0 or h <= 0:
+        return
+    for r in range(r0, r0 + h, max(1, block_rows)):
+        hh = min(block_rows, r0 + h - r)
+        sub = windows.Window(c0, r, w, hh)  # type: ignore[no-untyped-call]
+        inside = rasterize(
+            [(g, 1)],
+            out_shape=(hh, w),
+            transform=windows.transform(sub, ds.transform),
+            fill=0,
+            dtype="uint8",
+        ).astype(bool)
+        yield r, hh, sub, inside
+
+
 def zone_statistics(
     features: list[dict[str, Any]],
     zones_crs: str,
@@ -211,14 +255,8 @@ def zone_statistics(
     over its own bounding window only, in row chunks, so overlapping zones are counted
     independently and memory stays bounded.
     """
-    from rasterio import windows
-    from rasterio.features import rasterize
-    from rasterio.warp import transform_geom
-
     out: list[dict[str, Any]] = []
-    full = windows.Window(0, 0, mask_ds.width, mask_ds.height)  # type: ignore[no-untyped-call]
     for i, feat in enumerate(features):
-        geom = feat.get("geometry")
         stats: dict[str, Any] = {
             "zone_id": zone_id(feat, i),
             "valid_pixels": 0,
@@ -229,38 +267,10 @@ def zone_statistics(
             "changed_fraction": None,
         }
         out.append(stats)
-        if not geom:
-            continue
-        try:
-            g = transform_geom(zones_crs, mask_ds.crs, geom) if mask_ds.crs else geom
-        except Exception as exc:
-            raise InputError(
-                f"cannot reproject zone {stats['zone_id']} from {zones_crs}: {exc}"
-            ) from None
-        bounds = _bounds(g)
-        if bounds is None:
-            continue
-        try:
-            fw = windows.from_bounds(*bounds, transform=mask_ds.transform)
-            c_lo, r_lo = math.floor(fw.col_off), math.floor(fw.row_off)
-            c_hi = math.ceil(fw.col_off + fw.width) + 1
-            r_hi = math.ceil(fw.row_off + fw.height) + 1
-            win = windows.Window(c_lo, r_lo, c_hi - c_lo, r_hi - r_lo).intersection(full)  # type: ignore[no-untyped-call]
-        except windows.WindowError:
-            continue
-        c0, r0, w, h = int(win.col_off), int(win.row_off), int(win.width), int(win.height)
-        if w <= 0 or h <= 0:
-            continue
-        for r in range(r0, r0 + h, max(1, block_rows)):
-            hh = min(block_rows, r0 + h - r)
-            sub = windows.Window(c0, r, w, hh)  # type: ignore[no-untyped-call]
-            inside = rasterize(
-                [(g, 1)],
-                out_shape=(hh, w),
-                transform=windows.transform(sub, mask_ds.transform),
-                fill=0,
-                dtype="uint8",
-            ).astype(bool)
+        blocks = _zone_blocks(
+            mask_ds, feat.get("geometry"), stats["zone_id"], zones_crs, block_rows
+        )
+        for r, hh, sub, inside in blocks:
             mask = mask_ds.read(1, window=sub)
             valid = inside & (mask != 255)
             changed = inside & (mask == 1)
@@ -382,56 +392,24 @@ def zone_class_areas(
     """Area (ha) and pixel count of each class value per zone, on a class raster (band 1,
     ``nodata`` excluded); the class-map counterpart of :func:`zone_statistics`, with the same
     rasterisation (pixel centres inside the zone, per bounding window, in row chunks)."""
-    from rasterio import windows
-    from rasterio.features import rasterize
-    from rasterio.warp import transform_geom
-
     out: list[dict[str, Any]] = []
-    full = windows.Window(0, 0, class_ds.width, class_ds.height)  # type: ignore[no-untyped-call]
     for i, feat in enumerate(features):
         pixels = dict.fromkeys(classes, 0)
         areas = dict.fromkeys(classes, 0.0)
         stats: dict[str, Any] = {"zone_id": zone_id(feat, i), "valid_pixels": 0}
         out.append(stats)
-        geom = feat.get("geometry")
-        win = None
-        if geom:
-            try:
-                g = transform_geom(zones_crs, class_ds.crs, geom) if class_ds.crs else geom
-            except Exception as exc:
-                raise InputError(
-                    f"cannot reproject zone {stats['zone_id']} from {zones_crs}: {exc}"
-                ) from None
-            bounds = _bounds(g)
-            if bounds is not None:
-                try:
-                    fw = windows.from_bounds(*bounds, transform=class_ds.transform)
-                    c_lo, r_lo = math.floor(fw.col_off), math.floor(fw.row_off)
-                    c_hi = math.ceil(fw.col_off + fw.width) + 1
-                    r_hi = math.ceil(fw.row_off + fw.height) + 1
-                    win = windows.Window(c_lo, r_lo, c_hi - c_lo, r_hi - r_lo).intersection(full)  # type: ignore[no-untyped-call]
-                except windows.WindowError:
-                    win = None
-        if win is not None and int(win.width) > 0 and int(win.height) > 0:
-            c0, r0, w, h = int(win.col_off), int(win.row_off), int(win.width), int(win.height)
-            for r in range(r0, r0 + h, max(1, block_rows)):
-                hh = min(block_rows, r0 + h - r)
-                sub = windows.Window(c0, r, w, hh)  # type: ignore[no-untyped-call]
-                inside = rasterize(
-                    [(g, 1)],
-                    out_shape=(hh, w),
-                    transform=windows.transform(sub, class_ds.transform),
-                    fill=0,
-                    dtype="uint8",
-                ).astype(bool)
-                values = class_ds.read(1, window=sub)
-                row_areas = row_pixel_areas_m2(class_ds.transform, class_ds.crs, r, hh)
-                stats["valid_pixels"] += int((inside & (values != nodata)).sum())
-                for c in classes:
-                    hit = inside & (values == c)
-                    pixels[c] += int(hit.sum())
-                    if row_areas is not None:
-                        areas[c] += float(hit.sum(axis=1) @ row_areas) / 1e4
+        blocks = _zone_blocks(
+            class_ds, feat.get("geometry"), stats["zone_id"], zones_crs, block_rows
+        )
+        for r, hh, sub, inside in blocks:
+            values = class_ds.read(1, window=sub)
+            row_areas = row_pixel_areas_m2(class_ds.transform, class_ds.crs, r, hh)
+            stats["valid_pixels"] += int((inside & (values != nodata)).sum())
+            for c in classes:
+                hit = inside & (values == c)
+                pixels[c] += int(hit.sum())
+                if row_areas is not None:
+                    areas[c] += float(hit.sum(axis=1) @ row_areas) / 1e4
         stats["class_pixels"] = {str(c): pixels[c] for c in classes}
         stats["class_area_ha"] = (
             {str(c): round(areas[c], 4) for c in classes} if class_ds.crs is not None else None
