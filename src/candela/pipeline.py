@@ -341,35 +341,26 @@ def publish(
     prefix = output_prefix(settings, dag_id, key, run_id)
     earlier = earlier_runs(settings, dag_id, key, run_id)
     same_as = [e["run_id"] for e in earlier]
+    stamp = {  # on every item the run publishes (change results and land-cover maps)
+        "candela:workflow": dag_id,
+        "candela:run_id": run_id,
+        "candela:params": params,
+        "candela:output_key": key,
+        "candela:same_parameters_as": same_as,
+    }
     published = []
     for ch in changes:
         if not ch:
             continue
         item_uri = ch["outputs"]["item"]
         item = json.loads(storage.read_text(item_uri))
-        item["collection"] = WORKFLOW_COLLECTION
-        item.setdefault("properties", {}).update(
-            {
-                "candela:workflow": dag_id,
-                "candela:run_id": run_id,
-                "candela:params": params,
-                "candela:output_key": key,
-                "candela:same_parameters_as": same_as,
-            }
-        )
+        item.update(collection=WORKFLOW_COLLECTION)
+        item.setdefault("properties", {}).update(stamp)
         published.append({"item_uri": item_uri, "item": item, "result": ch})
     landcover = landcover_items(prefix)
     for _uri, item in landcover:
-        item["collection"] = WORKFLOW_COLLECTION
-        item.setdefault("properties", {}).update(
-            {
-                "candela:workflow": dag_id,
-                "candela:run_id": run_id,
-                "candela:params": params,
-                "candela:output_key": key,
-                "candela:same_parameters_as": same_as,
-            }
-        )
+        item.update(collection=WORKFLOW_COLLECTION)
+        item.setdefault("properties", {}).update(stamp)
     summary = {
         "workflow": dag_id,
         "run_id": run_id,
