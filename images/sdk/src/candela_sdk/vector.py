@@ -4,7 +4,9 @@ outputs, the knowledge-base ETL), and the writers of the formats analysts open.
 :func:`change_polygons` turns a change mask (1 change, 0 no change, other values no data) into
 one polygon per connected changed area (4-connected pixels, as GDAL polygonises), with its area
 (ha: the sum of its pixel areas, as the change statistics count them) and, given the probability raster on the same
-grid, its mean change probability. Geometries are in WGS 84 (lon/lat).
+grid, its mean change probability. :func:`class_polygons` does the same for a class raster
+(land cover): one polygon per connected area of one class, with its class code and area.
+Geometries are in WGS 84 (lon/lat).
 
 Writers: :func:`geojson_text` (RFC 7946), :func:`kml_text` (KML 2.2) and :func:`write_geopackage`
 (OGC GeoPackage 1.3 through SQLite: no GDAL/OGR Python binding is needed, and the file opens in
@@ -274,3 +276,80 @@ def write_geopackage(
         raise
     conn.close()
     tmp.replace(path)
+
+
+def class_polygons(
+    raster_path: str | Path,
+    *,
+    nodata: int | None = None,
+    min_pixels: int = 1,
+    max_polygons: int = 100_000,
+) -> list[dict[str, Any]]:
+    """GeoJSON features (WGS 84) of a class raster (land cover: one integer class code per
+    pixel): one polygon per 4-connected area of one class (as GDAL polygonises), with ``value``
+    (the class code), ``area_ha`` (sum of its pixel areas, as :func:`change_polygons` counts
+    them) and ``pixels``; pixels equal to ``nodata`` (default: the raster's) are left out, and
+    so are areas of fewer than ``min_pixels`` pixels. :class:`InputError` when the raster is
+    not of integers or gives more than ``max_polygons`` areas."""
+    import rasterio
+    from rasterio.features import rasterize, shapes
+    from rasterio.warp import transform_geom
+
+    from candela_sdk.zones import row_pixel_areas_m2
+
+    with rasterio.open(raster_path) as ds:
+        data = ds.read(1)
+        transform, crs = ds.transform, ds.crs
+        nodata = ds.nodata if nodata is None else nodata
+    if not np.issubdtype(data.dtype, np.integer):
+        raise InputError(f"{raster_path}: a class raster holds integer codes, not {data.dtype}")
+    valid = np.ones(data.shape, dtype=bool) if nodata is None else data != nodata
+    if not valid.any():
+        return []
+    source = data.astype("int32") if data.dtype not in (np.uint8, np.int16, np.int32) else data
+    found = [(g, int(v)) for g, v in shapes(source, mask=valid, transform=transform)]
+    if len(found) > max_polygons * 4:
+        raise InputError(
+            f"{raster_path}: {len(found)} separate class areas (more than {max_polygons})"
+        )
+    labels = rasterize(
+        ((g, i) for i, (g, _) in enumerate(found, start=1)),
+        out_shape=data.shape,
+        transform=transform,
+        fill=0,
+        dtype="int32",
+    )
+    n = len(found)
+    flat = labels.ravel()
+    counts = np.bincount(flat, minlength=n + 1)
+    areas = row_pixel_areas_m2(transform, crs, 0, data.shape[0])
+    area_m2 = None
+    if areas is not None:
+        per_pixel = np.broadcast_to(areas[:, None], data.shape).ravel()
+        area_m2 = np.bincount(flat, weights=per_pixel, minlength=n + 1)
+    kept = [i for i in range(1, n + 1) if counts[i] >= max(1, min_pixels)]
+    if len(kept) > max_polygons:
+        raise InputError(
+            f"{raster_path}: {len(kept)} separate class areas (more than {max_polygons})"
+        )
+    src_crs = crs.to_string() if crs else None
+    features = []
+    for i in kept:
+        geom, value = found[i - 1]
+        g84 = transform_geom(src_crs, "EPSG:4326", geom) if src_crs else dict(geom)
+        features.append(
+            {
+                "type": "Feature",
+                "properties": {
+                    "value": value,
+                    "area_ha": None if area_m2 is None else round(float(area_m2[i]) / 1e4, 4),
+                    "pixels": int(counts[i]),
+                },
+                "geometry": json.loads(json.dumps(g84)),
+            }
+        )
+    features.sort(key=lambda f: (f["properties"]["value"], -f["properties"]["pixels"]))
+    for k, f in enumerate(features, start=1):
+        f["id"] = k
+        f["properties"] = {"id": k, **f["properties"]}
+    return features
