@@ -8,8 +8,8 @@ import time
 from pathlib import PurePosixPath
 from typing import Any
 
-from candela_rdf_etl import context, products, results, weather
-from candela_rdf_etl.model import Extract, new_graph
+from candela_rdf_etl import context, landcover, products, results, weather
+from candela_rdf_etl.model import CDL, Extract, new_graph
 from candela_rdf_etl.params import RdfEtlParams
 from candela_rdf_etl.shacl import check
 from candela_sdk import storage
@@ -32,7 +32,7 @@ def _day(text: str | None) -> dt.date | None:
 def default_key(params: RdfEtlParams) -> str:
     if params.key:
         return params.key
-    if params.source == "results":
+    if params.source in ("results", "landcover-run"):
         return f"{params.workflow}/{params.output_key}"
     return PurePosixPath(params.inputs[0].rstrip("/")).name.rsplit(".", 1)[0]
 
@@ -52,6 +52,17 @@ def extract(params: RdfEtlParams, kb: Any) -> Extract:
         weather.extract_ghcn(ex, params.inputs, params.stations, window)
     elif source == "weather-meteofrance":
         weather.extract_meteofrance(ex, params.inputs, window)
+    elif source == "landcover-run":
+        assert params.workflow and params.run_id and params.output_key  # checked by the params
+        landcover.extract_run(
+            ex, params.inputs, params.workflow, params.run_id, params.output_key, params.min_pixels
+        )
+    elif source == "corine":
+        landcover.extract_corine(ex, params.inputs)
+    elif source == "rpg":
+        landcover.extract_rpg(ex, params.inputs)
+    elif source == "bigearthnet":
+        landcover.extract_bigearthnet(ex, params.inputs)
     if ex.failures:
         return ex
     ctx = context.read_context(kb)
@@ -64,13 +75,28 @@ def extract(params: RdfEtlParams, kb: Any) -> Extract:
         for result, geom in ex.extra.get("results", []):
             context.add_nearest_station(ex, result, geom, ctx.stations)
         ex.extra["change_areas"] = len(areas)
+        by_result: dict = {}
+        for a, geom in areas:
+            by_result.setdefault(next(ex.graph.objects(a, CDL.changeResult)), []).append(geom)
+        ex.extra["zone_changes"] = landcover.add_zone_changes(
+            ex, landcover.read_parcels(kb), by_result
+        )
     elif source == "communes":
         for unit, geom in ex.extra.get("units", []):
             context.add_nearest_station(ex, unit, geom, ctx.stations)
     elif source.startswith("weather"):
         stations = ex.extra.get("stations", [])
-        for unit, geom in ctx.units:
+        for unit, geom in ctx.units + landcover.read_parcels(kb):
             context.add_nearest_station(ex, unit, geom, stations)
+    elif source in landcover.SOURCES:
+        zones = ex.extra.get("zones", [])
+        ex.extra["relations"] = context.add_unit_relations(ex, zones, ctx)
+        ex.extra["zone_changes"] = landcover.add_zone_changes(
+            ex, zones, landcover.read_change_areas(kb)
+        )
+        if source == "rpg":  # the nearest station of each parcel (for its weather)
+            for zone, geom in zones:
+                context.add_nearest_station(ex, zone, geom, ctx.stations)
     return ex
 
 
@@ -118,6 +144,8 @@ def run(params: RdfEtlParams) -> dict[str, Any]:
         "rejected_geometries": ex.rejected,
         "change_areas": ex.extra.get("change_areas"),
         "spatial_relations": ex.extra.get("relations"),
+        "land_cover_zones": len(ex.extra["zones"]) if "zones" in ex.extra else None,
+        "zone_changes": ex.extra.get("zone_changes"),
         "triples_per_second": round(triples / seconds, 1) if seconds > 0 else None,
         "outputs": outputs,
     }
