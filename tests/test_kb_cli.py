@@ -96,3 +96,17 @@ def test_kubernetes_runner_needs_an_external_knowledge_base(monkeypatch) -> None
     assert kb_unreachable(Settings(runner="local")) is None
     assert "CANDELA_KB_ENDPOINT" in (kb_unreachable(Settings(runner="kubernetes")) or "")
     assert kb_unreachable(Settings(runner="kubernetes", kb_endpoint="http://kb/sparql")) is None
+
+
+def test_kb_load_rpg_parcels_and_refuse_a_wrong_schema(tmp_path: Path) -> None:
+    fixtures = REPO / "images" / "rdf-etl" / "tests" / "fixtures"
+    home = tmp_path / "home"
+    r = candela(
+        "load", "rpg", str(fixtures / "FIXTURE-rpg-parcelles-bordeaux-demo-not-real-data.geojson"),
+        home=home,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "from 4 row(s)" in r.stdout and "graph/rpg/" in r.stdout
+    r = candela("load", "rpg", str(fixtures / "FIXTURE-rpg-wrong-schema-not-real-data.geojson"),
+                home=home)  # fmt: skip
+    assert r.returncode == 2 and "missing RPG column(s) ['CODE_CULTU']" in r.stderr

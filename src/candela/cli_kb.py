@@ -40,10 +40,13 @@ def load(
     source: Annotated[
         str,
         typer.Argument(
-            help="communes | weather-ecad | weather-ghcn | weather-meteofrance | products | results"
+            help="communes | weather-ecad | weather-ghcn | weather-meteofrance | products | "
+            "results | landcover-run | corine | rpg | bigearthnet"
         ),
     ],
-    files: Annotated[list[str], typer.Argument(help="the source's files (results: a run.json)")],
+    files: Annotated[
+        list[str], typer.Argument(help="the source's files (results, landcover-run: a run.json)")
+    ],
     key: Annotated[
         str | None, typer.Option(help="name of the source's graph (default: file name)")
     ] = None,

@@ -23,7 +23,18 @@ from candela_sdk.kb import Answer, KnowledgeBase, QuerySyntaxError, open_kb
 
 QUESTIONS_DIR = Path(__file__).resolve().parent / "questions"
 #: sources ``candela kb load`` accepts (``results`` takes a run's ``run.json``)
-SOURCES = ("communes", "weather-ecad", "weather-ghcn", "weather-meteofrance", "products", "results")
+SOURCES = (
+    "communes",
+    "weather-ecad",
+    "weather-ghcn",
+    "weather-meteofrance",
+    "products",
+    "results",
+    "landcover-run",
+    "corine",
+    "rpg",
+    "bigearthnet",
+)
 _TYPES = ("decimal", "integer", "date", "string")
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -189,13 +200,14 @@ def load_arguments(
     if source not in SOURCES:
         raise BadParameter(f"unknown source {source!r} (known: {', '.join(SOURCES)})")
     args: dict[str, Any] = {"source": source, "inputs": [storage.to_uri(f) for f in files]}
-    if source == "results":
+    if source in ("results", "landcover-run"):
         if len(files) != 1:
-            raise BadParameter("source results takes one run.json (the run summary)")
+            raise BadParameter(f"source {source} takes one run.json (the run summary)")
+        listed = "results" if source == "results" else "landcover"
         try:
             summary = json.loads(storage.read_text(args["inputs"][0]))
             args.update(
-                inputs=[r["item"] for r in summary["results"]],
+                inputs=[r["item"] for r in summary[listed]],
                 workflow=summary["workflow"],
                 run_id=summary["run_id"],
                 output_key=summary["output_key"],
@@ -203,7 +215,7 @@ def load_arguments(
         except (OSError, KeyError, TypeError, json.JSONDecodeError) as exc:
             raise BadParameter(f"{files[0]} is not a run summary (run.json): {exc}") from None
         if not args["inputs"]:
-            raise BadParameter(f"{files[0]}: the run published no result")
+            raise BadParameter(f"{files[0]}: the run published no {listed} item")
     if key:
         args["key"] = key
     args.update({k: v for k, v in extra.items() if v is not None})
