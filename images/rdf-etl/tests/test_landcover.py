@@ -236,3 +236,17 @@ def test_vineyard_question_on_fixtures(home, change_result, parcels_first):
     # a stricter threshold than every share leaves nothing
     _n, none = platform_kb.rows(platform_kb.ask(platform_kb.bind(q, {"min_percent": "100.5"})))
     assert none == []
+
+
+def test_landcover_run_minimum_mapping_unit_merges_small_areas(home, tmp_path):
+    summary, data = _landcover_run(tmp_path, (1, 2, 3))
+    sizes = {v: int((data == v).sum()) for v in (1, 2, 3)}
+    mmu = sizes[3] + 1  # the water block is smaller: merged into its neighbour
+    run(RdfEtlParams(**platform_kb.load_arguments("landcover-run", [summary]), min_pixels=mmu))
+    rows = _select(
+        "SELECT ?code (SUM(?px) AS ?px) WHERE { ?z cdl:landCoverClass ?code ; cdl:pixelCount ?px }"
+        " GROUP BY ?code"
+    )
+    got = {r["code"]: int(r["px"]) for r in rows}
+    assert "3" not in got and got["2"] == sizes[2]
+    assert sum(got.values()) == sum(sizes.values())  # the map is still covered

@@ -288,9 +288,10 @@ def class_polygons(
     """GeoJSON features (WGS 84) of a class raster (land cover: one integer class code per
     pixel): one polygon per 4-connected area of one class (as GDAL polygonises), with ``value``
     (the class code), ``area_ha`` (sum of its pixel areas, as :func:`change_polygons` counts
-    them) and ``pixels``; pixels equal to ``nodata`` (default: the raster's) are left out, and
-    so are areas of fewer than ``min_pixels`` pixels. :class:`InputError` when the raster is
-    not of integers or gives more than ``max_polygons`` areas."""
+    them) and ``pixels``; pixels equal to ``nodata`` (default: the raster's) are left out.
+    ``min_pixels`` is a minimum mapping unit: smaller areas are first merged into their
+    largest neighbour (GDAL's sieve), so the class areas still cover the map. :class:`InputError`
+    when the raster is not of integers or gives more than ``max_polygons`` areas."""
     import rasterio
     from rasterio.features import rasterize, shapes
     from rasterio.warp import transform_geom
@@ -307,6 +308,10 @@ def class_polygons(
     if not valid.any():
         return []
     source = data.astype("int32") if data.dtype not in (np.uint8, np.int16, np.int32) else data
+    if min_pixels > 1:
+        from rasterio.features import sieve
+
+        source = sieve(source, size=min_pixels, mask=valid)
     found = [(g, int(v)) for g, v in shapes(source, mask=valid, transform=transform)]
     if len(found) > max_polygons * 4:
         raise InputError(
