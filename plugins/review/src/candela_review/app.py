@@ -38,6 +38,7 @@ from candela_review.routers import cog, downloads, knowledge, newrun, ops, pages
 from candela_review.web import HERE, Context, base_url, remember_caller, templates, wants_html
 
 PREFIX = "/candela"
+OPENAPI_MEDIA = "application/vnd.oai.openapi+json;version=3.1"  # FastAPI writes OpenAPI 3.1
 
 __all__ = ["PREFIX", "Context", "create_app", "review_url"]
 
@@ -66,8 +67,16 @@ def create_app(
         description="Results catalogue (STAC API), map tiles, review pages and reports.",
         docs_url=None,  # Swagger UI loads from a CDN (blank offline): a page of our own below
         redoc_url=None,
-        openapi_url="/openapi.json",
+        openapi_url=None,  # served below: JSON, or the OpenAPI media type when asked for
     )
+
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi_document(request: Request) -> JSONResponse:
+        """The OpenAPI document, as ``application/vnd.oai.openapi+json;version=3.1`` to a client
+        that asks for it (the STAC landing page's ``service-desc`` link), else as JSON."""
+        accept = request.headers.get("accept", "")
+        media = OPENAPI_MEDIA if OPENAPI_MEDIA.split(";")[0] in accept else "application/json"
+        return JSONResponse(app.openapi(), media_type=media)
 
     @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
     def docs(request: Request) -> HTMLResponse:
