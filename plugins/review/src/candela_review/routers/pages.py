@@ -14,7 +14,7 @@ from fastapi.responses import HTMLResponse
 from candela.web_errors import BadRequest, NotFound, WebError
 from candela_review import runs as runs_mod
 from candela_review import tiles
-from candela_review.web import Context, base_url
+from candela_review.web import Context, base_url, errors
 
 
 def page_data(request: Request, run: runs_mod.Run) -> dict[str, Any]:
@@ -109,11 +109,11 @@ def page_data(request: Request, run: runs_mod.Run) -> dict[str, Any]:
 def router(ctx: Context, templates: Any) -> APIRouter:
     api = APIRouter(tags=["pages"])
 
-    @api.get("/runs/{dag_id}/{run_id}/zones")
+    @api.get("/runs/{dag_id}/{run_id}/zones", responses=errors(404))
     def zones(dag_id: str, run_id: str, result: int = 0) -> dict[str, Any]:
         return runs_mod.zones_for(ctx.published(dag_id, run_id).result(result))
 
-    @api.get("/runs/{dag_id}/{run_id}/histogram")
+    @api.get("/runs/{dag_id}/{run_id}/histogram", responses=errors(404))
     def histogram(dag_id: str, run_id: str, result: int = 0) -> dict[str, Any]:
         return runs_mod.histogram_for(ctx.published(dag_id, run_id).result(result))
 
@@ -138,7 +138,7 @@ def router(ctx: Context, templates: Any) -> APIRouter:
         )
         return HTMLResponse(html, status_code=code)
 
-    @api.get("/runs/{dag_id}/{run_id}", response_class=HTMLResponse)
+    @api.get("/runs/{dag_id}/{run_id}", response_class=HTMLResponse, responses=errors(404))
     def review_page(request: Request, dag_id: str, run_id: str) -> HTMLResponse:
         run = ctx.run(dag_id, run_id, fresh=True)
         if run.status != "ok":
@@ -146,7 +146,7 @@ def router(ctx: Context, templates: Any) -> APIRouter:
         d = page_data(request, run)
         return HTMLResponse(templates.get_template("review.html").render(d=d))
 
-    @api.get("/runs/{dag_id}/{run_id}/report", response_class=HTMLResponse)
+    @api.get("/runs/{dag_id}/{run_id}/report", response_class=HTMLResponse, responses=errors(404))
     def report(request: Request, dag_id: str, run_id: str) -> HTMLResponse:
         run = ctx.run(dag_id, run_id, fresh=True)
         if run.status != "ok":
@@ -164,7 +164,7 @@ def router(ctx: Context, templates: Any) -> APIRouter:
         )
         return HTMLResponse(html)
 
-    @api.get("/compare", response_class=HTMLResponse)
+    @api.get("/compare", response_class=HTMLResponse, responses=errors(400, 404))
     def compare(request: Request, a: str, b: str) -> HTMLResponse:
         pages = []
         for ref in (a, b):
