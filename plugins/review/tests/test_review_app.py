@@ -584,6 +584,30 @@ def test_review_page_and_report(client: Any) -> None:
     assert "Zone statistics" in report and "quicklook" in report and "1 km cell" in report
 
 
+def test_report_location_map_and_pair(client: Any) -> None:
+    """The report's figures: the footprint (red) inside the requested area (blue outline), and
+    the before/after pair drawn with one shared stretch."""
+    import numpy as np
+
+    report = client.get(f"{run_path()}/report").text
+    assert "/report/0/location.png" in report and "/report/0/before.png" in report
+    assert "covers" in report  # the share of the requested area the result covers
+    loc = client.get(f"{run_path()}/report/0/location.png")
+    assert loc.status_code == 200 and loc.headers["content-type"] == "image/png"
+    px = _png(loc.content)
+    red = (px[..., 0] > 180) & (px[..., 1] < 120) & (px[..., 2] < 120)
+    blue = (px[..., 2] > 150) & (px[..., 0] < 100)
+    assert red.sum() > 50 and blue.sum() > 50  # both the footprint and the AOI are drawn
+    # the demo result covers part of the AOI: the outline spans more than the footprint
+    assert np.ptp(np.nonzero(blue)[1]) > np.ptp(np.nonzero(red)[1])
+    before = _png(client.get(f"{run_path()}/report/0/before.png").content)
+    after = _png(client.get(f"{run_path()}/report/0/after.png").content)
+    assert before.shape == after.shape and before.shape[0] > 100
+    assert not np.array_equal(before, after)  # two dates, not one image twice
+    assert client.get(f"{run_path()}/report/0/nope.png").status_code == 404
+    assert client.get(f"{run_path('manual__nope')}/report/0/location.png").status_code == 404
+
+
 def test_unknown_run_page_says_so(client: Any) -> None:
     r = client.get(run_path("no_such_run"), headers={"accept": "text/html"})
     assert r.status_code == 404 and "No such run" in r.text

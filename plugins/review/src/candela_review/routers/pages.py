@@ -9,11 +9,12 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 
 from candela.web_errors import BadRequest, NotFound, WebError
 from candela_review import runs as runs_mod
 from candela_review import tiles
+from candela_review.routers import tiles as tiles_router
 from candela_review.web import Context, base_url, errors
 
 
@@ -163,6 +164,29 @@ def router(ctx: Context, templates: Any) -> APIRouter:
             d=d, zones=zones_tables, generated=generated
         )
         return HTMLResponse(html)
+
+    @api.get(
+        "/runs/{dag_id}/{run_id}/report/{result}/{figure}.png",
+        responses={**tiles_router.PNG, **errors(404)},
+    )
+    def report_figure(dag_id: str, run_id: str, result: int, figure: str) -> Response:
+        """A figure of the report: ``location`` (the result's footprint over the requested
+        area), ``before`` / ``after`` (the whole pair, with one shared stretch)."""
+        run = ctx.published(dag_id, run_id)
+        if figure == "location":
+            foot = (run.result(result).item or {}).get("geometry")
+            if not foot:
+                raise NotFound("this result has no footprint")
+            data = tiles.location_map(foot, aoi_geometry(run.params))
+        elif figure in ("before", "after"):
+            pair = (
+                tiles_router.layer_uri(run, result, "before"),
+                tiles_router.layer_uri(run, result, "after"),
+            )
+            data = tiles.thumbnail(tiles_router.layer_uri(run, result, figure), pair)
+        else:
+            raise NotFound(f"no figure {figure!r}; figures: location, before, after")
+        return Response(data, media_type="image/png", headers={"Cache-Control": "max-age=300"})
 
     @api.get("/compare", response_class=HTMLResponse, responses=errors(400, 404))
     def compare(request: Request, a: str, b: str) -> HTMLResponse:
