@@ -183,3 +183,44 @@ def test_running_job_progress_by_step_never_falls_back() -> None:
     assert p1 == 50 and p2 == 62 and p2 >= p1
     assert message == "running: preprocess (2 of 4 done); 2 of 4 steps done"
     assert ogc.step_progress([]) == (0, "running")
+
+
+def test_openapi_document_is_self_contained_and_lists_the_errors() -> None:
+    """/ogc/api resolves offline (no remote $ref) and documents each error status with its
+    content type (OGC exceptions, ``application/json``)."""
+    from tests.openapi_checks import assert_self_contained, documented, operations
+
+    doc = openapi_document(BASE)
+    assert_self_contained(doc)
+    for path, method, status in [
+        ("/jobs", "get", 400),  # e.g. limit=null
+        ("/jobs/{jobId}", "get", 404),
+        ("/jobs/{jobId}/results", "get", 404),
+        ("/processes/{processId}", "get", 404),
+        ("/processes/{processId}/execution", "post", 400),
+        ("/processes/{processId}/execution", "post", 409),
+        ("/processes/{processId}/execution", "post", 503),
+        ("/processes", "get", 401),
+    ]:
+        assert documented(doc, path, method, status) == {"application/json"}, (path, status)
+    for path, _method, op in operations(doc):
+        for status, response in op["responses"].items():
+            if status[0] in "45":
+                schema = response["content"]["application/json"]["schema"]
+                assert schema == {"$ref": "#/components/schemas/exception"}, (path, status)
+
+
+def test_jobs_limit_null_is_a_documented_400() -> None:
+    """The answer the fuzzer met undocumented: ``/jobs?limit=null`` (no Airflow needed: the
+    query is refused before the handler runs)."""
+    from fastapi.testclient import TestClient
+
+    from candela_ogc.app import airflow, app
+
+    app.dependency_overrides[airflow] = lambda: None
+    try:
+        r = TestClient(app).get("/jobs", params={"limit": "null"})
+    finally:
+        app.dependency_overrides.pop(airflow, None)
+    assert r.status_code == 400 and r.headers["content-type"] == "application/json"
+    assert "400" in openapi_document(BASE)["paths"]["/jobs"]["get"]["responses"]

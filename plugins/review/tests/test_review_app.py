@@ -9,6 +9,7 @@ into a real PostgreSQL results table, and serves the app with FastAPI's TestClie
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import threading
@@ -293,8 +294,10 @@ def test_query_parsing_refuses_what_the_database_cannot_take() -> None:
         assert err.value.status == 400, params
 
 
-def test_paging(world: dict[str, Any], client: Any, tmp_path: Path) -> None:
-    """Three results in the table (the real one re-recorded under two more run ids): pages of 2."""
+@contextlib.contextmanager
+def _copies(world: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Three results in the table: the real one re-recorded under two more run ids (removed
+    after); yields the real item."""
     import psycopg
     from psycopg.types.json import Jsonb
 
@@ -310,6 +313,15 @@ def test_paging(world: dict[str, Any], client: Any, tmp_path: Path) -> None:
                 (item["id"], f"copy{k}", Jsonb(item), row[0]["id"]),
             )
     try:
+        yield row[0]
+    finally:
+        with psycopg.connect(world["dsn"]) as conn:
+            conn.execute("DELETE FROM candela.results WHERE id LIKE '%-copy_'")
+
+
+def test_paging(world: dict[str, Any], client: Any, tmp_path: Path) -> None:
+    """Three results in the table (the real one re-recorded under two more run ids): pages of 2."""
+    with _copies(world):
         page = client.get("/candela/stac/search", params={"limit": 2}).json()
         assert page["numberMatched"] == 3 and len(page["features"]) == 2
         (nxt,) = [link for link in page["links"] if link["rel"] == "next"]
@@ -321,9 +333,6 @@ def test_paging(world: dict[str, Any], client: Any, tmp_path: Path) -> None:
         post = client.post("/candela/stac/search", json={"limit": 2}).json()
         (pn,) = [link for link in post["links"] if link["rel"] == "next"]
         assert pn["method"] == "POST" and pn["body"]["token"] == "next:2"
-    finally:
-        with psycopg.connect(world["dsn"]) as conn:
-            conn.execute("DELETE FROM candela.results WHERE id LIKE '%-copy_'")
 
 
 def _schema_map() -> dict[str, str]:
@@ -573,6 +582,30 @@ def test_review_page_and_report(client: Any) -> None:
     assert js.status_code == 200 and len(js.content) > 100_000
     report = client.get(f"{run_path()}/report").text
     assert "Zone statistics" in report and "quicklook" in report and "1 km cell" in report
+
+
+def test_report_location_map_and_pair(client: Any) -> None:
+    """The report's figures: the footprint (red) inside the requested area (blue outline), and
+    the before/after pair drawn with one shared stretch."""
+    import numpy as np
+
+    report = client.get(f"{run_path()}/report").text
+    assert "/report/0/location.png" in report and "/report/0/before.png" in report
+    assert "covers" in report  # the share of the requested area the result covers
+    loc = client.get(f"{run_path()}/report/0/location.png")
+    assert loc.status_code == 200 and loc.headers["content-type"] == "image/png"
+    px = _png(loc.content)
+    red = (px[..., 0] > 180) & (px[..., 1] < 120) & (px[..., 2] < 120)
+    blue = (px[..., 2] > 150) & (px[..., 0] < 100)
+    assert red.sum() > 50 and blue.sum() > 50  # both the footprint and the AOI are drawn
+    # the demo result covers part of the AOI: the outline spans more than the footprint
+    assert np.ptp(np.nonzero(blue)[1]) > np.ptp(np.nonzero(red)[1])
+    before = _png(client.get(f"{run_path()}/report/0/before.png").content)
+    after = _png(client.get(f"{run_path()}/report/0/after.png").content)
+    assert before.shape == after.shape and before.shape[0] > 100
+    assert not np.array_equal(before, after)  # two dates, not one image twice
+    assert client.get(f"{run_path()}/report/0/nope.png").status_code == 404
+    assert client.get(f"{run_path('manual__nope')}/report/0/location.png").status_code == 404
 
 
 def test_unknown_run_page_says_so(client: Any) -> None:
@@ -1039,3 +1072,74 @@ def test_quality_report_of_each_stack_is_linked(client: Any) -> None:
     assert client.get(f"{run_path()}/stacks/0/quality/checks.json").json()["passed"] is True
     for bad in ("..%2F..%2Frun.json", "../run.json", "a/../../x", "%2Fetc%2Fpasswd"):
         assert client.get(f"{run_path()}/stacks/0/quality/{bad}").status_code == 404, bad
+
+
+# --- STAC API conformance (stac-api-validator) -------------------------------------------------
+
+# Checks of stac-api-validator that fail here only because the machine is offline: the validator
+# runs stac-validator and stac-check on each Collection and Item, which fetch the STAC and
+# extension JSON schemas from schemas.stacspec.org / stac-extensions.github.io. Nothing else is
+# excluded (listed in the README too).
+OFFLINE_ONLY = (
+    "failed stac-validator validation",  # remote JSON schema fetch (stac-validator)
+    "is not a valid STAC object",  # remote JSON schema fetch (stac-check)
+    "Error while running stac-check",  # remote JSON schema fetch (stac-check)
+)
+
+
+def _offline_only(message: str) -> bool:
+    """A validator error that is a schema fetch failing offline (and nothing else)."""
+    fetch = ("Max retries exceeded", "NameResolutionError", "Failed to resolve", "HTTPSConnection")
+    return any(k in message for k in OFFLINE_ONLY) and any(k in message for k in fetch)
+
+
+def test_stac_api_validator_core_collections_features_item_search(
+    world: dict[str, Any],
+) -> None:
+    """stac-api-validator (the STAC community's conformance checker) against the served API."""
+    import uvicorn
+
+    from candela_review.app import create_app
+
+    port = _free_port()
+    app = mounted(create_app(world["settings"], world["dsn"], auth=allow_all))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    th = threading.Thread(target=server.run, daemon=True)
+    th.start()
+    try:
+        for _ in range(100):
+            if server.started:
+                break
+            time.sleep(0.05)
+        with _copies(world) as item:  # three items: paging is checked too
+            warnings, errors = _validate(port, item)
+    finally:
+        server.should_exit = True
+        th.join(10)
+    found = [msg for _, msg in errors.errors]
+    real = [m for m in found if not _offline_only(m)]
+    print(f"{len(found)} error(s), {len(found) - len(real)} offline-only schema fetches:")
+    print("\n".join(m[:240] for m in found if _offline_only(m)))
+    assert not real, "\n".join(real)
+
+
+def _validate(port: int, item: dict[str, Any]) -> Any:
+    from shapely.geometry import mapping, shape
+    from stac_api_validator.validations import QueryConfig, validate_api
+
+    # a point inside the published result (it covers only part of the requested area)
+    geometry = json.dumps(mapping(shape(item["geometry"]).representative_point()))
+    return validate_api(
+        root_url=f"http://127.0.0.1:{port}/candela/stac/",
+        ccs_to_validate=["core", "collections", "features", "item-search"],
+        collection=DAG,
+        geometry=geometry,
+        auth_bearer_token=None,
+        auth_query_parameter=None,
+        fields_nested_property=None,
+        validate_pagination=True,
+        query_config=QueryConfig(*([None] * 13)),
+        transaction_collection=None,
+        headers=None,
+        open_assets_urls=False,
+    )

@@ -35,9 +35,18 @@ from fastapi.staticfiles import StaticFiles
 from candela.settings import Settings
 from candela.web_errors import WebError
 from candela_review.routers import cog, downloads, knowledge, newrun, ops, pages, stac, tiles
-from candela_review.web import HERE, Context, base_url, remember_caller, templates, wants_html
+from candela_review.web import (
+    HERE,
+    Context,
+    base_url,
+    errors,
+    remember_caller,
+    templates,
+    wants_html,
+)
 
 PREFIX = "/candela"
+OPENAPI_MEDIA = "application/vnd.oai.openapi+json;version=3.1"  # FastAPI writes OpenAPI 3.1
 
 __all__ = ["PREFIX", "Context", "create_app", "review_url"]
 
@@ -66,8 +75,16 @@ def create_app(
         description="Results catalogue (STAC API), map tiles, review pages and reports.",
         docs_url=None,  # Swagger UI loads from a CDN (blank offline): a page of our own below
         redoc_url=None,
-        openapi_url="/openapi.json",
+        openapi_url=None,  # served below: JSON, or the OpenAPI media type when asked for
     )
+
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi_document(request: Request) -> JSONResponse:
+        """The OpenAPI document, as ``application/vnd.oai.openapi+json;version=3.1`` to a client
+        that asks for it (the STAC landing page's ``service-desc`` link), else as JSON."""
+        accept = request.headers.get("accept", "")
+        media = OPENAPI_MEDIA if OPENAPI_MEDIA.split(";")[0] in accept else "application/json"
+        return JSONResponse(app.openapi(), media_type=media)
 
     @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
     def docs(request: Request) -> HTMLResponse:
@@ -109,18 +126,19 @@ def create_app(
         return JSONResponse({"code": exc.status_code, "description": exc.detail}, exc.status_code)
 
     auth_required = [Depends(user_dep), Depends(remember_caller)]
-    app.include_router(stac.router(ctx), dependencies=auth_required)
-    app.include_router(tiles.router(ctx), dependencies=auth_required)
-    app.include_router(cog.router(ctx), dependencies=auth_required)
+    common = errors(401, 503)  # every route: Airflow's login; the database or Airflow down
+    app.include_router(stac.router(ctx), dependencies=auth_required, responses=common)
+    app.include_router(tiles.router(ctx), dependencies=auth_required, responses=common)
+    app.include_router(cog.router(ctx), dependencies=auth_required, responses=common)
     from rio_tiler.errors import PointOutsideBounds
     from titiler.core.errors import DEFAULT_STATUS_CODES, add_exception_handlers
 
     # rio-tiler's errors as titiler answers them (4xx: outside, bad band…); others stay ours
     codes = {k: v for k, v in DEFAULT_STATUS_CODES.items() if k is not Exception}
     add_exception_handlers(app, {**codes, PointOutsideBounds: 404})
-    app.include_router(downloads.router(ctx), dependencies=auth_required)
-    app.include_router(pages.router(ctx, env), dependencies=auth_required)
-    app.include_router(knowledge.router(ctx, env), dependencies=auth_required)
-    app.include_router(ops.router(ctx, env), dependencies=auth_required)
-    app.include_router(newrun.router(ctx, env), dependencies=auth_required)
+    app.include_router(downloads.router(ctx), dependencies=auth_required, responses=common)
+    app.include_router(pages.router(ctx, env), dependencies=auth_required, responses=common)
+    app.include_router(knowledge.router(ctx, env), dependencies=auth_required, responses=common)
+    app.include_router(ops.router(ctx, env), dependencies=auth_required, responses=common)
+    app.include_router(newrun.router(ctx, env), dependencies=auth_required, responses=common)
     return app

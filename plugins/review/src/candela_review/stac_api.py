@@ -275,7 +275,7 @@ class StacRenderer:
             {
                 "rel": "service-desc",
                 "href": f"{self.base}/openapi.json",
-                "type": "application/vnd.oai.openapi+json;version=3.0",
+                "type": "application/vnd.oai.openapi+json;version=3.1",  # app.OPENAPI_MEDIA
                 "title": "OpenAPI document of this API",
             },
             {

@@ -22,6 +22,42 @@ if TYPE_CHECKING:
 HERE = Path(__file__).resolve().parent
 RUN_CACHE_S = 5.0
 
+# --- the error answers, as the OpenAPI document lists them (one home for every router) --------
+
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["code", "description"],
+    "properties": {"code": {"type": "integer"}, "description": {"type": "string"}},
+}
+ERROR_MEANING: dict[int, str] = {
+    400: "a malformed parameter or body",
+    401: "no Airflow login (a browser is sent to the login page instead)",
+    403: "Airflow does not let the caller do this",
+    404: "what the path names does not exist, or the caller may not read it",
+    409: "the request cannot run in the current state",
+    422: "well-formed, but the data it names cannot serve it",
+    429: "a quota of the caller is used up",
+    502: "Airflow failed or refused the request",
+    503: "the results database or Airflow is not reachable",
+}
+
+
+def errors(*statuses: int, **meaning: str) -> dict[int | str, dict[str, Any]]:
+    """FastAPI ``responses=`` for the errors a route answers with: ``{code, description}`` JSON
+    (:class:`candela.web_errors.WebError` through the app's handler), or an error page to a
+    browser. ``meaning`` overrides a description: ``errors(404, e404="no such run")``."""
+    return {
+        s: {
+            "description": meaning.get(f"e{s}", ERROR_MEANING[s]),
+            "content": {
+                "application/json": {"schema": ERROR_SCHEMA},
+                "text/html": {"schema": {"type": "string"}},
+            },
+        }
+        for s in statuses
+    }
+
+
 # the JWT of the request being served: the review app asks Airflow's REST API as its caller
 _CALLER_TOKEN: ContextVar[str | None] = ContextVar("candela_review_caller_token", default=None)
 

@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from candela_review.routers.tiles import layer_uri
-from candela_review.web import Context
+from candela_review.web import Context, errors
 
 PREFIX = "/cog/{dag_id}/{run_id}/{result}/{layer}"
 
@@ -46,5 +46,8 @@ def router(ctx: Context) -> APIRouter:
         add_ogc_maps=False,
     )
     api = APIRouter()
-    api.include_router(factory.router, prefix=PREFIX, tags=["titiler (COG)"])
+    # rio-tiler's errors as titiler answers them (outside the raster, bad band…), no such run
+    api.include_router(
+        factory.router, prefix=PREFIX, tags=["titiler (COG)"], responses=errors(400, 404)
+    )
     return api

@@ -11,7 +11,7 @@ from fastapi.responses import Response
 
 from candela.web_errors import NotFound
 from candela_review import runs as runs_mod
-from candela_review.web import Context
+from candela_review.web import Context, errors
 
 
 def file_response(uri: str, filename: str) -> Response:
@@ -34,7 +34,7 @@ def file_response(uri: str, filename: str) -> Response:
 
 
 def router(ctx: Context) -> APIRouter:
-    api = APIRouter(prefix="/runs/{dag_id}/{run_id}", tags=["downloads"])
+    api = APIRouter(prefix="/runs/{dag_id}/{run_id}", tags=["downloads"], responses=errors(404))
 
     @api.get("/run.json")
     def download_summary(dag_id: str, run_id: str) -> Response:

@@ -20,7 +20,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from candela.web_errors import BadRequest, NotFound, Unavailable
-from candela_review.web import Context, base_url
+from candela_review.web import Context, base_url, errors
 
 SELECT_TYPES = {
     "application/sparql-results+json": "json",
@@ -152,7 +152,9 @@ def router(ctx: Context, env: Any) -> APIRouter:
         answer = _run_query(text, select, graph)
         return Response(answer.body, media_type=answer.media_type)
 
-    api.add_api_route("/sparql", _sparql, methods=["GET", "POST"], name="sparql")
+    api.add_api_route(
+        "/sparql", _sparql, methods=["GET", "POST"], name="sparql", responses=errors(400)
+    )
 
     @api.get("/questions", response_class=HTMLResponse)
     def question_list(request: Request) -> HTMLResponse:
@@ -163,7 +165,7 @@ def router(ctx: Context, env: Any) -> APIRouter:
         )
         return HTMLResponse(html)
 
-    @api.get("/questions/{name}", response_model=None)
+    @api.get("/questions/{name}", response_model=None, responses=errors(400, 404))
     def ask_question(request: Request, name: str) -> Response:
         from candela import kb
 

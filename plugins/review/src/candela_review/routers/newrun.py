@@ -33,7 +33,7 @@ from starlette.concurrency import run_in_threadpool
 import candela
 from candela.web_errors import BadRequest
 from candela.workflows import ChangeDetectionConf, describe_error, param_schemas
-from candela_review.web import Context, base_url
+from candela_review.web import Context, base_url, errors
 
 DAG_ID = "s2_change_detection"
 # the zone files shipped with the platform (data/context: communes, …; see data/README.md), found
@@ -133,15 +133,13 @@ def field_errors(exc: Any) -> dict[str, str]:
     return out
 
 
-_ERROR: dict[str, Any] = {"description": "refused: ``{code, description}``"}
-_REFUSED: dict[int | str, dict[str, Any]] = {
-    400: {"description": "a bad parameter: ``{code, description, fields: {field: reason}}``"},
-    401: {"description": "no Airflow login (a run is started with the caller's token)"},
-    403: {"description": "Airflow does not let the caller start this workflow"},
-    409: {"description": "an identical run is in progress (the run guard names it)"},
-    429: {"description": "a quota of the caller is used up"},
-    502: {"description": "Airflow did not answer"},
-}
+_REFUSED = errors(
+    400, 401, 403, 409, 429, 502,
+    e400="a bad parameter: ``{code, description, fields: {field: reason}}``",
+    e401="no Airflow login (a run is started with the caller's token)",
+    e409="an identical run is in progress (the run guard names it)",
+    e502="Airflow did not answer",
+)  # fmt: skip
 
 
 def router(ctx: Context, templates: Any) -> APIRouter:
@@ -162,7 +160,7 @@ def router(ctx: Context, templates: Any) -> APIRouter:
         }
         return HTMLResponse(templates.get_template("newrun.html").render(d=d))
 
-    @api.get("/new/products", responses={400: _ERROR})
+    @api.get("/new/products", responses=errors(400))
     def products_over(bbox: str, collection: str | None = None) -> dict[str, Any]:
         """The catalogued products over ``bbox`` (W,S,E,N), oldest first, for the date picker."""
         from candela.db import products
@@ -190,7 +188,7 @@ def router(ctx: Context, templates: Any) -> APIRouter:
             ],
         }
 
-    @api.post("/new/zones", responses={400: _ERROR})
+    @api.post("/new/zones", responses=errors(400))
     async def upload_zones(request: Request, name: str) -> dict[str, Any]:
         """Store a zones file (GeoJSON or GeoPackage, the request body) for a run to name."""
         from candela_sdk import storage

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from candela.web_errors import BadRequest
-from candela_review.web import Context, base_url, wants_html
+from candela_review.web import Context, base_url, errors, wants_html
 
 
 def router(ctx: Context, templates: Any) -> APIRouter:
@@ -24,7 +24,7 @@ def router(ctx: Context, templates: Any) -> APIRouter:
 
         return Response(exposition(ctx.dsn), media_type=CONTENT_TYPE)
 
-    @api.get("/usage", response_model=None)
+    @api.get("/usage", response_model=None, responses=errors(400))
     def usage(request: Request, days: int = 7, user: str | None = None) -> Response:
         from candela.db.metrics import usage as usage_rows
         from candela.usage import summary

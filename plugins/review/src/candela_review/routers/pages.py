@@ -9,12 +9,13 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 
 from candela.web_errors import BadRequest, NotFound, WebError
 from candela_review import runs as runs_mod
 from candela_review import tiles
-from candela_review.web import Context, base_url
+from candela_review.routers import tiles as tiles_router
+from candela_review.web import Context, base_url, errors
 
 
 def page_data(request: Request, run: runs_mod.Run) -> dict[str, Any]:
@@ -109,11 +110,11 @@ def page_data(request: Request, run: runs_mod.Run) -> dict[str, Any]:
 def router(ctx: Context, templates: Any) -> APIRouter:
     api = APIRouter(tags=["pages"])
 
-    @api.get("/runs/{dag_id}/{run_id}/zones")
+    @api.get("/runs/{dag_id}/{run_id}/zones", responses=errors(404))
     def zones(dag_id: str, run_id: str, result: int = 0) -> dict[str, Any]:
         return runs_mod.zones_for(ctx.published(dag_id, run_id).result(result))
 
-    @api.get("/runs/{dag_id}/{run_id}/histogram")
+    @api.get("/runs/{dag_id}/{run_id}/histogram", responses=errors(404))
     def histogram(dag_id: str, run_id: str, result: int = 0) -> dict[str, Any]:
         return runs_mod.histogram_for(ctx.published(dag_id, run_id).result(result))
 
@@ -138,7 +139,7 @@ def router(ctx: Context, templates: Any) -> APIRouter:
         )
         return HTMLResponse(html, status_code=code)
 
-    @api.get("/runs/{dag_id}/{run_id}", response_class=HTMLResponse)
+    @api.get("/runs/{dag_id}/{run_id}", response_class=HTMLResponse, responses=errors(404))
     def review_page(request: Request, dag_id: str, run_id: str) -> HTMLResponse:
         run = ctx.run(dag_id, run_id, fresh=True)
         if run.status != "ok":
@@ -146,7 +147,7 @@ def router(ctx: Context, templates: Any) -> APIRouter:
         d = page_data(request, run)
         return HTMLResponse(templates.get_template("review.html").render(d=d))
 
-    @api.get("/runs/{dag_id}/{run_id}/report", response_class=HTMLResponse)
+    @api.get("/runs/{dag_id}/{run_id}/report", response_class=HTMLResponse, responses=errors(404))
     def report(request: Request, dag_id: str, run_id: str) -> HTMLResponse:
         run = ctx.run(dag_id, run_id, fresh=True)
         if run.status != "ok":
@@ -164,7 +165,30 @@ def router(ctx: Context, templates: Any) -> APIRouter:
         )
         return HTMLResponse(html)
 
-    @api.get("/compare", response_class=HTMLResponse)
+    @api.get(
+        "/runs/{dag_id}/{run_id}/report/{result}/{figure}.png",
+        responses={**tiles_router.PNG, **errors(404)},
+    )
+    def report_figure(dag_id: str, run_id: str, result: int, figure: str) -> Response:
+        """A figure of the report: ``location`` (the result's footprint over the requested
+        area), ``before`` / ``after`` (the whole pair, with one shared stretch)."""
+        run = ctx.published(dag_id, run_id)
+        if figure == "location":
+            foot = (run.result(result).item or {}).get("geometry")
+            if not foot:
+                raise NotFound("this result has no footprint")
+            data = tiles.location_map(foot, aoi_geometry(run.params))
+        elif figure in ("before", "after"):
+            pair = (
+                tiles_router.layer_uri(run, result, "before"),
+                tiles_router.layer_uri(run, result, "after"),
+            )
+            data = tiles.thumbnail(tiles_router.layer_uri(run, result, figure), pair)
+        else:
+            raise NotFound(f"no figure {figure!r}; figures: location, before, after")
+        return Response(data, media_type="image/png", headers={"Cache-Control": "max-age=300"})
+
+    @api.get("/compare", response_class=HTMLResponse, responses=errors(400, 404))
     def compare(request: Request, a: str, b: str) -> HTMLResponse:
         pages = []
         for ref in (a, b):

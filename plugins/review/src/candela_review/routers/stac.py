@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 
 from candela.web_errors import BadRequest, NotFound
 from candela_review import stac_api
-from candela_review.web import Context, base_url
+from candela_review.web import Context, base_url, errors
 
 
 def router(ctx: Context) -> APIRouter:
@@ -45,14 +45,14 @@ def router(ctx: Context) -> APIRouter:
                 return c
         raise NotFound(f"no collection {cid!r}")
 
-    @api.get("/collections/{cid}")
+    @api.get("/collections/{cid}", responses=errors(404, e404="no such collection"))
     def stac_collection(request: Request, cid: str) -> dict[str, Any]:
         return stac_api.StacRenderer(base_url(request)).collection(_collection(cid))
 
     def _geojson(doc: dict[str, Any]) -> JSONResponse:
         return JSONResponse(doc, media_type=stac_api.GEOJSON)
 
-    @api.get("/collections/{cid}/items")
+    @api.get("/collections/{cid}/items", responses=errors(400, 404))
     def stac_items(request: Request, cid: str) -> JSONResponse:
         _collection(cid)
         params = dict(request.query_params)
@@ -63,7 +63,7 @@ def router(ctx: Context) -> APIRouter:
         url = f"{r.stac}/collections/{quote(cid, safe='')}/items"
         return _geojson(r.item_collection(rows, total, q, url, params))
 
-    @api.get("/collections/{cid}/items/{item_id}")
+    @api.get("/collections/{cid}/items/{item_id}", responses=errors(404))
     def stac_item(request: Request, cid: str, item_id: str) -> JSONResponse:
         q = stac_api.Query(collections=[cid], ids=[item_id], limit=1)
         rows, _ = ctx.catalog().search(q)
@@ -72,7 +72,7 @@ def router(ctx: Context) -> APIRouter:
         w, run_id, item = rows[0]
         return _geojson(stac_api.StacRenderer(base_url(request)).item(w, run_id, item))
 
-    @api.get("/search")
+    @api.get("/search", responses=errors(400))
     def stac_search_get(request: Request) -> JSONResponse:
         params = dict(request.query_params)
         q = stac_api.parse_query(params)
@@ -80,7 +80,7 @@ def router(ctx: Context) -> APIRouter:
         r = stac_api.StacRenderer(base_url(request))
         return _geojson(r.item_collection(rows, total, q, f"{r.stac}/search", params))
 
-    @api.post("/search")
+    @api.post("/search", responses=errors(400))
     async def stac_search_post(request: Request) -> JSONResponse:
         try:
             body = await request.json()

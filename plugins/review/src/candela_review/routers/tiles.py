@@ -10,7 +10,11 @@ from fastapi.responses import Response
 from candela.web_errors import NotFound
 from candela_review import runs as runs_mod
 from candela_review import tiles
-from candela_review.web import Context
+from candela_review.web import Context, errors
+
+PNG: dict[int | str, dict[str, Any]] = {
+    200: {"description": "a PNG image", "content": {"image/png": {}}}
+}
 
 
 def layer_uri(run: runs_mod.Run, result: int, layer: str) -> str:
@@ -37,7 +41,10 @@ def layer_uri(run: runs_mod.Run, result: int, layer: str) -> str:
 def router(ctx: Context) -> APIRouter:
     api = APIRouter(tags=["tiles"])
 
-    @api.get("/tiles/{dag_id}/{run_id}/{result}/{layer}/{z}/{x}/{y}.png")
+    @api.get(
+        "/tiles/{dag_id}/{run_id}/{result}/{layer}/{z}/{x}/{y}.png",
+        responses={**PNG, **errors(400, 404, 422)},
+    )
     def tile(
         dag_id: str,
         run_id: str,
@@ -62,13 +69,13 @@ def router(ctx: Context) -> APIRouter:
         data = tiles.render_tile(uri, layer, z, x, y, pair=pair, threshold=threshold)
         return Response(data, media_type="image/png", headers={"Cache-Control": "max-age=300"})
 
-    @api.get("/legend/{layer}.png")
+    @api.get("/legend/{layer}.png", responses={**PNG, **errors(404)})
     def legend_png(layer: str) -> Response:
         if layer not in tiles.LEGENDS:
             raise NotFound(f"unknown layer {layer!r}")
         return Response(tiles.legend_png(layer), media_type="image/png")
 
-    @api.get("/legend/{layer}")
+    @api.get("/legend/{layer}", responses=errors(404))
     def legend(layer: str) -> dict[str, Any]:
         if layer not in tiles.LEGENDS:
             raise NotFound(f"unknown layer {layer!r}; layers: {', '.join(tiles.LEGENDS)}")
