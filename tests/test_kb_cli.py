@@ -80,7 +80,10 @@ def test_rdf_arguments_and_context_jobs(tmp_path: Path) -> None:
     assert rdf_arguments([None, {"outputs": {}}], "d", "r", "k") is None
     args = rdf_arguments([{"outputs": {"item": "file:///x/item.json"}}, None], "d", "r", "k")
     assert args == {"source": "results", "inputs": ["file:///x/item.json"], "workflow": "d",
-                    "run_id": "r", "output_key": "k"}  # fmt: skip
+                    "run_id": "r", "output_key": "k-r"}  # fmt: skip
+    # two runs with the same parameters (output key) own two graphs
+    other = rdf_arguments([{"outputs": {"item": "file:///x/item.json"}}], "d", "r2", "k")
+    assert other is not None and other["output_key"] != args["output_key"]
     jobs = context_jobs()
     assert [j["source"] for j in jobs] == ["communes", "weather-ecad"]
     assert all(j["inputs"][0].startswith("file://") for j in jobs)

@@ -100,19 +100,26 @@ def discard_outputs(settings: Settings, dag_id: str, run_id: str, key: str) -> b
         return False
     storage.delete(prefix, recursive=True)
     log.info("removed the outputs of failed run %s under %s", run_id, prefix)
-    _drop_run_graph(settings, dag_id, key)
+    _drop_run_graph(settings, dag_id, kb_run_key(key, run_id))
     return True
 
 
-def _drop_run_graph(settings: Settings, dag_id: str, key: str) -> None:
+def kb_run_key(key: str, run_id: str) -> str:
+    """A run's key in the knowledge base (its named graph and IRIs): the output key and the run's
+    own folder, so that a run with the same parameters as an earlier one never replaces (or, when
+    it fails, drops) what the earlier run loaded."""
+    return f"{key}-{run_folder(run_id)}"
+
+
+def _drop_run_graph(settings: Settings, dag_id: str, run_key: str) -> None:
     """Remove the failed run's named graph from the knowledge base (load_rdf ran before the
     failure), as its files are removed: the same graph name the rdf-etl service gives a run."""
     from candela_sdk.kb import graph_iri, open_kb
 
     try:
-        open_kb(settings).drop_graph(graph_iri("run", f"{dag_id}/{key}"))
+        open_kb(settings).drop_graph(graph_iri("run", f"{dag_id}/{run_key}"))
     except Exception as exc:  # the files are gone all the same
-        log.warning("could not drop the knowledge-base graph of %s/%s: %s", dag_id, key, exc)
+        log.warning("could not drop the knowledge-base graph of %s/%s: %s", dag_id, run_key, exc)
 
 
 def search_arguments(params: dict[str, Any]) -> dict[str, Any]:
@@ -232,7 +239,7 @@ def rdf_arguments(
         "inputs": items,
         "workflow": dag_id,
         "run_id": run_id,
-        "output_key": key,
+        "output_key": kb_run_key(key, run_id),
     }
 
 

@@ -247,20 +247,24 @@ def test_changed_communes_question_on_a_loaded_run(home, change_result):
 
 def test_a_failed_run_leaves_no_graph(home, change_result):
     """discard_outputs (failure callback) drops the run's graph with its files."""
-    from candela.pipeline import discard_outputs, output_prefix
+    from candela.pipeline import discard_outputs, kb_run_key, output_prefix
     from candela.settings import Settings
 
-    run(RdfEtlParams(source="results", inputs=[change_result["item"]], workflow="s2_change_detection",
-                     run_id="manual__test", output_key="k123"))  # fmt: skip
+    # an earlier run with the same parameters (output key) loaded its own graph
+    for run_id in ("manual__earlier", "manual__test"):
+        run(RdfEtlParams(source="results", inputs=[change_result["item"]],
+                         workflow="s2_change_detection", run_id=run_id,
+                         output_key=kb_run_key("k123", run_id)))  # fmt: skip
     kb = open_kb()
-    assert _count(kb, "?r a cdl:ChangeDetectionResult") == 1
+    assert _count(kb, "?r a cdl:ChangeDetectionResult") == 2
     settings = Settings()
     prefix = output_prefix(settings, "s2_change_detection", "k123", "manual__test")
     from candela_sdk import storage
 
     storage.write_text(f"{prefix}/stacks/partial.json", "{}")
     assert discard_outputs(settings, "s2_change_detection", "manual__test", "k123")
-    assert _count(kb, "?r a cdl:ChangeDetectionResult") == 0
+    # the failed run's graph is gone; the earlier run's is untouched
+    assert _count(kb, "?r a cdl:ChangeDetectionResult") == 1
 
 
 def test_products_from_stac_items(home, change_result, tmp_path):
