@@ -162,23 +162,27 @@ def s2_change_detection() -> None:
         return {"done": True, "maps": [r["outputs"]["landcover"] for r in done]}
 
     @task(trigger_rule="none_failed")
-    def plan_rdf(changes: list[dict], fused: dict, key: str) -> dict:
+    def plan_rdf(changes: list[dict], landcover: list[dict], key: str) -> list[dict]:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from candela.pipeline import kb_unreachable, rdf_arguments
+        from candela.pipeline import kb_unreachable, rdf_jobs
         from candela.settings import get_settings
 
         ctx = get_current_context()
-        args = rdf_arguments(list(changes or []), ctx["dag"].dag_id, ctx["run_id"], key)
-        if not args:
-            raise AirflowSkipException("no change result to load into the knowledge base")
+        jobs = rdf_jobs(
+            list(changes or []), list(landcover or []), ctx["dag"].dag_id, ctx["run_id"], key
+        )
+        if not jobs:
+            raise AirflowSkipException(
+                "no change result and no land-cover map to load into the knowledge base"
+            )
         reason = kb_unreachable(get_settings())
         if reason:
             raise AirflowSkipException(reason)
-        return args
+        return jobs
 
     @task(outlets=[RESULTS], trigger_rule="none_failed")
-    def publish(stacks: list[dict], changes: list[dict], key: str, loaded: dict) -> dict:
+    def publish(stacks: list[dict], changes: list[dict], key: str, loaded: Any) -> dict:
         from airflow.sdk.exceptions import AirflowSkipException
 
         from candela.callbacks import _dsn
@@ -225,8 +229,9 @@ def s2_change_detection() -> None:
     ).expand(service_args=fusion_jobs)
     fused: Any = landcover_done(landcover.output)
     # the run's results and lineage → its named graph in the knowledge base [service rdf-etl]
-    rdf = plan_rdf(changes.output, fused, plan["key"])
-    loaded = Step(task_id="load_rdf", service="rdf-etl", service_args=rdf, **IO_STEP)
+    rdf = plan_rdf(changes.output, landcover.output, plan["key"])
+    fused >> rdf  # the land cover is done (or skipped) before the load is planned
+    loaded = Step.partial(task_id="load_rdf", service="rdf-etl", **IO_STEP).expand(service_args=rdf)
     published = publish(stacks.output, changes.output, plan["key"], loaded.output)
     fused >> published  # publish waits for the land cover even when load_rdf was skipped
 

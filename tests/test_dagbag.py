@@ -88,8 +88,9 @@ def test_dag_files_import_nothing_heavy(dag_file: Path) -> None:
 
 def test_load_rdf_is_the_rdf_etl_step(dagbag) -> None:
     dag = dagbag.dags["s2_change_detection"]
-    load = dag.get_task("load_rdf")
-    assert load.service == "rdf-etl"
+    load = dag.get_task("load_rdf")  # one job per kind: change results, land-cover maps
+    assert load.partial_kwargs["service"] == "rdf-etl"
+    assert "plan_rdf" in _descendants(dag, "fuse_landcover")
     assert "load_rdf" in _descendants(dag, "detect_changes")
     assert "publish" in _descendants(dag, "load_rdf")
     # a skipped fuse_landcover must not skip the load; no result → skipped with its reason

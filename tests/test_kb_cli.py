@@ -113,3 +113,17 @@ def test_kb_load_rpg_parcels_and_refuse_a_wrong_schema(tmp_path: Path) -> None:
     r = candela("load", "rpg", str(fixtures / "FIXTURE-rpg-wrong-schema-not-real-data.geojson"),
                 home=home)  # fmt: skip
     assert r.returncode == 2 and "missing RPG column(s) ['CODE_CULTU']" in r.stderr
+
+
+def test_rdf_jobs_load_change_results_and_land_cover_of_the_run() -> None:
+    from candela.pipeline import kb_run_key, rdf_jobs
+
+    change = {"outputs": {"item": "file:///r/changes/a/item.json"}}
+    cover = {"outputs": {"item": "file:///r/landcover/s2a/item.json"}}
+    assert rdf_jobs([None], [None], "d", "r", "k") == []  # nothing produced: nothing to load
+    jobs = rdf_jobs([change], [cover, None], "d", "r", "k")
+    assert [j["source"] for j in jobs] == ["results", "landcover-run"]
+    assert jobs[1]["inputs"] == ["file:///r/landcover/s2a/item.json"]
+    assert {j["output_key"] for j in jobs} == {kb_run_key("k", "r")}
+    only_cover = rdf_jobs([], [cover], "d", "r", "k")
+    assert [j["source"] for j in only_cover] == ["landcover-run"]

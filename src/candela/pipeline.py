@@ -117,7 +117,9 @@ def _drop_run_graph(settings: Settings, dag_id: str, run_key: str) -> None:
     from candela_sdk.kb import graph_iri, open_kb
 
     try:
-        open_kb(settings).drop_graph(graph_iri("run", f"{dag_id}/{run_key}"))
+        kb = open_kb(settings)
+        for source in ("run", "landcover-run"):  # the graphs of the run's load_rdf jobs
+            kb.drop_graph(graph_iri(source, f"{dag_id}/{run_key}"))
     except Exception as exc:  # the files are gone all the same
         log.warning("could not drop the knowledge-base graph of %s/%s: %s", dag_id, run_key, exc)
 
@@ -241,6 +243,36 @@ def rdf_arguments(
         "run_id": run_id,
         "output_key": kb_run_key(key, run_id),
     }
+
+
+def rdf_jobs(
+    changes: list[dict[str, Any] | None],
+    landcover: list[dict[str, Any] | None],
+    dag_id: str,
+    run_id: str,
+    key: str,
+) -> list[dict[str, Any]]:
+    """The ``load_rdf`` jobs of a run: its change results (graph ``run``) and its land-cover maps
+    (graph ``landcover-run``, class areas related to the parcels and zones loaded), each only
+    when the run produced some."""
+    jobs = []
+    results = rdf_arguments(changes, dag_id, run_id, key)
+    if results:
+        jobs.append(results)
+    items = [
+        lc["outputs"]["item"] for lc in landcover if lc and (lc.get("outputs") or {}).get("item")
+    ]
+    if items:
+        jobs.append(
+            {
+                "source": "landcover-run",
+                "inputs": items,
+                "workflow": dag_id,
+                "run_id": run_id,
+                "output_key": kb_run_key(key, run_id),
+            }
+        )
+    return jobs
 
 
 def kb_unreachable(settings: Settings) -> str | None:
