@@ -499,3 +499,15 @@ def test_fusion_demo_sample_draws_a_land_cover_map(platform: Platform) -> None:
     item = json.loads(Path(lc["item"].removeprefix("file://")).read_text())
     assert item["properties"]["candela:days_apart"] < 1
     assert set(item["assets"]) >= {"landcover", "source", "confidence", "quicklook"}
+    # load_rdf put the run's land-cover zones into the knowledge base (graph landcover-run)
+    rq = platform.home / "landcover-zones.rq"
+    rq.write_text(
+        "PREFIX cdl: <https://w3id.org/candela/ontology#>\n"
+        "PREFIX prov: <http://www.w3.org/ns/prov#>\n"
+        "SELECT (COUNT(?z) AS ?zones) WHERE { ?z a cdl:LandCoverZone ; prov:wasGeneratedBy ?run ."
+        f' ?run cdl:runId "{_run_id(r.stdout)}" }}'
+    )
+    q = platform.candela("kb", "query", str(rq), "--format", "json")
+    assert q.returncode == 0, q.stdout + q.stderr
+    (row,) = json.loads(q.stdout)["results"]["bindings"]
+    assert int(row["zones"]["value"]) > 0
