@@ -163,14 +163,12 @@ def test_a_failed_run_leaves_nothing_and_frees_its_key(platform: Platform, clien
 
 def test_a_claim_held_by_an_ended_run_is_free(platform: Platform, client: Any) -> None:
     """A claim whose release was lost (its run has ended) does not refuse the next run."""
-    from candela.runs import output_key
+    from candela.runs import workflow_key
 
     ended = client.trigger(DAG, NO_DATA)["dag_run_id"]
     assert client.follow(DAG, ended, lambda st: None, timeout=300).state == "success"
     conf = {**NO_DATA, "threshold": 0.44}
-    details = client.dag_details(DAG)
-    params = {k: v.get("value") for k, v in details["params"].items()} | conf
-    key = output_key(DAG, params)
+    key = workflow_key(DAG, conf)  # the one rule: the typed conf, defaults filled in
     import psycopg
 
     with psycopg.connect(_dsn(platform)) as conn:  # the lost release

@@ -398,6 +398,37 @@ def _results_of(platform: Platform, run_id: str) -> list[tuple]:
         ).fetchall()
 
 
+def test_fusion_demo_sample_draws_a_land_cover_map(platform: Platform) -> None:
+    """`candela demo --fusion`'s run: one S2 date with its S1 match, so no change pair but a
+    land-cover map from both sensors, published and on the review page."""
+    from candela.cli import DEMO_FUSION_CONF, DEMO_FUSION_SAMPLE
+
+    r = platform.candela("catalog", "add", str(DEMO_FUSION_SAMPLE))
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = platform.candela(
+        "run", "s2_change_detection", "--conf", json.dumps(DEMO_FUSION_CONF), timeout=900
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "land cover (S1+S2):" in r.stdout and "review page:" in r.stdout
+    summary = _summary_of(platform, _run_id(r.stdout))
+    (lc,) = summary["landcover"]
+    item = json.loads(Path(lc["item"].removeprefix("file://")).read_text())
+    assert item["properties"]["candela:days_apart"] < 1
+    assert set(item["assets"]) >= {"landcover", "source", "confidence", "quicklook"}
+    # load_rdf put the run's land-cover zones into the knowledge base (graph landcover-run)
+    rq = platform.home / "landcover-zones.rq"
+    rq.write_text(
+        "PREFIX cdl: <https://w3id.org/candela/ontology#>\n"
+        "PREFIX prov: <http://www.w3.org/ns/prov#>\n"
+        "SELECT (COUNT(?z) AS ?zones) WHERE { ?z a cdl:LandCoverZone ; prov:wasGeneratedBy ?run ."
+        f' ?run cdl:runId "{_run_id(r.stdout)}" }}'
+    )
+    q = platform.candela("kb", "query", str(rq), "--format", "json")
+    assert q.returncode == 0, q.stdout + q.stderr
+    (row,) = json.loads(q.stdout)["results"]["bindings"]
+    assert int(row["zones"]["value"]) > 0
+
+
 def test_home_is_private(platform: Platform) -> None:
     """Modes, not access (the tests may run as root): nothing under the home is for others."""
     import stat
@@ -480,34 +511,3 @@ def test_down_leaves_nothing_running(platform: Platform) -> None:
     assert leftovers == []
     r = platform.candela("status")
     assert r.returncode == 1
-
-
-def test_fusion_demo_sample_draws_a_land_cover_map(platform: Platform) -> None:
-    """`candela demo --fusion`'s run: one S2 date with its S1 match, so no change pair but a
-    land-cover map from both sensors, published and on the review page."""
-    from candela.cli import DEMO_FUSION_CONF, DEMO_FUSION_SAMPLE
-
-    r = platform.candela("catalog", "add", str(DEMO_FUSION_SAMPLE))
-    assert r.returncode == 0, r.stdout + r.stderr
-    r = platform.candela(
-        "run", "s2_change_detection", "--conf", json.dumps(DEMO_FUSION_CONF), timeout=900
-    )
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert "land cover (S1+S2):" in r.stdout and "review page:" in r.stdout
-    summary = _summary_of(platform, _run_id(r.stdout))
-    (lc,) = summary["landcover"]
-    item = json.loads(Path(lc["item"].removeprefix("file://")).read_text())
-    assert item["properties"]["candela:days_apart"] < 1
-    assert set(item["assets"]) >= {"landcover", "source", "confidence", "quicklook"}
-    # load_rdf put the run's land-cover zones into the knowledge base (graph landcover-run)
-    rq = platform.home / "landcover-zones.rq"
-    rq.write_text(
-        "PREFIX cdl: <https://w3id.org/candela/ontology#>\n"
-        "PREFIX prov: <http://www.w3.org/ns/prov#>\n"
-        "SELECT (COUNT(?z) AS ?zones) WHERE { ?z a cdl:LandCoverZone ; prov:wasGeneratedBy ?run ."
-        f' ?run cdl:runId "{_run_id(r.stdout)}" }}'
-    )
-    q = platform.candela("kb", "query", str(rq), "--format", "json")
-    assert q.returncode == 0, q.stdout + q.stderr
-    (row,) = json.loads(q.stdout)["results"]["bindings"]
-    assert int(row["zones"]["value"]) > 0

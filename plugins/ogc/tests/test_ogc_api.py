@@ -223,12 +223,19 @@ def test_bordeaux_workflow_async_job_to_results(api: httpx.Client) -> None:
     doc = results.json()
     summary = doc["result"]["value"]
     (change,) = summary["results"]
-    links = {k: v["href"] for k, v in doc.items() if k != "result"}
+    links = {k: v for k, v in doc.items() if k != "result"}
     for name in ("change_probability", "change_mask", "quicklook", "statistics"):
-        href = links["results.0.outputs." + name]
-        assert href == change["outputs"][name]
-        assert Path(href.removeprefix("file://")).stat().st_size > 0
-    assert json.loads(Path(links["summary"].removeprefix("file://")).read_text())["results"]
+        link = links["results.0.outputs." + name]
+        # an HTTP download a remote client can fetch (same login); the storage URI beside it
+        assert link["candela:href"] == change["outputs"][name]
+        local = Path(link["candela:href"].removeprefix("file://"))
+        assert link["href"].startswith("http://")
+        got = api.get(link["href"])
+        assert got.status_code == 200, (link, got.text[:200])
+        assert len(got.content) == local.stat().st_size > 0
+    summary_link = links["summary"]
+    summary_uri = summary_link.get("candela:href", summary_link["href"])
+    assert json.loads(Path(summary_uri.removeprefix("file://")).read_text())["results"]
 
     jobs = api.get("/jobs", params={"processID": "s2_change_detection"}).json()
     JobList.from_dict(jobs)
