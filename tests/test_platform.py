@@ -398,7 +398,7 @@ def _results_of(platform: Platform, run_id: str) -> list[tuple]:
         ).fetchall()
 
 
-def test_fusion_demo_sample_draws_a_land_cover_map(platform: Platform) -> None:
+def test_fusion_demo_sample_draws_a_land_cover_map(platform: Platform, tmp_path: Path) -> None:
     """`candela demo --fusion`'s run: one S2 date with its S1 match, so no change pair but a
     land-cover map from both sensors, published and on the review page."""
     from candela.cli import DEMO_FUSION_CONF, DEMO_FUSION_SAMPLE
@@ -416,7 +416,7 @@ def test_fusion_demo_sample_draws_a_land_cover_map(platform: Platform) -> None:
     assert item["properties"]["candela:days_apart"] < 1
     assert set(item["assets"]) >= {"landcover", "source", "confidence", "quicklook"}
     # load_rdf put the run's land-cover zones into the knowledge base (graph landcover-run)
-    rq = platform.home / "landcover-zones.rq"
+    rq = tmp_path / "landcover-zones.rq"
     rq.write_text(
         "PREFIX cdl: <https://w3id.org/candela/ontology#>\n"
         "PREFIX prov: <http://www.w3.org/ns/prov#>\n"
