@@ -191,7 +191,17 @@ def test_report_prints(
     page = watched.page
     page.goto(platform.review_url(bordeaux_run) + "/report")
     page.wait_for_load_state("networkidle")
-    assert page.locator("img.ql").evaluate("i => i.naturalWidth") > 100
+    # every picture of the report loaded: location map, before, after, quicklook
+    images = page.locator("img.ql")
+    assert images.count() == 4
+    for alt in (
+        "location map",
+        "before",
+        "after",
+        "quicklook: changes in red over the after image",
+    ):
+        width = page.locator(f'img.ql[alt="{alt}"]').evaluate("i => i.naturalWidth")
+        assert width > 100, alt
     assert "Zone statistics" in page.content()
     page.screenshot(path=str(artefacts / "report.png"), full_page=True)
     page.emulate_media(media="print")
