@@ -15,6 +15,7 @@ import typer
 from rich.table import Table
 
 from candela import cli_console
+from candela.cli_cluster import app as cluster_app
 from candela.cli_kb import app as kb_app
 from candela.cli_models import app as models_app
 from candela.cli_orders import app as orders_app
@@ -39,6 +40,7 @@ app.add_typer(models_app, name="models")
 app.add_typer(kb_app, name="kb")
 app.add_typer(scale_app, name="scale")
 app.add_typer(usage_app, name="usage")
+app.add_typer(cluster_app, name="cluster")
 
 console, err = cli_console.console, cli_console.err
 

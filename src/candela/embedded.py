@@ -641,6 +641,15 @@ def run_airflow(settings: Settings, *args: str, timeout: float = 600) -> str:
     return res.stdout
 
 
+GPU_POOL = "candela_gpu"
+
+
+def gpu_pool_args(settings: Settings) -> tuple[str, ...]:
+    """``airflow`` arguments that create (or resize) the pool of the GPU steps: run by ``up``
+    here and by ``candela cluster init`` on a cluster; its size is ``CANDELA_GPU_SLOTS``."""
+    return ("pools", "set", GPU_POOL, str(settings.gpu_slots), "GPU steps (change detection)")
+
+
 def health(settings: Settings, timeout: float = 10.0) -> dict[str, Any] | None:
     import httpx
 
@@ -834,14 +843,7 @@ def _up(settings: Settings, progress: Callable[[str], None], s3: bool) -> dict[s
     write_airflow_config(settings, settings.airflow_database_url or dsn_for(base, "airflow"), ports)
     progress("migrating Airflow's metadata database")
     run_airflow(settings, "db", "migrate")
-    run_airflow(
-        settings,
-        "pools",
-        "set",
-        "candela_gpu",
-        str(settings.gpu_slots),
-        "GPU steps (change detection)",
-    )
+    run_airflow(settings, *gpu_pool_args(settings))
     started: dict[str, float] = {}
     for name in COMPONENTS:
         if name not in alive:
