@@ -7,6 +7,7 @@ import stat
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,3 +47,95 @@ def test_compose_holds_no_fixed_secret() -> None:
     assert "-s3.config=" in weed
     text = (REPO / "docker-compose.yml").read_text()
     assert "candela:candela@" not in text and "POSTGRES_PASSWORD: candela" not in text
+
+
+# --- the Compose Specification and the start order --------------------------------------------
+
+
+def _compose() -> dict:
+    return yaml.safe_load((REPO / "docker-compose.yml").read_text())
+
+
+def _compose_schema() -> dict:
+    """The Compose Specification's JSON schema as check-jsonschema vendors it
+    (check_jsonschema/builtin_schemas/vendor/compose-spec.json, from compose-spec/compose-spec,
+    Apache-2.0), a dev dependency: not copied into this repository."""
+    import json
+    from importlib import resources
+
+    ref = resources.files("check_jsonschema") / "builtin_schemas/vendor/compose-spec.json"
+    return json.loads(ref.read_text())
+
+
+def test_compose_file_follows_the_compose_specification() -> None:
+    import copy
+
+    import jsonschema
+
+    schema = _compose_schema()
+    doc = _compose()
+    jsonschema.validate(doc, schema, cls=jsonschema.Draft202012Validator)
+    # the schema does refuse what Compose refuses
+    bad = copy.deepcopy(doc)
+    bad["services"]["scheduler"]["depends_on"] = {"init": {"condition": "service_done"}}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, schema, cls=jsonschema.Draft202012Validator)
+    bad = copy.deepcopy(doc)
+    bad["services"]["postgres"]["healthcheck"]["retry"] = 3
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, schema, cls=jsonschema.Draft202012Validator)
+
+
+def test_airflow_waits_for_init_which_waits_for_healthy_servers() -> None:
+    services = _compose()["services"]
+    airflow = ["api-server", "scheduler", "dag-processor", "triggerer"]
+    for name in airflow:
+        assert services[name]["depends_on"] == {
+            "init": {"condition": "service_completed_successfully"}
+        }, name
+    init = services["init"]
+    assert init["depends_on"] == {
+        "postgres": {"condition": "service_healthy"},
+        "seaweedfs": {"condition": "service_healthy"},
+    }
+    assert (
+        services["postgres"]["healthcheck"]["test"] and services["seaweedfs"]["healthcheck"]["test"]
+    )
+    assert init.get("restart") == "no"
+    # init is `candela cluster init`, with the S3 identity that may create buckets
+    assert init["entrypoint"] + init["command"][:2] == ["candela", "cluster", "init"]
+    assert init["environment"]["CANDELA_S3_ACCESS_KEY_ID"].startswith("${S3_ADMIN_ACCESS_KEY")
+    assert services["scheduler"]["environment"]["CANDELA_S3_ACCESS_KEY_ID"].startswith(
+        "${S3_PIPELINE_ACCESS_KEY"
+    )
+
+
+def test_buckets_made_by_init_are_those_the_identities_allow() -> None:
+    services = _compose()["services"]
+    init = services["init"]
+    root = init["environment"]["CANDELA_STORAGE_ROOT"]
+    assert root.startswith("s3://")
+    results = root.removeprefix("s3://").split("/")[0]
+    extra = init["command"][init["command"].index("--bucket") + 1]
+    weed = " ".join(services["seaweedfs"]["command"])
+    # the pipeline's identity writes the results bucket, only reads the archive
+    for action in ("Read", "Write", "List"):
+        assert f"{action}:{results}" in weed
+    assert f"Read:{extra}" in weed and f"Write:{extra}" not in weed
+
+
+def test_compose_settings_exist() -> None:
+    """A misspelt CANDELA_* or AIRFLOW__* variable would be ignored silently."""
+    from airflow.configuration import conf
+
+    from candela.settings import Settings
+
+    known = {f"CANDELA_{n.upper()}" for n in Settings.model_fields}
+    for name, svc in _compose()["services"].items():
+        for key in svc.get("environment") or {}:
+            if key.startswith("CANDELA_"):
+                assert key in known or key == "CANDELA_ADMIN_PASSWORD", f"{name}: {key}"
+            elif key.startswith("AIRFLOW__"):
+                _, section, option = key.split("__", 2)
+                options = conf.configuration_description.get(section.lower(), {}).get("options", {})
+                assert option.lower() in options, f"{name}: {key}"
