@@ -337,3 +337,16 @@ def test_security_groups_open_what_a_node_join_needs() -> None:
     for sg in ("node", "control_plane"):
         for rule in res[sg]["properties"]["rules"]:
             assert rule.get("remote_ip_prefix") != "0.0.0.0/0"
+
+
+def test_seaweedfs_identities_let_init_create_only_the_results_bucket() -> None:
+    """The example identities parse, and the platform's may create the results bucket of the
+    config (bucket-scoped Admin: SeaweedFS 4.48 creates that bucket and refuses any other)."""
+    doc = yaml.safe_load((K8S / "seaweedfs/secret.example.yaml").read_text())
+    identities = {i["name"]: i for i in json.loads(doc["stringData"]["s3.json"])["identities"]}
+    bucket = config("overlays/cpu")["CANDELA_STORAGE_ROOT"].removeprefix("s3://").split("/")[0]
+    actions = set(identities["candela"]["actions"])
+    assert {f"Admin:{bucket}", f"Write:{bucket}", "Read:eodata"} <= actions
+    assert not any(a in actions for a in ("Admin", "Write", "Write:eodata"))
+    args = find(render("seaweedfs"), "StatefulSet", "seaweedfs")["spec"]["template"]["spec"]
+    assert "-s3.config=/etc/seaweedfs/s3.json" in args["containers"][0]["args"]
