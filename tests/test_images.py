@@ -310,3 +310,63 @@ print(json.dumps({"names": sorted(names), "services": sorted(s["name"] for s in 
     assert set(got["services"]) == {s["name"] for s in catalogue()}
     assert {"candela_ogc", "candela_review"} <= set(got["plugins"])
     assert got["errors"] == {} and "s2_change_detection" in got["dags"]
+
+
+def _runs(path: Path) -> list[str]:
+    """The RUN commands of a Dockerfile, BuildKit mount flags removed."""
+    out = []
+    for word, rest in _instructions(path):
+        if word == "RUN":
+            out.append(re.sub(r"--mount=\S+\s+", "", rest))
+    return out
+
+
+def test_service_dockerfiles_are_one_template() -> None:
+    """Every service image is built by the same steps (the one exercised below), its name aside."""
+
+    def shape(svc: str) -> list[tuple[str, str]]:
+        ins = _instructions(REPO / "images" / svc / "Dockerfile")
+        return [(w, r.replace(svc, "SVC")) for w, r in ins if w != "CMD"]
+
+    services = sorted(s["name"] for s in catalogue())
+    first = shape(services[0])
+    for svc in services[1:]:
+        assert shape(svc) == first, svc
+
+
+@pytest.mark.slow
+def test_service_image_steps_make_a_working_cli(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SDK base's and a service's RUN steps, executed here as written in their Dockerfiles
+    (paths of the image moved under a temporary folder): the service's command runs."""
+    monkeypatch.delenv("VIRTUAL_ENV", raising=False)
+    venv, dist = tmp_path / "venv", tmp_path / "dist"
+
+    def sh(cmd: str, **env: str) -> None:
+        cmd = cmd.replace("/opt/venv", str(venv)).replace(
+            "/tmp/requirements.txt", str(tmp_path / "req.txt")
+        )
+        cmd = re.sub(r"(?<![\w.])/dist\b", str(dist), cmd)
+        r = subprocess.run(
+            ["sh", "-c", cmd],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env={
+                **os.environ,
+                "PATH": f"{Path(_tool('uv')).parent}{os.pathsep}{os.environ['PATH']}",
+                **env,
+            },
+        )
+        assert r.returncode == 0, f"{cmd}\n{r.stderr[-2000:]}"
+
+    sdk_build = _runs(REPO / "images/sdk/Dockerfile")[0]  # the build stage's; then apt-get
+    sh(sdk_build)
+    build, runtime = _runs(REPO / "images/mosaic/Dockerfile")
+    sh(build, EXTRAS="")
+    assert [p.name for p in dist.glob("*.whl")] == ["candela_mosaic-0.1.0-py3-none-any.whl"]
+    sh(runtime)
+    r = subprocess.run([str(venv / "bin/candela-mosaic"), "--help"], capture_output=True, text=True)
+    assert r.returncode == 0 and "--inputs" in r.stdout
