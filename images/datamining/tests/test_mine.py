@@ -26,9 +26,7 @@ def _mine(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict[str
 
 def _rows(dsn: str) -> list[dict[str, Any]]:
     with psycopg.connect(dsn) as conn:
-        cur = conn.execute(
-            "SELECT * FROM candela.mine_v_patches ORDER BY row_off, col_off"
-        )
+        cur = conn.execute("SELECT * FROM candela.mine_v_patches ORDER BY row_off, col_off")
         cols = [d.name for d in cur.description or []]
         return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
 
@@ -51,7 +49,9 @@ def test_mine_a_stack_then_refuse_to_mine_it_again(
     assert by[(32, 0)]["water_share"] == 1.0 and by[(32, 96)]["vegetation_share"] == 1.0
     r0 = rows[0]
     assert r0["product_id"] == "S2A_TEST_PRODUCT" and r0["acquired"].year == 2020
-    assert r0["sensors"] == ["s2"] and r0["crs"] == "EPSG:32630" and r0["truth"] == ["water", "forest"]
+    assert (
+        r0["sensors"] == ["s2"] and r0["crs"] == "EPSG:32630" and r0["truth"] == ["water", "forest"]
+    )
     assert r0["mined_by_run"] == "r1" and r0["valid_share"] == 1.0 and r0["embedding"] is None
     # WGS 84 footprints: near Bordeaux (UTM 30N), the patch east of its western neighbour
     assert -1.0 < r0["west"] < r0["east"] < 0.5 and 44.0 < r0["south"] < r0["north"] < 45.5
@@ -103,7 +103,10 @@ def test_a_failure_while_storing_leaves_no_row_and_no_quicklook(
     monkeypatch.setattr(candela_sdk.mining, "copy_patches", copy_then_fail)
     ql = tmp_path / "ql"
     with pytest.raises(RuntimeError, match="simulated"):
-        main(SERVICE, ["--stack", stack, "--size", "32", "--dsn", catalog_dsn, "--quicklooks", str(ql)])
+        main(
+            SERVICE,
+            ["--stack", stack, "--size", "32", "--dsn", catalog_dsn, "--quicklooks", str(ql)],
+        )
     assert _rows(catalog_dsn) == []
     assert not ql.exists() or list(ql.iterdir()) == []
     monkeypatch.setattr(candela_sdk.mining, "copy_patches", real)
