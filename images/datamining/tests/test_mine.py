@@ -15,7 +15,7 @@ from candela_mine import features as F
 from candela_mine.service import SERVICE
 from candela_sdk.contract import main
 
-from .conftest import BANDS, landscape, write_stack
+from .conftest import BANDS, write_stack
 
 
 def _mine(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict[str, Any], str]:
