@@ -76,9 +76,15 @@ def test_plan_one_job_per_stack_of_a_published_run(tmp_path: Path) -> None:
     run_dir = tmp_path / "st" / "results" / "s2_change_detection" / "k1" / "run-a"
     run_dir.mkdir(parents=True)
     stacks = ["file:///x/a.tif", "file:///x/b.tif"]
-    (run_dir / "run.json").write_text(json.dumps({"run_id": "run-a", "stacks": stacks}))
+    item = run_dir / "landcover" / "item.json"
+    item.parent.mkdir()
+    item.write_text(json.dumps({"links": [{"rel": "derived_from", "href": stacks[1]},
+                                          {"rel": "derived_from", "href": "file:///x/s1.tif"}]}))  # fmt: skip
+    summary = {"run_id": "run-a", "stacks": stacks, "landcover": [{"item": item.as_uri()}]}
+    (run_dir / "run.json").write_text(json.dumps(summary))
     jobs, reason = plan(s, None, {"size": 48}, [("s2_change_detection", "run-a")], "m1")
     assert [j["stack"] for j in jobs] == stacks and reason == ""
+    assert "radar" not in jobs[0] and jobs[1]["radar"] == "file:///x/s1.tif"  # fused date
     assert jobs[0] == {"stack": stacks[0], "size": 48, "min_valid": 0.5,
                        "dataset": "sentinel-2", "run_id": "m1"}  # fmt: skip
     jobs, _ = plan(s, None, {"source_run_id": "run-a", "stacks": [stacks[1], "file:///c.tif"]},

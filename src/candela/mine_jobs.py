@@ -1,7 +1,9 @@
 """Pipeline glue of the ``mine_patches`` DAG: which stacks to mine, as the datamining service's
 arguments (one job per stack). The stacks come from the conf (``stacks``), from a run of the
 change-detection pipeline (``source_run_id``: its ``run.json``), or from the asset events that
-started the run (each names its source run). Nothing of the service is imported."""
+started the run (each names its source run). A stack whose date had a Sentinel-1 match (its
+land-cover map was fused with one) is mined with that radar. Nothing of the service is
+imported."""
 
 from __future__ import annotations
 
@@ -50,6 +52,23 @@ def run_summary(settings: Settings, dsn: str | None, dag_id: str, run_id: str) -
     raise RunNotFound(f"no published run {run_id} of {dag_id} (no run.json)")
 
 
+def radar_of_stacks(summary: dict[str, Any]) -> dict[str, str]:
+    """Stack URI → the Sentinel-1 backscatter its land-cover map was fused with (the map's STAC
+    item is ``derived_from`` the optical stack, then the radar)."""
+    from candela_sdk import storage
+
+    out: dict[str, str] = {}
+    for lc in summary.get("landcover", []):
+        try:
+            item = json.loads(storage.read_text(lc["item"]))
+        except (storage.InputError, ValueError, KeyError, TypeError):
+            continue
+        hrefs = [ln.get("href") for ln in item.get("links", []) if ln.get("rel") == "derived_from"]
+        if len(hrefs) >= 2 and hrefs[0] and hrefs[1]:
+            out[str(hrefs[0])] = str(hrefs[1])
+    return out
+
+
 def plan(
     settings: Settings,
     dsn: str | None,
@@ -63,6 +82,7 @@ def plan(
         {k: v for k, v in params.items() if k in MinePatchesConf.model_fields}
     )
     stacks: list[str] = list(conf.stacks)
+    radar: dict[str, str] = {}
     runs = [(d or conf.source_dag_id, r) for d, r in sources if r]
     if conf.source_run_id:
         runs.append((conf.source_dag_id, conf.source_run_id))
@@ -73,6 +93,7 @@ def plan(
             log.warning("%s", exc)
             continue
         stacks += [s for s in summary.get("stacks", []) if s]
+        radar.update(radar_of_stacks(summary))
     unique = list(dict.fromkeys(stacks))
     if not unique:
         reason = (
@@ -94,5 +115,7 @@ def plan(
             args["stride"] = conf.stride
         if conf.encoder:
             args["encoder"] = conf.encoder
+        if uri in radar:  # S2 + S1: the radar features too
+            args["radar"] = radar[uri]
         jobs.append(args)
     return jobs, ""
