@@ -17,6 +17,7 @@ Routes (all behind Airflow's own authentication: ``Authorization: Bearer <JWT>``
   zones), triggered through Airflow's REST API as the caller
 - ``knowledge``: ``/sparql``: read-only SPARQL 1.1 Protocol endpoint of the knowledge base;
   ``/questions``, ``/questions/{name}``: ready-made questions (table + map) and YASGUI
+- ``mining_sql``: ``POST /mine/sql``: the data-mining SQL mode (read-only, timeout, row cap)
 
 Errors: the :mod:`candela.web_errors` family, its status from the one table shared with the OGC
 app; answered as ``{"code", "description"}`` JSON, or as a page to a browser.
@@ -34,7 +35,17 @@ from fastapi.staticfiles import StaticFiles
 
 from candela.settings import Settings
 from candela.web_errors import WebError
-from candela_review.routers import cog, downloads, knowledge, newrun, ops, pages, stac, tiles
+from candela_review.routers import (
+    cog,
+    downloads,
+    knowledge,
+    mining_sql,
+    newrun,
+    ops,
+    pages,
+    stac,
+    tiles,
+)
 from candela_review.web import (
     HERE,
     Context,
@@ -141,4 +152,5 @@ def create_app(
     app.include_router(knowledge.router(ctx, env), dependencies=auth_required, responses=common)
     app.include_router(ops.router(ctx, env), dependencies=auth_required, responses=common)
     app.include_router(newrun.router(ctx, env), dependencies=auth_required, responses=common)
+    app.include_router(mining_sql.router(ctx), dependencies=auth_required, responses=common)
     return app
