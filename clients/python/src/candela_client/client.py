@@ -521,6 +521,16 @@ class Client:
             return [{"boolean": bool(doc["boolean"])}]
         return [{k: v.get("value") for k, v in row.items()} for row in doc["results"]["bindings"]]
 
+    def question(self, name: str, **params: Any) -> list[dict[str, Any]]:
+        """A ready-made question of the knowledge base (``/candela/questions``, e.g.
+        ``changed-communes`` with ``min_ha=5``), its parameters by name; rows as :meth:`sparql`."""
+        doc = self._json(
+            "GET",
+            f"/candela/questions/{_q(name)}",
+            params={**{k: str(v) for k, v in params.items()}, "format": "json"},
+        )
+        return [{k: v.get("value") for k, v in row.items()} for row in doc["results"]["bindings"]]
+
 
 def _transient(exc: Exception) -> bool:
     return isinstance(exc, CandelaError) and exc.transient
