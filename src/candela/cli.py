@@ -17,6 +17,7 @@ from rich.table import Table
 from candela import cli_console
 from candela.cli_kb import app as kb_app
 from candela.cli_models import app as models_app
+from candela.cli_notebook import notebook
 from candela.cli_orders import app as orders_app
 from candela.cli_scale import app as scale_app
 from candela.cli_scale import usage_app
@@ -39,6 +40,7 @@ app.add_typer(models_app, name="models")
 app.add_typer(kb_app, name="kb")
 app.add_typer(scale_app, name="scale")
 app.add_typer(usage_app, name="usage")
+app.command()(notebook)
 
 console, err = cli_console.console, cli_console.err
 
