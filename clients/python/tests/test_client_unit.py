@@ -307,3 +307,32 @@ def test_open_dataarray_keeps_the_georeferencing(cog: Path) -> None:
     assert da.shape == (2, 40, 50) and str(da.rio.crs) == "EPSG:32630"
     assert float(da.x[0]) == 700005.0 and bool(np.isnan(da.values[0, 0, 0]))
     assert float(da.values[1, 3, 4]) == 2304
+
+
+def test_search_follows_the_pages_of_a_post_search() -> None:
+    """The results STAC API's POST paging: the next link carries the body with its token."""
+    bodies: list[dict[str, Any]] = []
+
+    def stac(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        bodies.append(body)
+        start = int(str(body.get("token", "next:0")).split(":")[1])
+        ids = [f"i{n}" for n in range(start, min(start + body["limit"], 5))]
+        links = []
+        if start + len(ids) < 5:
+            links.append(
+                {
+                    "rel": "next",
+                    "href": str(request.url),
+                    "method": "POST",
+                    "body": {**body, "token": f"next:{start + len(ids)}"},
+                }
+            )
+        return httpx.Response(200, json={"features": [{"id": i} for i in ids], "links": links})
+
+    c = Client("http://fake", token="t", transport=httpx.MockTransport(stac))
+    found = c.search(bbox=[0, 0, 1, 1], collections=["s2_change_detection"], limit=2)
+    assert [i["id"] for i in found] == ["i0", "i1", "i2", "i3", "i4"]
+    assert [b.get("token") for b in bodies] == [None, "next:2", "next:4"]
+    assert all(b["bbox"] == [0.0, 0.0, 1.0, 1.0] for b in bodies)
+    assert len(c.search(limit=2, max_items=3)) == 3
