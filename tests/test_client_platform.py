@@ -141,9 +141,11 @@ def test_read_in_place_from_s3(client: Client, demo_run: dict[str, Any], s3_sess
     )
     assert remote.shape == local.shape and remote.transform == local.transform
     assert np.array_equal(remote.data.filled(-9), local.data.filled(-9))
+    # (another object: GDAL caches what it read, keys included)
+    s3_session.client().upload_file(str(path), "candela", "sdk-test/locked.tif")
     wrong = S3Config(s3.endpoint_url, s3.access_key_id, "wrong-secret")
-    with pytest.raises(Exception, match="cannot open s3://candela/sdk-test/prob.tif"):
-        Client(client.url, token=client.token, s3=wrong).read("s3://candela/sdk-test/prob.tif")
+    with pytest.raises(Exception, match="cannot open s3://candela/sdk-test/locked.tif"):
+        Client(client.url, token=client.token, s3=wrong).read("s3://candela/sdk-test/locked.tif")
 
 
 def test_run_a_service_as_an_ogc_process(client: Client) -> None:

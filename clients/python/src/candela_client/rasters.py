@@ -18,6 +18,7 @@ from urllib.parse import unquote, urlsplit
 
 import numpy as np
 import rasterio
+import rasterio.session
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window, from_bounds
 
@@ -72,16 +73,37 @@ def gdal_path(uri: str) -> str:
     raise RasterError(f"unsupported URI scheme {u.scheme!r} in {uri!r} (file://, s3://)")
 
 
+class _S3Session(rasterio.session.Session):
+    """The keys and endpoint of an :class:`S3Config` as a rasterio session (rasterio refuses
+    AWS keys as plain options; its own AWSSession needs boto3, which the SDK does without)."""
+
+    def __init__(self, options: dict[str, str]) -> None:
+        self._options = options
+
+    @classmethod
+    def hascreds(cls, config: dict[str, Any]) -> bool:
+        return "AWS_ACCESS_KEY_ID" in config or "AWS_NO_SIGN_REQUEST" in config
+
+    def get_credential_options(self) -> dict[str, str]:
+        return dict(self._options)
+
+
 @contextmanager
 def open_raster(uri: str, s3: S3Config | None = None) -> Iterator[Any]:
     """A rasterio dataset for ``uri``, inside a GDAL environment for the S3 endpoint ``s3``
     (default: the ``CANDELA_S3_*`` environment). Read only the windows you need."""
     path = gdal_path(uri)
     s3 = s3 if s3 is not None else S3Config.from_env()
-    opts = s3.gdal_options() if (s3 is not None and path.startswith("/vsis3/")) else {}
+    env: dict[str, Any] = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
+    if s3 is not None and path.startswith("/vsis3/"):
+        opts = s3.gdal_options()
+        creds = {k: opts.pop(k) for k in list(opts) if k.startswith("AWS_") and "KEY" in k}
+        if "AWS_NO_SIGN_REQUEST" in opts:
+            creds["AWS_NO_SIGN_REQUEST"] = opts.pop("AWS_NO_SIGN_REQUEST")
+        env.update(opts, session=_S3Session(creds))
     if not path.startswith("/vsi") and not Path(path).exists():
         raise RasterError(f"no such file: {path}")
-    with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR", **opts):
+    with rasterio.Env(**env):
         try:
             ds = rasterio.open(path)
         except rasterio.errors.RasterioIOError as exc:
