@@ -200,9 +200,10 @@ def test_notebook_search_and_read(
 ) -> None:
     nb = _execute(NOTEBOOKS / "search-and-read.ipynb", env, monkeypatch)
     text = _text(nb)
-    assert "result(s) over Bordeaux" in text and "window" in text and "EPSG:32630" in text
+    assert "result(s) over Bordeaux" in text and "window (1, " in text and "CRS EPSG:" in text
 
 
+@pytest.mark.slow
 def test_notebook_bordeaux_frost(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     nb = _execute(NOTEBOOKS / "bordeaux-frost.ipynb", env, monkeypatch)
     text = _text(nb)
