@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -207,7 +208,11 @@ def test_notebook_search_and_read(
 def test_notebook_bordeaux_frost(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     nb = _execute(NOTEBOOKS / "bordeaux-frost.ipynb", env, monkeypatch)
     text = _text(nb)
-    assert "changed share read back" in text and "commune(s) with more than 1 ha changed" in text
+    assert "changed share read back" in text, text
+    # the communes went into the knowledge base before the run: its change areas lie in some
+    communes = re.search(r"(\d+) commune\(s\) with more than 1 ha changed", text)
+    assert communes and int(communes.group(1)) >= 1, text
+    assert "vineyard parcel(s) more than 30 % changed" in text, text
     assert "image/png" in json.dumps([o for c in nb.cells for o in c.get("outputs", [])])
 
 
