@@ -19,6 +19,7 @@ from candela.cli_cluster import app as cluster_app
 from candela.cli_kb import app as kb_app
 from candela.cli_mine import app as mine_app
 from candela.cli_models import app as models_app
+from candela.cli_notebook import notebook
 from candela.cli_orders import app as orders_app
 from candela.cli_scale import app as scale_app
 from candela.cli_scale import usage_app
@@ -43,6 +44,7 @@ app.add_typer(mine_app, name="mine")
 app.add_typer(scale_app, name="scale")
 app.add_typer(usage_app, name="usage")
 app.add_typer(cluster_app, name="cluster")
+app.command()(notebook)
 
 console, err = cli_console.console, cli_console.err
 
