@@ -80,7 +80,8 @@ def test_singleuser_image_installs_the_sdk_from_the_lock() -> None:
     docker = (HUB / "singleuser.Dockerfile").read_text()
     froms = re.findall(r"^FROM (\S+)", docker, re.M)
     assert froms[-1].startswith("quay.io/jupyter/")
-    assert re.search(r"^USER \$\{NB_UID\}", docker, re.M)  # the last user is not root
+    users = re.findall(r"^USER (\S+)", docker, re.M)
+    assert users and users[-1] == "1000"  # the last user is jovyan (NB_UID 1000), not root
     for src in re.findall(r"^COPY (?!--from)(?:--\S+ )*(.+) \S+$", docker, re.M):
         for path in src.split():
             assert (REPO / path).exists(), path

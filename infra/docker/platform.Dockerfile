@@ -29,6 +29,7 @@ COPY src src
 COPY operators operators
 COPY images images
 COPY plugins plugins
+COPY clients clients
 COPY ontology ontology
 COPY infra/docker/install-platform.sh /usr/local/bin/install-platform
 ARG EXTRAS=""

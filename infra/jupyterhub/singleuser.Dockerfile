@@ -28,5 +28,6 @@ RUN pip install --no-cache-dir -r /tmp/candela-requirements.txt \
     && pip install --no-cache-dir --no-deps /tmp/wheels/candela_client-*.whl \
     && rm -rf /tmp/wheels /tmp/candela-requirements.txt \
     && python -c "import candela_client, rioxarray"
-COPY --chown=${NB_UID}:${NB_GID} notebooks /opt/candela/notebooks
-USER ${NB_UID}
+COPY --chown=1000:100 notebooks /opt/candela/notebooks
+# jovyan: NB_UID 1000, group users (100) in Jupyter Docker Stacks
+USER 1000
