@@ -189,6 +189,9 @@ _ARCHIVE_KEYS = ("AWS_S3_ENDPOINT", "AWS_HTTPS", "AWS_VIRTUAL_HOSTING", "AWS_REG
                  "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")  # fmt: skip
 
 
+_ARCHIVE_SET: set[bytes] = set()  # the path prefixes given options of their own
+
+
 def _gdal_library() -> Any:
     """The GDAL library rasterio runs on (a wheel bundles its own copy, loaded privately)."""
     import ctypes
@@ -211,7 +214,8 @@ def _set_archive_options() -> None:
     from candela_sdk.settings import get_settings
 
     s = get_settings()
-    if not s.eodata_separate:
+    global _ARCHIVE_SET
+    if not s.eodata_separate and not _ARCHIVE_SET:
         return
     lib = _gdal_library()
     if lib is None or not hasattr(lib, "VSISetPathSpecificOption"):
@@ -219,10 +223,15 @@ def _set_archive_options() -> None:
             "the archive's own S3 settings (CANDELA_EODATA_S3_*) need GDAL >= 3.6 "
             "(path-specific options): not found in this process"
         )
+    for prefix in _ARCHIVE_SET:  # the settings may have changed since (tests, `candela up`)
+        lib.VSIClearPathSpecificOptions(prefix)
+    _ARCHIVE_SET = set()
+    if not s.eodata_separate:
+        return
     for bucket in s.eodata_buckets:
         prefix = f"/vsis3/{bucket}/".encode()
         opts = gdal_s3_options(f"s3://{bucket}/")
-        lib.VSIClearPathSpecificOptions(prefix)
+        _ARCHIVE_SET.add(prefix)
         for key in _ARCHIVE_KEYS:
             if key in opts:
                 lib.VSISetPathSpecificOption(prefix, key.encode(), opts[key].encode())
