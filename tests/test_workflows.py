@@ -316,7 +316,12 @@ def _ogc_path(dags: dict[str, Any], model: str) -> str | None:
     return str(r.json()["detail"])
 
 
-def test_dag_cli_and_ogc_accept_the_same_model_names(dags: dict[str, Any], registry: Path) -> None:
+def test_dag_cli_and_ogc_accept_the_same_model_names(
+    dags: dict[str, Any], registry: Path, closed_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(
+        "CANDELA_PORT", str(closed_port)
+    )  # "not running", even with an Airflow on 8080
     for name in ("my-enc", "cva", "encoder"):
         assert _dag_path(dags, name) is None, name
         assert _cli_path(name) is None, name
