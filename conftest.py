@@ -54,3 +54,80 @@ def catalog_dsn(pg_server: str) -> str:
 def oscd_bordeaux() -> Path:
     """The OSCD Bordeaux pair shipped in the repo (see data/README.md)."""
     return SAMPLES / "oscd" / "bordeaux"
+
+
+# --- running a check as an unprivileged user --------------------------------------------------
+
+NOBODY = 65534  # uid and gid of "nobody"
+
+
+def _in_unprivileged_child(fn, args, timeout=120.0):  # type: ignore[no-untyped-def]
+    """``fn(*args)`` in a forked child that runs as ``nobody`` when this process is root (root
+    ignores permission bits: a refusal must be checked as an ordinary user). Returns
+    ``("ok", value)`` or ``("raised", "module.Class", message)``."""
+    import pickle
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 0
+        try:
+            os.close(r)
+            try:
+                if os.geteuid() == 0:
+                    os.setgroups([])
+                    os.setgid(NOBODY)
+                    os.setuid(NOBODY)
+                out = ("ok", fn(*args))
+            except BaseException as exc:
+                out = ("raised", f"{type(exc).__module__}.{type(exc).__qualname__}", str(exc))
+            data = pickle.dumps(out)
+            with os.fdopen(w, "wb") as f:
+                f.write(data)
+        except BaseException:
+            code = 70
+        finally:
+            os._exit(code)
+    os.close(w)
+    import select
+    import signal
+    import time
+
+    chunks, deadline = [], time.monotonic() + timeout
+    with os.fdopen(r, "rb") as f:
+        while True:
+            ready, _, _ = select.select([f], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:  # (a forked child may hang where the parent's threads held a lock)
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                raise AssertionError(f"the unprivileged child did not finish in {timeout} s")
+            chunk = f.read1(1 << 16)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    _, status = os.waitpid(pid, 0)
+    data = b"".join(chunks)
+    assert os.waitstatus_to_exitcode(status) == 0 and data, "the unprivileged child failed"
+    return pickle.loads(data)
+
+
+@pytest.fixture
+def unprivileged():  # type: ignore[no-untyped-def]
+    """``run(fn, *args)``: ``fn`` in a child process as an unprivileged user (``nobody`` when the
+    tests run as root, as in CI; the current user otherwise), and a folder that user may read
+    (``run.folder``, world-readable, under /tmp). Modules ``fn`` needs must be imported first:
+    the child may not read the interpreter's own folders."""
+    folder = Path(tempfile.mkdtemp(prefix="candela-unprivileged-", dir="/tmp"))
+    folder.chmod(0o755)
+
+    def run(fn, *args):  # type: ignore[no-untyped-def]
+        return _in_unprivileged_child(fn, args)
+
+    run.folder = folder  # type: ignore[attr-defined]
+    try:
+        yield run
+    finally:
+        for p in [folder, *folder.rglob("*")]:  # read-only folders inside: writable again
+            if p.is_dir():
+                p.chmod(0o755)
+        shutil.rmtree(folder, ignore_errors=True)

@@ -2,7 +2,8 @@
 
 search_products → preprocess (one task per product and AOI piece: a large AOI is cut into
 pieces of at most `tile_size_km`) → mosaic (the pieces of each product merged) → detect_changes
-(one task per consecutive pair, GPU pool); fuse_landcover (one task per date with a Sentinel-1
+(one task per consecutive pair; `detect_changes_gpu` in the GPU pool instead when the run's model
+runs on a GPU); fuse_landcover (one task per date with a Sentinel-1
 acquisition within 10 days, skipped with the reason otherwise) → load_rdf → publish. Wiring
 only: the work happens in the processing services. Every run writes under its own prefix
 (results/<dag>/<key>/<run>), so a rerun never changes what an earlier run published; two
@@ -17,11 +18,10 @@ from typing import Any
 from airflow.sdk import Asset, Param, dag, get_current_context, task
 
 from candela.workflows import ChangeDetectionConf, dag_params
-from candela_operators import step_operator_class
+from candela_operators import GPU_POOL, step_operator_class
 
 Step = step_operator_class()
 
-GPU_POOL = "candela_gpu"
 RESULTS = Asset("candela://results/s2_change_detection")
 
 
@@ -73,9 +73,11 @@ def s2_change_detection() -> None:
         from candela.callbacks import _dsn, run_has_ended
         from candela.db.runs import claim
         from candela.pipeline import aoi_geometry, output_prefix, search_arguments, split_aoi
+        from candela.run_inputs import stage_zones
         from candela.runs import RunConflict, workflow_key
         from candela.settings import get_settings
         from candela.workflows import BadRunConf, validate_conf
+        from candela_sdk.errors import InputError
 
         ctx = get_current_context()
         params = dict(ctx["params"])
@@ -92,8 +94,13 @@ def s2_change_detection() -> None:
                 claim(dsn, key, dag_id, ctx["run_id"], lambda d, r: run_has_ended(ti, d, r))
             except RunConflict as exc:
                 raise AirflowFailException(str(exc)) from None
-        prefix = output_prefix(get_settings(), dag_id, key, ctx["run_id"])
+        settings = get_settings()
+        prefix = output_prefix(settings, dag_id, key, ctx["run_id"])
         print(f"outputs of this run go to {prefix}")
+        try:  # a zones file named by a local path: into storage, where every step can read it
+            zones = stage_zones(settings, params.get("zones"))
+        except InputError as exc:
+            raise AirflowFailException(str(exc)) from None
         pieces = split_aoi(aoi_geometry(params), float(params.get("tile_size_km") or 50))
         print(f"the area is processed in {len(pieces)} piece(s)")
         return {
@@ -101,6 +108,7 @@ def s2_change_detection() -> None:
             "prefix": prefix,
             "key": key,
             "pieces": pieces,
+            "zones": zones,
         }
 
     @task
@@ -121,29 +129,32 @@ def s2_change_detection() -> None:
         return jobs
 
     @task
-    def plan_changes(stacks: list[dict], prefix: str) -> list[dict]:
+    def plan_changes(stacks: list[dict], prefix: str, zones: Any, device: str) -> list[dict]:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from candela.pipeline import change_arguments
+        from candela.pipeline import change_arguments, on_device
 
         params = get_current_context()["params"]
-        jobs = change_arguments(
-            list(stacks), prefix, params["model"], params["threshold"], params.get("zones")
-        )
+        jobs = change_arguments(list(stacks), prefix, params["model"], params["threshold"], zones)
         if not jobs:
             raise AirflowSkipException("fewer than two products: nothing to compare")
-        return jobs
+        mine, reason = on_device("changedetect", jobs, device)
+        if not mine:
+            raise AirflowSkipException(reason)
+        return mine
 
     @task(trigger_rule="none_failed")
-    def plan_fusion(search_result: dict, stacks: list[dict], prefix: str) -> list[dict]:
+    def changes_done(on_cpu: Any, on_gpu: Any) -> list:
+        # the results of whichever of detect_changes / detect_changes_gpu ran
+        return [r for r in [*(on_cpu or []), *(on_gpu or [])] if r]
+
+    @task(trigger_rule="none_failed")
+    def plan_fusion(search_result: dict, stacks: list[dict], prefix: str, zones: Any) -> list[dict]:
         from airflow.sdk.exceptions import AirflowSkipException
 
         from candela.pipeline import fusion_arguments
 
-        params = get_current_context()["params"]
-        jobs, skipped = fusion_arguments(
-            search_result, list(stacks or []), prefix, params.get("zones")
-        )
+        jobs, skipped = fusion_arguments(search_result, list(stacks or []), prefix, zones)
         for s in skipped:
             print(f"fuse_landcover: {s['date']} skipped: {s['reason']}")
         if not jobs:
@@ -214,25 +225,33 @@ def s2_change_detection() -> None:
     )
     merges = plan_mosaics(pieces.output, plan["prefix"])
     stacks = Step.partial(task_id="mosaic", service="mosaic", **IO_STEP).expand(service_args=merges)
-    pairs = plan_changes(stacks.output, plan["prefix"])
-    changes = Step.partial(
-        task_id="detect_changes",
-        service="changedetect",
-        pool=GPU_POOL,
-        retries=1,
-        execution_timeout=timedelta(hours=2),
-        on_failure_callback=_remove_partial_outputs,
-    ).expand(service_args=pairs)
-    fusion_jobs = plan_fusion(found.output, stacks.output, plan["prefix"])
+    # the run's model runs on a CPU (detect_changes) or on a GPU (detect_changes_gpu, GPU pool):
+    # the other task is skipped with the reason
+    detect = {
+        "service": "changedetect",
+        "retries": 1,
+        "execution_timeout": timedelta(hours=2),
+        "on_failure_callback": _remove_partial_outputs,
+    }
+    pairs = plan_changes(stacks.output, plan["prefix"], plan["zones"], "cpu")
+    on_cpu = Step.partial(task_id="detect_changes", **detect).expand(service_args=pairs)
+    gpu_pairs = plan_changes.override(task_id="plan_changes_gpu")(
+        stacks.output, plan["prefix"], plan["zones"], "gpu"
+    )
+    on_gpu = Step.partial(task_id="detect_changes_gpu", pool=GPU_POOL, **detect).expand(
+        service_args=gpu_pairs
+    )
+    changes: Any = changes_done(on_cpu.output, on_gpu.output)
+    fusion_jobs = plan_fusion(found.output, stacks.output, plan["prefix"], plan["zones"])
     landcover = Step.partial(
         task_id="fuse_landcover", service="fusion", trigger_rule="none_failed", **IO_STEP
     ).expand(service_args=fusion_jobs)
     fused: Any = landcover_done(landcover.output)
     # the run's results and lineage → its named graph in the knowledge base [service rdf-etl]
-    rdf = plan_rdf(changes.output, landcover.output, plan["key"])
+    rdf = plan_rdf(changes, landcover.output, plan["key"])
     fused >> rdf  # the land cover is done (or skipped) before the load is planned
     loaded = Step.partial(task_id="load_rdf", service="rdf-etl", **IO_STEP).expand(service_args=rdf)
-    published = publish(stacks.output, changes.output, plan["key"], loaded.output)
+    published = publish(stacks.output, changes, plan["key"], loaded.output)
     fused >> published  # publish waits for the land cover even when load_rdf was skipped
 
 

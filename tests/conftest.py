@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 
 import pytest
@@ -39,3 +40,13 @@ def s3_server(s3_session: s3server.S3Server, monkeypatch: pytest.MonkeyPatch) ->
     for key, value in s3_session.env().items():
         monkeypatch.setenv(key, value)
     return s3_session
+
+
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A loopback port nothing answers on while the test runs: bound (no other process can take
+    it) but not listening (a connection is refused), whatever else runs on this host (an
+    Airflow on 8080)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield int(sock.getsockname()[1])

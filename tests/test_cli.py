@@ -12,8 +12,12 @@ import pytest
 CANDELA = [sys.executable, "-m", "candela.cli"]
 
 
-def candela(*args: str, home: Path, **kw) -> subprocess.CompletedProcess[str]:
+def candela(
+    *args: str, home: Path, port: int | None = None, **kw
+) -> subprocess.CompletedProcess[str]:
     env = {"CANDELA_HOME": str(home), "PATH": "/usr/bin:/bin", "HOME": str(home.parent)}
+    if port is not None:  # where the CLI looks for the platform (default 8080)
+        env["CANDELA_PORT"] = str(port)
     return subprocess.run(
         [*CANDELA, *args], capture_output=True, text=True, env=env, timeout=120, **kw
     )
@@ -25,8 +29,8 @@ def test_down_with_nothing_running(tmp_path: Path) -> None:
     assert "nothing to stop" in r.stdout
 
 
-def test_run_when_platform_is_down(tmp_path: Path) -> None:
-    r = candela("run", "s2_change_detection", home=tmp_path / "home")
+def test_run_when_platform_is_down(tmp_path: Path, closed_port: int) -> None:
+    r = candela("run", "s2_change_detection", home=tmp_path / "home", port=closed_port)
     assert r.returncode == 1
     assert "not running" in r.stderr and "candela up" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1

@@ -145,11 +145,16 @@ def _assert_ended_cleanly(p: Platform, c: Any, run_id: str, prefix: str) -> Any:
     return final
 
 
-def test_a_failed_run_leaves_nothing_and_frees_its_key(platform: Platform, client: Any) -> None:
-    """Zones that do not exist: the stacks are written, change detection fails at once (bad
-    input: no retry); the run's prefix is removed and its key is free again."""
+def test_a_failed_run_leaves_nothing_and_frees_its_key(
+    platform: Platform, client: Any, tmp_path: Path
+) -> None:
+    """Zones that are not GeoJSON: the stacks are written, change detection fails at once (bad
+    input: no retry); the run's prefix is removed and its key is free again. (Zones that do not
+    exist stop the run earlier, in plan_run: candela.run_inputs.)"""
     started = time.monotonic()
-    conf = {**BORDEAUX, "threshold": 0.43, "zones": "/nonexistent/zones.geojson"}
+    zones = tmp_path / "zones.geojson"
+    zones.write_text("this is not GeoJSON")
+    conf = {**BORDEAUX, "threshold": 0.43, "zones": str(zones)}
     run_id = client.trigger(DAG, conf)["dag_run_id"]
     final = client.follow(DAG, run_id, lambda st: None, timeout=600)
     assert final.state == "failed", final.tasks

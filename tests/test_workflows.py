@@ -316,7 +316,12 @@ def _ogc_path(dags: dict[str, Any], model: str) -> str | None:
     return str(r.json()["detail"])
 
 
-def test_dag_cli_and_ogc_accept_the_same_model_names(dags: dict[str, Any], registry: Path) -> None:
+def test_dag_cli_and_ogc_accept_the_same_model_names(
+    dags: dict[str, Any], registry: Path, closed_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(
+        "CANDELA_PORT", str(closed_port)
+    )  # "not running", even with an Airflow on 8080
     for name in ("my-enc", "cva", "encoder"):
         assert _dag_path(dags, name) is None, name
         assert _cli_path(name) is None, name
@@ -350,18 +355,27 @@ def test_the_service_step_accepts_the_same_names(registry: Path) -> None:
 
 
 def test_run_service_first_task_checks_the_conf(dags: dict[str, Any]) -> None:
-    from airflow.sdk.exceptions import AirflowFailException
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
     fn = dags["run_service"].get_task("check_arguments").python_callable
     original = fn.__globals__["get_current_context"]
     try:
         ok = {"service": "search", "arguments": {"collection": "sentinel-2-l1c"}}
         fn.__globals__["get_current_context"] = lambda: {"params": ok}
-        assert fn() == [{"service": "search", "service_args": ok["arguments"]}]
+        assert fn("cpu") == [{"service": "search", "service_args": ok["arguments"]}]
+        with pytest.raises(AirflowSkipException, match="runs on a CPU"):
+            fn("gpu")  # run_step_gpu (GPU pool) is skipped
+        # a GPU model: the step is run_step_gpu's
+        pair = {"before": "a.tif", "after": "b.tif", "output": "out", "model": "encoder"}
+        gpu = {"service": "changedetect", "arguments": pair}
+        fn.__globals__["get_current_context"] = lambda: {"params": gpu}
+        assert fn("gpu") == [{"service": "changedetect", "service_args": pair}]
+        with pytest.raises(AirflowSkipException, match="runs on a GPU"):
+            fn("cpu")
         bad = {"service": "search", "arguments": {"collection": "landsat"}}
         fn.__globals__["get_current_context"] = lambda: {"params": bad}
         with pytest.raises(AirflowFailException, match="bad parameters for run_service: arguments: collection"):  # fmt: skip
-            fn()
+            fn("cpu")
     finally:
         fn.__globals__["get_current_context"] = original
 

@@ -14,6 +14,10 @@ from __future__ import annotations
 
 from typing import Any
 
+# the Airflow pool of the steps whose model runs on a GPU (created by `candela up` and by
+# `candela cluster init`; its slots bound the GPU steps that wait for a GPU at once)
+GPU_POOL = "candela_gpu"
+
 
 def step_operator_class(runner: str | None = None) -> Any:
     """The operator class for ``runner`` (default: the ``CANDELA_RUNNER`` setting, ``local``)."""

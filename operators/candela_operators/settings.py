@@ -18,7 +18,18 @@ class OperatorSettings(SdkSettings):
     k8s_image_tag: str = "0.1.0"
     k8s_in_cluster: bool = False
     k8s_config_file: str | None = None
-    k8s_s3_secret: str = "candela-s3"
+    k8s_s3_secret: str = Field(
+        "candela-s3", description="Secret with the results' S3 endpoint_url/access_key_id/…"
+    )
+    k8s_eodata_secret: str = Field(
+        "candela-eodata",
+        description="Secret with the archive's S3 endpoint_url/access_key_id/secret_access_key "
+        "(optional: without it the archive is read with the results' settings)",
+    )
+    k8s_db_secret: str = Field("candela-db", description="Secret with the platform DSN (dsn)")
+    k8s_scratch_max: str = Field(
+        "200Gi", description="the largest scratch space (emptyDir) a step may ask for"
+    )
     k8s_service_account: str | None = None
     k8s_gpu_node_selector: dict[str, str] = Field(
         default_factory=lambda: {"nvidia.com/gpu.present": "true"}

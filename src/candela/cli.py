@@ -458,8 +458,14 @@ def run(
 def trigger_and_follow(s: Settings, dag_id: str, params: dict[str, Any], wait: bool) -> int:
     from candela.airflow_api import AirflowApiError
     from candela.embedded import DAGS_FOLDER
+    from candela.run_inputs import stage_zones
 
     client = _client(s)
+    if params.get("zones"):  # a local file: into storage, where a step on any node reads it
+        try:
+            params = {**params, "zones": stage_zones(s, str(params["zones"]))}
+        except InputError as exc:
+            raise fail(str(exc)) from None
     try:
         dag = client.get_dag(dag_id)
         if dag is None and (DAGS_FOLDER / f"{dag_id}.py").exists():

@@ -226,6 +226,21 @@ def change_arguments(
     return jobs
 
 
+def on_device(
+    service: str, jobs: list[dict[str, Any]], device: str
+) -> tuple[list[dict[str, Any]], str]:
+    """The jobs of ``service`` whose model runs on ``device`` (``cpu``/``gpu``: the service's
+    declaration, :meth:`candela_sdk.contract.Service.device_for`), and why there is none."""
+    from candela.services import get_service
+
+    svc = get_service(service)
+    mine = [j for j in jobs if svc.device_for(j) == device]
+    models = sorted({str(j.get(svc.model_param or "", "")) for j in jobs} - {""})
+    other = "gpu" if device == "cpu" else "cpu"
+    reason = f"model {', '.join(models) or '?'} runs on a {other.upper()}: not this task's"
+    return mine, reason
+
+
 def rdf_arguments(
     changes: list[dict[str, Any] | None], dag_id: str, run_id: str, key: str
 ) -> dict[str, Any] | None:

@@ -120,21 +120,36 @@ def test_aoi_outside_footprint_is_no_data(run_service, tmp_path: Path, oscd_copy
     _check_failed(res, rc, 3, "no_data", "does not intersect", out)
 
 
-def test_read_only_output(run_service, tmp_path: Path, oscd_copy: Path) -> None:
-    if os.geteuid() == 0:
-        # root ignores permission bits: use a folder no one may create files in
-        out, target = Path("/sys/candela-test"), Path("/sys/candela-test/x.tif")
-    else:
-        out = tmp_path / "ro"
-        out.mkdir()
-        out.chmod(0o555)
-        target = out / "x.tif"
-    try:
-        rc, res = run_service("--product", oscd_copy, "--output", target)
-        _check_failed(res, rc, 4, "output_error", "not writable", out)
-    finally:
-        if out.exists() and os.geteuid() != 0:
-            out.chmod(0o755)
+def test_read_only_output(run_service, unprivileged, oscd_copy: Path) -> None:
+    """An output folder the service may not write to: exit 4, nothing written. Root ignores
+    permission bits, so the service runs as an unprivileged user (CI runs as root)."""
+    import uuid
+
+    from candela_preprocess.service import SERVICE
+    from candela_sdk.contract import main
+
+    base = unprivileged.folder  # world-readable: the unprivileged service reads the product
+    product = shutil.copytree(oscd_copy.parent, base / "bordeaux") / oscd_copy.name
+    results = base / "results"
+    results.mkdir()
+    results.chmod(0o777)
+    rc, res = run_service("--product", product, "--output", base / "warm-up" / "x.tif")
+    assert rc == 0, res  # the same run, writable: it works (and every module is imported)
+    out = base / "ro"
+    out.mkdir()
+    out.chmod(0o555)
+
+    def run_unprivileged() -> tuple[int, dict]:
+        result = results / f"result-{uuid.uuid4().hex[:6]}.json"
+        os.environ["CANDELA_RESULT_PATH"] = str(result)
+        rc = main(SERVICE, ["--product", str(product), "--output", str(out / "x.tif"),
+                            "--no-quality-gate"])  # fmt: skip
+        return rc, json.loads(result.read_text())
+
+    outcome = unprivileged(run_unprivileged)
+    assert outcome[0] == "ok", outcome
+    rc, res = outcome[1]
+    _check_failed(res, rc, 4, "output_error", "not writable", out)
 
 
 def test_output_not_a_tif(run_service, tmp_path: Path, oscd_copy: Path) -> None:

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -64,18 +63,28 @@ def test_unreadable_input_is_bad_input(tmp_path: Path) -> None:
         storage.read_bytes(tmp_path / "missing")
 
 
-def test_unwritable_output(tmp_path: Path) -> None:
+def test_unwritable_output(tmp_path: Path, unprivileged) -> None:
     # a folder that is a file: no user can write there (root included, as in CI)
     (tmp_path / "plain").write_text("not a folder")
     with pytest.raises(OutputError):
         storage.write_text(tmp_path / "plain" / "x.txt", "x")
     assert (tmp_path / "plain").read_text() == "not a folder"
-    if os.geteuid() != 0:  # a read-only folder stops everyone but root
-        ro = tmp_path / "ro"
-        ro.mkdir()
-        ro.chmod(0o500)
-        with pytest.raises(OutputError):
-            storage.write_text(ro / "x.txt", "x")
+    # a read-only folder stops everyone but root: checked as an unprivileged user (CI is root)
+    storage.write_text(unprivileged.folder / "warm-up" / "x.txt", "x")  # (imports done here)
+    ro = unprivileged.folder / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    outcome = unprivileged(storage.write_text, ro / "sub" / "x.txt", "x")
+    assert outcome[:2] == ("raised", "candela_sdk.errors.OutputError"), outcome
+    assert "cannot create the output folder" in outcome[2]
+    outcome = unprivileged(storage.write_text, ro / "x.txt", "x")
+    assert outcome[:2] == ("raised", "candela_sdk.errors.OutputError"), outcome
+    assert "not writable" in outcome[2]
+    assert list(ro.iterdir()) == []
+    writable = unprivileged.folder / "rw"
+    writable.mkdir()
+    writable.chmod(0o777)
+    assert unprivileged(storage.write_text, writable / "x.txt", "x")[0] == "ok"  # it can write
 
 
 def test_cog_written_with_overviews_and_band_names(tmp_path: Path) -> None:

@@ -46,7 +46,10 @@ SERVICE = Service(
     command="candela-changedetect",
     subcommand="detect",
     image="candela-changedetect",
-    resources=Resources(cpu="2", memory="4Gi", gpu=1),
+    # a GPU only for a model that runs on one (candela_sdk.registry.MODEL_DEVICES: the encoder)
+    resources=Resources(cpu="2", memory="4Gi", gpu=1, scratch_per_input=0.5),
+    model_param="model",
+    inputs=("before", "after"),
     description=(
         "Compares two multi-band stacks on the same grid (from the preprocessing service) with a "
         "change model (cva: change vector analysis; irmad: iteratively reweighted MAD) and writes "

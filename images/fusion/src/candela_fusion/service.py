@@ -41,7 +41,10 @@ SERVICE = Service(
     command="candela-fusion",
     subcommand="classify",
     image="candela-fusion",
-    resources=Resources(cpu="2", memory="4Gi", gpu=0),
+    # a GPU only for a model that runs on one (candela_sdk.registry.MODEL_DEVICES)
+    resources=Resources(cpu="2", memory="4Gi", gpu=1, scratch_per_input=1.0),
+    model_param="model",
+    inputs=("optical", "radar"),
     description=(
         "Classifies a Sentinel-2 stack and a Sentinel-1 scene (resampled onto the stack's grid, "
         "co-registration reported) with the s2, s1 or fused model; where the optical pixels "

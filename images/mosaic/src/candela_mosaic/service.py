@@ -26,5 +26,7 @@ SERVICE = Service(
     run=_run,
     command="candela-mosaic",
     image="candela-mosaic",
-    resources=Resources(cpu="1", memory="2Gi"),
+    # an uncompressed stage, its overviews and the COG: about 2.5 times the pieces
+    resources=Resources(cpu="1", memory="2Gi", scratch_per_input=2.5),
+    inputs=("inputs",),
 )

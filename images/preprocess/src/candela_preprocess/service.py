@@ -46,6 +46,9 @@ SERVICE = Service(
     run=run,
     command="candela-preprocess",
     image="candela-preprocess",
-    resources=Resources(cpu="2", memory="2Gi"),
+    # a full-tile stack is 2.2 GB, staged uncompressed (2.4 GB) with overviews: about 8 times
+    # the JPEG 2000 product it is made from
+    resources=Resources(cpu="2", memory="2Gi", scratch_per_input=8.0),
+    inputs=("product",),
     description=DESCRIPTION,
 )

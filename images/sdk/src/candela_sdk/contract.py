@@ -47,11 +47,20 @@ class ServiceParams(BaseModel):
 
 @dataclass(frozen=True)
 class Resources:
-    """What a step asks of the cluster. ``gpu`` > 0 requests ``nvidia.com/gpu``."""
+    """What a step asks of the cluster.
+
+    ``gpu``: the GPUs (``nvidia.com/gpu``) of a step whose *model* runs on a GPU
+    (:meth:`Service.device_for`, declared per model in :mod:`candela_sdk.registry`); 0: never.
+    Local scratch (a pod's ``emptyDir`` mounted as ``TMPDIR``, and its ``ephemeral-storage``):
+    ``scratch_min`` plus ``scratch_per_input`` bytes per byte of the step's inputs
+    (:attr:`Service.inputs`).
+    """
 
     cpu: str = "1"
     memory: str = "2Gi"
     gpu: int = 0
+    scratch_min: str = "1Gi"
+    scratch_per_input: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -67,6 +76,29 @@ class Service:
     image: str = ""  # image name without registry/tag, e.g. "candela/preprocess"
     resources: Resources = field(default_factory=Resources)
     description: str = ""
+    # the parameter naming the model the step runs (its device decides GPU or CPU), if any
+    model_param: str | None = None
+    # the parameters holding the URIs of the step's inputs (they size its scratch space)
+    inputs: tuple[str, ...] = ()
+    # whether the step reads the platform's tables (a pod then gets the DSN Secret)
+    needs_database: bool = False
+
+    def device_for(self, arguments: dict[str, Any] | ServiceParams) -> str:
+        """``"gpu"`` when this step, with these arguments, runs on a GPU, else ``"cpu"``: the
+        service has GPUs to ask for and the model named by :attr:`model_param` runs on a GPU
+        (:func:`candela_sdk.registry.model_device`; an unknown model is bad input)."""
+        if not self.resources.gpu or not self.model_param:
+            return "cpu"
+        data = arguments.model_dump() if isinstance(arguments, ServiceParams) else arguments
+        model = data.get(self.model_param)
+        if model is None:
+            default = self.params.model_fields[self.model_param].get_default()
+            model = default if isinstance(default, str) else None
+        if not model:
+            return "cpu"
+        from candela_sdk.registry import model_device
+
+        return model_device(self.name, str(model))
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -33,6 +33,18 @@ BUILTIN_DESCRIPTIONS: dict[str, str] = {
     "irmad": "IR-MAD: iteratively reweighted multivariate alteration detection (Nielsen 2007)",
     "encoder": "self-supervised convolutional encoder trained on the pair itself (TensorFlow)",
 }
+# Where each service's built-in models run: the one home of that fact. A step whose model runs on
+# a "gpu" asks the cluster for one (``nvidia.com/gpu``, the GPU node pool, the service's ``-gpu``
+# image) and waits in the ``candela_gpu`` Airflow pool; the others get CPU nodes and the plain
+# image (:meth:`candela_sdk.contract.Service.device_for`). The encoder trains a convolutional
+# network on each pair; CVA and IR-MAD are closed-form statistics; the fusion networks are small
+# pixel classifiers (a few thousand weights). A registered model runs where its metadata's
+# ``device`` says, else where the built-in network of its ``architecture`` runs; a plug-in model
+# (only its name is known) on a CPU.
+MODEL_DEVICES: dict[str, dict[str, Literal["cpu", "gpu"]]] = {
+    "changedetect": {"cva": "cpu", "irmad": "cpu", "encoder": "gpu"},
+    "fusion": {"s2": "cpu", "s1": "cpu", "fused": "cpu"},
+}
 PLUGIN_GROUP = "candela.changedetect.models"
 # what a model name may look like anywhere (built-in, plug-in or registered): the JSON Schema
 # of a run configuration carries it, so a REST call with a malformed name is refused at once
@@ -117,6 +129,32 @@ def unknown_model_message(name: str, root: str | None = None) -> str:
         f"registered in {root} (registered: {', '.join(registered) or 'none'}; "
         "see `candela models list`)"
     )
+
+
+def model_device(service: str, name: str, root: str | None = None) -> Literal["cpu", "gpu"]:
+    """Where the model ``name`` of ``service`` runs (:data:`MODEL_DEVICES`); a registered model
+    is read from its ``metadata.json``; :class:`UnknownModel` when it is nowhere."""
+    import json
+
+    from candela_sdk import storage
+
+    builtin = MODEL_DEVICES.get(service, {})
+    if name in builtin:
+        return builtin[name]
+    found = find_model(name, root)
+    if found.uri is None:  # a plug-in or another service's built-in name
+        return "cpu"
+    meta = json.loads(storage.read_text(storage.parse(found.uri).join("metadata.json").uri))
+    device = meta.get("device")
+    if device in ("cpu", "gpu"):
+        return "gpu" if device == "gpu" else "cpu"
+    architecture = str(meta.get("architecture") or "")
+    for table in MODEL_DEVICES.values():
+        # "encoder" (changedetect), "fusion-fused" (fusion): the network it was trained from
+        kind = architecture.rsplit("-", 1)[-1]
+        if architecture in table or kind in table:
+            return table.get(architecture) or table[kind]
+    return "cpu"
 
 
 def check_model_name(name: str, root: str | None = None) -> str:

@@ -11,10 +11,10 @@ the environment of a running process).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class SdkSettings(BaseSettings):
@@ -31,11 +31,22 @@ class SdkSettings(BaseSettings):
         "local", description="how pipeline steps run: local subprocess or Kubernetes pod"
     )
 
-    # object storage (S3 API: CDSE/CREODIAS eodata, SeaweedFS, MinIO, AWS)
+    # object storage (S3 API: SeaweedFS, MinIO, AWS, CREODIAS): the results, and every bucket
+    # that is not an archive bucket
     s3_endpoint_url: str | None = None
     s3_access_key_id: str | None = None
     s3_secret_access_key: str | None = None
     s3_region: str = "us-east-1"
+    # the read-only archive (CDSE/CREODIAS ``eodata``): its own endpoint and keys; each unset
+    # one falls back to the results' (CANDELA_S3_*), so one set still serves both
+    eodata_buckets: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["eodata"],
+        description="buckets read with the archive's S3 settings (comma-separated)",
+    )
+    eodata_s3_endpoint_url: str | None = None
+    eodata_s3_access_key_id: str | None = None
+    eodata_s3_secret_access_key: str | None = None
+    eodata_s3_region: str | None = None
 
     # services
     scratch: str | None = Field(None, description="folder for large temporaries (default: TMPDIR)")
@@ -65,6 +76,36 @@ class SdkSettings(BaseSettings):
         description="JSON file listing the context sources the context_etl DAG (re)loads "
         "(default: the sample communes and weather shipped in the repository's data/)",
     )
+
+    @field_validator("eodata_buckets", mode="before")
+    @classmethod
+    def _buckets(cls, v: object) -> object:
+        if isinstance(v, str):
+            return [b.strip() for b in v.split(",") if b.strip()]
+        return v
+
+    def s3_for(self, bucket: str) -> dict[str, str | None]:
+        """boto3 client arguments for ``bucket``: the archive's settings for an archive bucket
+        (each unset one: the results'), the results' for any other."""
+        archive = bucket in self.eodata_buckets
+        own_keys = archive and bool(self.eodata_s3_access_key_id)  # the key pair goes together
+        return {
+            "endpoint_url": (archive and self.eodata_s3_endpoint_url) or self.s3_endpoint_url,
+            "aws_access_key_id": self.eodata_s3_access_key_id
+            if own_keys
+            else self.s3_access_key_id,
+            "aws_secret_access_key": self.eodata_s3_secret_access_key
+            if own_keys
+            else self.s3_secret_access_key,
+            "region_name": (archive and self.eodata_s3_region) or self.s3_region,
+        }
+
+    @property
+    def eodata_separate(self) -> bool:
+        """Whether the archive buckets have S3 settings of their own."""
+        return bool(
+            self.eodata_buckets and (self.eodata_s3_endpoint_url or self.eodata_s3_access_key_id)
+        )
 
     @property
     def storage(self) -> str:

@@ -6,7 +6,10 @@ reader never sees a half-written object. Reads of rasters go through GDAL's ``/v
 same endpoint and credentials (see :func:`gdal_path` and :func:`rasterio_env`).
 
 S3 settings come from the environment: ``CANDELA_S3_ENDPOINT_URL``, ``CANDELA_S3_ACCESS_KEY_ID``,
-``CANDELA_S3_SECRET_ACCESS_KEY``, ``CANDELA_S3_REGION`` (default ``us-east-1``).
+``CANDELA_S3_SECRET_ACCESS_KEY``, ``CANDELA_S3_REGION`` (default ``us-east-1``) for the results and
+any other bucket; the read-only archive buckets (``CANDELA_EODATA_BUCKETS``, default ``eodata``) use
+``CANDELA_EODATA_S3_*`` where set (:meth:`candela_sdk.settings.SdkSettings.s3_for`): boto3 clients
+per bucket, and GDAL path-specific options for ``/vsis3/<archive bucket>``.
 """
 
 from __future__ import annotations
@@ -75,23 +78,20 @@ def to_uri(uri: str | os.PathLike[str]) -> str:
 # --- S3 ------------------------------------------------------------------------------------
 
 
-def s3_settings() -> dict[str, str | None]:
+def s3_settings(uri: str | os.PathLike[str] | None = None) -> dict[str, str | None]:
+    """boto3 client arguments for the bucket of ``uri`` (default: the results')."""
     from candela_sdk.settings import get_settings
 
-    s = get_settings()
-    return {
-        "endpoint_url": s.s3_endpoint_url,
-        "aws_access_key_id": s.s3_access_key_id,
-        "aws_secret_access_key": s.s3_secret_access_key,
-        "region_name": s.s3_region,
-    }
+    bucket = parse(uri).bucket if uri is not None else ""
+    return get_settings().s3_for(bucket)
 
 
-def s3_client() -> Any:
+def s3_client(uri: str | os.PathLike[str] | None = None) -> Any:
+    """An S3 client with the settings of ``uri``'s bucket (archive or results)."""
     import boto3
     from botocore.config import Config
 
-    cfg = s3_settings()
+    cfg = s3_settings(uri)
     return boto3.client(
         "s3",
         config=Config(
@@ -132,7 +132,7 @@ def s3_error_text(exc: BaseException, uri: str, action: str = "read") -> str:
     else:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         reason = first
-    endpoint = s3_settings()["endpoint_url"] or "AWS"
+    endpoint = s3_settings(uri)["endpoint_url"] or "AWS"
     return f"cannot {action} {uri}: {reason} [S3 endpoint {endpoint}]"
 
 
@@ -144,8 +144,10 @@ def gdal_path(uri: str | os.PathLike[str]) -> str:
     return f"/vsis3/{loc.bucket}/{loc.path}"
 
 
-def gdal_s3_options() -> dict[str, str]:
-    cfg = s3_settings()
+def gdal_s3_options(uri: str | os.PathLike[str] | None = None) -> dict[str, str]:
+    """GDAL configuration options for ``/vsis3/`` reads of ``uri``'s bucket (default: the
+    results')."""
+    cfg = s3_settings(uri)
     opts: dict[str, str] = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
     if cfg["endpoint_url"]:
         u = urlparse(cfg["endpoint_url"])
@@ -160,9 +162,12 @@ def gdal_s3_options() -> dict[str, str]:
 
 
 def rasterio_env(**extra: Any) -> Any:
-    """A ``rasterio.Env`` configured for S3 reads with the platform's settings."""
+    """A ``rasterio.Env`` configured for S3 reads with the platform's settings: the results'
+    endpoint and keys, and the archive's for ``/vsis3/<archive bucket>/`` (GDAL path-specific
+    options, set when the archive has settings of its own)."""
     import rasterio
 
+    _set_archive_options()
     opts = gdal_s3_options()
     keys = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION")
     if "AWS_ACCESS_KEY_ID" not in opts:
@@ -180,6 +185,94 @@ def rasterio_env(**extra: Any) -> Any:
     return rasterio.Env(session=session, **rest, **extra)
 
 
+_ARCHIVE_KEYS = ("AWS_S3_ENDPOINT", "AWS_HTTPS", "AWS_VIRTUAL_HOSTING", "AWS_REGION",
+                 "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")  # fmt: skip
+
+
+_ARCHIVE_SET: set[bytes] = set()  # the path prefixes given options of their own
+
+
+def _gdal_library() -> Any:
+    """The GDAL library rasterio runs on (a wheel bundles its own copy, loaded privately)."""
+    import ctypes
+    import ctypes.util
+
+    import rasterio._env  # noqa: F401  (loads GDAL)
+
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/maps").read_text().splitlines():
+            path = line.split()[-1] if "/" in line else ""
+            if "libgdal" in Path(path).name:
+                return ctypes.CDLL(path)
+    found = ctypes.util.find_library("gdal")
+    return ctypes.CDLL(found) if found else None
+
+
+def _set_archive_options() -> None:
+    """GDAL path-specific options for each archive bucket (``/vsis3/<bucket>/``): its endpoint
+    and keys, so that one process reads the archive and the results with their own settings."""
+    from candela_sdk.settings import get_settings
+
+    s = get_settings()
+    global _ARCHIVE_SET
+    if not s.eodata_separate and not _ARCHIVE_SET:
+        return
+    lib = _gdal_library()
+    if lib is None or not hasattr(lib, "VSISetPathSpecificOption"):
+        raise InputError(
+            "the archive's own S3 settings (CANDELA_EODATA_S3_*) need GDAL >= 3.6 "
+            "(path-specific options): not found in this process"
+        )
+    for prefix in _ARCHIVE_SET:  # the settings may have changed since (tests, `candela up`)
+        lib.VSIClearPathSpecificOptions(prefix)
+    _ARCHIVE_SET = set()
+    if not s.eodata_separate:
+        return
+    for bucket in s.eodata_buckets:
+        prefix = f"/vsis3/{bucket}/".encode()
+        opts = gdal_s3_options(f"s3://{bucket}/")
+        _ARCHIVE_SET.add(prefix)
+        for key in _ARCHIVE_KEYS:
+            if key in opts:
+                lib.VSISetPathSpecificOption(prefix, key.encode(), opts[key].encode())
+
+
+def size(uri: str | os.PathLike[str]) -> int:
+    """Bytes at ``uri``: a file or object, or everything below a folder or prefix (a SAFE
+    product); :class:`InputError` when nothing is there."""
+    loc = parse(uri)
+    if loc.scheme == "file":
+        p = Path(loc.path)
+        if p.is_file():
+            return p.stat().st_size
+        if p.is_dir():
+            return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+        raise InputError(f"no such file: {loc.uri}")
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    client = s3_client(loc.uri)
+    try:
+        return int(client.head_object(Bucket=loc.bucket, Key=loc.path)["ContentLength"])
+    except ClientError:
+        pass
+    except BotoCoreError as exc:
+        raise InputError(s3_error_text(exc, loc.uri)) from None
+    total, found = 0, False
+    try:
+        pages = client.get_paginator("list_objects_v2").paginate(
+            Bucket=loc.bucket, Prefix=loc.path.rstrip("/") + "/"
+        )
+        for page in pages:
+            for obj in page.get("Contents", []):
+                total += int(obj["Size"])
+                found = True
+    except (ClientError, BotoCoreError) as exc:
+        raise InputError(s3_error_text(exc, loc.uri, "list")) from None
+    if not found:
+        raise InputError(f"no such object: {loc.uri}")
+    return total
+
+
 # --- reading -------------------------------------------------------------------------------
 
 
@@ -189,7 +282,7 @@ def exists(uri: str | os.PathLike[str]) -> bool:
         return Path(loc.path).exists()
     from botocore.exceptions import BotoCoreError, ClientError
 
-    client = s3_client()
+    client = s3_client(loc.uri)
     try:
         client.head_object(Bucket=loc.bucket, Key=loc.path)
         return True
@@ -232,7 +325,7 @@ def read_bytes(uri: str | os.PathLike[str]) -> bytes:
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
-        return s3_client().get_object(Bucket=loc.bucket, Key=loc.path)["Body"].read()
+        return s3_client(loc.uri).get_object(Bucket=loc.bucket, Key=loc.path)["Body"].read()
     except (ClientError, BotoCoreError) as exc:
         raise InputError(s3_error_text(exc, loc.uri)) from None
 
@@ -259,7 +352,7 @@ def list_names(uri: str | os.PathLike[str]) -> list[str]:
 
     if prefix == "/":
         prefix = ""
-    paginator = s3_client().get_paginator("list_objects_v2")
+    paginator = s3_client(loc.uri).get_paginator("list_objects_v2")
     try:
         for page in paginator.paginate(Bucket=loc.bucket, Prefix=prefix, Delimiter="/"):
             for obj in page.get("Contents", []):
@@ -327,7 +420,7 @@ def upload_file(local: Path, uri: str) -> None:
     from boto3.s3.transfer import TransferConfig
     from botocore.exceptions import BotoCoreError, ClientError
 
-    client = s3_client()
+    client = s3_client(loc.uri)
     tmp_key = f"{loc.path}.{uuid.uuid4().hex[:8]}.uploading"
     try:
         client.upload_file(
@@ -411,7 +504,7 @@ def delete(uri: str | os.PathLike[str], recursive: bool = False) -> None:
         else:
             path.unlink(missing_ok=True)
         return
-    client = s3_client()
+    client = s3_client(loc.uri)
     if not recursive:
         client.delete_object(Bucket=loc.bucket, Key=loc.path)
         return
@@ -442,7 +535,7 @@ def remove_temporaries(uri: str | os.PathLike[str]) -> list[str]:
                 shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
                 removed.append(str(p))
         return removed
-    client = s3_client()
+    client = s3_client(loc.uri)
     resp = client.list_objects_v2(Bucket=loc.bucket, Prefix=loc.path + ".")
     for obj in resp.get("Contents", []):
         if obj["Key"].endswith(".uploading"):

@@ -24,7 +24,8 @@ SERVICE = Service(
     run=_run,
     command="candela-search",
     image="candela-search",
-    resources=Resources(cpu="500m", memory="512Mi"),
+    resources=Resources(cpu="500m", memory="512Mi", scratch_min="512Mi"),
+    needs_database=True,  # the platform's catalogue (candela.products)
     description=(
         "Searches the catalogue for products of one collection (Sentinel-2 L2A or L1C, "
         "Sentinel-1 GRD) that intersect an area of interest (exact geometry test), within a "

@@ -405,8 +405,12 @@ async def _results(
             "Job failed",
             f"job {job_id} failed in {', '.join(failed) or 'a task'}: see the task logs in Airflow",
         )
-    if dag_id == ogc.RUN_SERVICE_DAG:
-        value = await af.xcom(dag_id, run["dag_run_id"], ogc.RUN_SERVICE_TASK, 0)
+    if dag_id == ogc.RUN_SERVICE_DAG:  # the step ran in run_step, or run_step_gpu (GPU model)
+        gpu = any(
+            t["task_id"] == ogc.RUN_SERVICE_GPU_TASK and t.get("state") == "success" for t in tis
+        )
+        task = ogc.RUN_SERVICE_GPU_TASK if gpu else ogc.RUN_SERVICE_TASK
+        value = await af.xcom(dag_id, run["dag_run_id"], task, 0)
     elif any(t["task_id"] == ogc.RESULT_TASK for t in tis):
         value = await af.xcom(dag_id, run["dag_run_id"], ogc.RESULT_TASK)
     else:  # no publish step: the last task that succeeded

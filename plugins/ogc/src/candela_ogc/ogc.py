@@ -39,6 +39,7 @@ UPSTREAM = f"{CANDELA_EXCEPTIONS}/airflow-error"
 
 RUN_SERVICE_DAG = "run_service"
 RUN_SERVICE_TASK = "run_step"
+RUN_SERVICE_GPU_TASK = "run_step_gpu"  # the same step when its model runs on a GPU
 RESULT_TASK = "publish"
 
 #: Airflow DAG run state -> OGC statusCode

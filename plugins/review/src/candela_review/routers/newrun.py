@@ -20,7 +20,6 @@ Nothing of the change-detection service is imported: the model names come from
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 from typing import Any
@@ -45,9 +44,9 @@ MAX_UPLOAD = 50 * 1024 * 1024
 
 def uploads_folder(ctx: Context) -> str:
     """Where uploaded zone files go: ``<storage root>/run-inputs/zones`` (content-addressed)."""
-    from candela_sdk import storage
+    from candela.run_inputs import zones_folder
 
-    return storage.parse(ctx.settings.storage).join("run-inputs", "zones").uri
+    return zones_folder(ctx.settings)
 
 
 def known_zones(ctx: Context) -> list[dict[str, str]]:
@@ -191,7 +190,7 @@ def router(ctx: Context, templates: Any) -> APIRouter:
     @api.post("/new/zones", responses=errors(400))
     async def upload_zones(request: Request, name: str) -> dict[str, Any]:
         """Store a zones file (GeoJSON or GeoPackage, the request body) for a run to name."""
-        from candela_sdk import storage
+        from candela.run_inputs import store_zones
         from candela_sdk.errors import InputError
         from candela_sdk.zones import load_zones
 
@@ -211,10 +210,7 @@ def router(ctx: Context, templates: Any) -> APIRouter:
                 raise BadRequest(f"{name}: {exc}") from None
             if not features:
                 raise BadRequest(f"{name}: no zone in the file")
-            digest = hashlib.sha256(data).hexdigest()[:16]
-            uri = storage.parse(uploads_folder(ctx)).join(f"{digest}-{safe}").uri
-            if not storage.exists(uri):  # same content, same name: the same URI (same key)
-                storage.write_bytes(uri, data)
+            uri = store_zones(ctx.settings, data, safe)  # content-addressed: same URI, same key
             return {"uri": uri, "name": safe, "features": len(features)}
 
         return await run_in_threadpool(check_and_store)
