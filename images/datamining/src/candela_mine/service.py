@@ -30,5 +30,8 @@ SERVICE = Service(
     run=_run,
     command="candela-mine",
     image="candela-datamining",
-    resources=Resources(cpu="1", memory="2Gi"),
+    # the stack is read whole: scratch for its local copy; writes its rows (the DSN Secret)
+    resources=Resources(cpu="1", memory="2Gi", scratch_per_input=1.0),
+    inputs=("stack", "radar"),
+    needs_database=True,
 )
