@@ -851,9 +851,10 @@ def test_titiler_point_statistics_tilejson_and_tileset(client: Any, world: dict[
     tj = client.get(f"{base}/probability/WebMercatorQuad/tilejson.json").json()
     assert tj["tiles"][0].startswith("http://testserver/candela/cog/") and "{z}" in tj["tiles"][0]
     assert -0.7 < tj["bounds"][0] < -0.5
-    # titiler-core 2 serves OGC API - Tiles tilesets (WMTS moved to titiler-extensions)
+    # titiler-core 2 serves OGC API - Tiles tilesets, titiler-extensions the WMTS capabilities
     tileset = client.get(f"{base}/after/tiles/WebMercatorQuad")
     assert tileset.status_code == 200 and tileset.json()["crs"], tileset.text[:300]
+    _check_wmts(client, f"{base}/probability", lon, lat)
     import math
 
     z = 14  # the tile under (lon, lat)
@@ -877,6 +878,36 @@ def test_titiler_point_statistics_tilejson_and_tileset(client: Any, world: dict[
     assert client.get(f"{base}/nolayer/point/{lon},{lat}").status_code == 404
     assert client.get(f"/candela/cog/{DAG}/no_such_run/0/mask/info").status_code == 404
     assert client.get(f"{base}/mask/point/10.0,10.0").status_code in (400, 404)  # outside
+
+
+def _check_wmts(client: Any, base: str, lon: float, lat: float) -> None:
+    """The WMTS capabilities of a layer: an OGC WMTS 1.0 document whose layer, named after the
+    file (not its storage path), covers the result and whose tile template answers a tile."""
+    import xml.etree.ElementTree as ET
+
+    r = client.get(f"{base}/WMTSCapabilities.xml", params={"rescale": "0,1"})
+    assert r.status_code == 200, r.text[:300]
+    assert r.headers["content-type"].startswith("application/xml")
+    ns = {"w": "http://www.opengis.net/wmts/1.0", "ows": "http://www.opengis.net/ows/1.1"}
+    doc = ET.fromstring(r.content)
+    layer = doc.find(
+        "w:Contents/w:Layer[ows:Identifier='change_probability_WebMercatorQuad_default']", ns
+    )
+    assert layer is not None, [e.text for e in doc.iterfind(".//w:Layer/ows:Identifier", ns)]
+    assert "/storage/" not in r.text and str(REPO) not in r.text  # no server path leaks
+    lower = [float(v) for v in layer.find("ows:WGS84BoundingBox/ows:LowerCorner", ns).text.split()]
+    upper = [float(v) for v in layer.find("ows:WGS84BoundingBox/ows:UpperCorner", ns).text.split()]
+    assert lower[0] < lon < upper[0] and lower[1] < lat < upper[1], (lower, upper)
+    template = layer.find("w:ResourceURL", ns).get("template")
+    assert template.startswith("http://testserver/candela/cog/") and "rescale=0" in template
+    import math
+
+    z = 13
+    x = int((lon + 180) / 360 * 2**z)
+    y = int((1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * 2**z)
+    url = template.replace("{TileMatrix}", str(z)).replace("{TileCol}", str(x))
+    tile = client.get(url.replace("{TileRow}", str(y)).removeprefix("http://testserver"))
+    assert tile.status_code == 200 and tile.headers["content-type"] == "image/png"
 
 
 @pytest.mark.slow
