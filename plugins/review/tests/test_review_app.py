@@ -21,6 +21,8 @@ from urllib.parse import quote
 
 import pytest
 
+from tests import stac_conformance
+
 REPO = Path(__file__).resolve().parents[3]
 
 DAG = "s2_change_detection"
@@ -991,6 +993,18 @@ def test_an_analyst_judges_the_change_in_a_browser(world: dict[str, Any]) -> Non
             assert clip.startswith("rect("), clip
             page.wait_for_timeout(500)
             page.screenshot(path=str(shots / "swipe-threshold.png"))
+            # statistics of a drawn polygon (titiler POST statistics): click corners, double-click
+            page.click("#draw-area")
+            for dx, dy in ((-40, -40), (40, -40), (40, 40)):
+                page.mouse.click(cx + dx, cy + dy)
+            page.mouse.dblclick(cx - 40, cy + 40)
+            page.wait_for_function(
+                "(() => { const e = document.getElementById('area-stats');"
+                " return e.dataset.mean || /unavailable|needs/.test(e.textContent); })()"
+            )
+            assert "mean probability" in page.inner_text("#area-stats"), page.inner_text(
+                "#area-stats"
+            )
             # permalink: reopening it restores zoom, centre, threshold and swipe
             page.evaluate("window.candelaMap.setZoom(15)")
             page.wait_for_timeout(400)
@@ -1107,22 +1121,6 @@ def test_quality_report_of_each_stack_is_linked(client: Any) -> None:
 
 # --- STAC API conformance (stac-api-validator) -------------------------------------------------
 
-# Checks of stac-api-validator that fail here only because the machine is offline: the validator
-# runs stac-validator and stac-check on each Collection and Item, which fetch the STAC and
-# extension JSON schemas from schemas.stacspec.org / stac-extensions.github.io. Nothing else is
-# excluded (listed in the README too).
-OFFLINE_ONLY = (
-    "failed stac-validator validation",  # remote JSON schema fetch (stac-validator)
-    "is not a valid STAC object",  # remote JSON schema fetch (stac-check)
-    "Error while running stac-check",  # remote JSON schema fetch (stac-check)
-)
-
-
-def _offline_only(message: str) -> bool:
-    """A validator error that is a schema fetch failing offline (and nothing else)."""
-    fetch = ("Max retries exceeded", "NameResolutionError", "Failed to resolve", "HTTPSConnection")
-    return any(k in message for k in OFFLINE_ONLY) and any(k in message for k in fetch)
-
 
 def test_stac_api_validator_core_collections_features_item_search(
     world: dict[str, Any],
@@ -1143,34 +1141,11 @@ def test_stac_api_validator_core_collections_features_item_search(
                 break
             time.sleep(0.05)
         with _copies(world) as item:  # three items: paging is checked too
-            warnings, errors = _validate(port, item)
+            root = f"http://127.0.0.1:{port}/candela/stac/"
+            real, offline = stac_conformance.validate(root, DAG, item)
     finally:
         server.should_exit = True
         th.join(10)
-    found = [msg for _, msg in errors.errors]
-    real = [m for m in found if not _offline_only(m)]
-    print(f"{len(found)} error(s), {len(found) - len(real)} offline-only schema fetches:")
-    print("\n".join(m[:240] for m in found if _offline_only(m)))
+    print(f"{len(real) + len(offline)} error(s), {len(offline)} offline-only schema fetches:")
+    print("\n".join(m[:240] for m in offline))
     assert not real, "\n".join(real)
-
-
-def _validate(port: int, item: dict[str, Any]) -> Any:
-    from shapely.geometry import mapping, shape
-    from stac_api_validator.validations import QueryConfig, validate_api
-
-    # a point inside the published result (it covers only part of the requested area)
-    geometry = json.dumps(mapping(shape(item["geometry"]).representative_point()))
-    return validate_api(
-        root_url=f"http://127.0.0.1:{port}/candela/stac/",
-        ccs_to_validate=["core", "collections", "features", "item-search"],
-        collection=DAG,
-        geometry=geometry,
-        auth_bearer_token=None,
-        auth_query_parameter=None,
-        fields_nested_property=None,
-        validate_pagination=True,
-        query_config=QueryConfig(*([None] * 13)),
-        transaction_collection=None,
-        headers=None,
-        open_assets_urls=False,
-    )

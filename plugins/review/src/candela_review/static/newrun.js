@@ -103,7 +103,7 @@
       if (last && last.equals(e.latlng)) return;  // (the two clicks of the closing double click)
       corners.push(e.latlng);
       if (sketch) map.removeLayer(sketch);
-      sketch = L.polyline(corners, { color: "#ff00ff", weight: 2, dashArray: "4 4" }).addTo(map);
+      sketch = L.polyline(corners, { color: "#ff00ff", weight: 2, dashArray: "4 4", interactive: false }).addTo(map);
     };
     const closePolygon = () => {
       map.off("click", addCorner);

@@ -207,9 +207,12 @@
     out.textContent = "click the corners, double-click to finish";
     map.doubleClickZoom.disable();
     const add = (e) => {
+      const last = pts[pts.length - 1];
+      if (last && last.equals(e.latlng)) return;  // (the two clicks of the closing double click)
       pts.push(e.latlng);
       if (line) line.remove();
-      line = L.polyline(pts, { color: "#00e5ff", weight: 2 }).addTo(map);
+      // not interactive: the clicks (and the closing double click) stay the map's
+      line = L.polyline(pts, { color: "#00e5ff", weight: 2, interactive: false }).addTo(map);
     };
     const finish = async () => {
       map.off("click", add);
@@ -218,7 +221,7 @@
       if (line) line.remove();
       if (pts.length < 3) { out.textContent = "an area needs three corners"; return; }
       const ring = [...pts, pts[0]].map((p) => [p.lng, p.lat]);
-      L.polygon(pts, { color: "#00e5ff", weight: 2, fill: false }).addTo(map);
+      L.polygon(pts, { color: "#00e5ff", weight: 2, fill: false, interactive: false }).addTo(map);
       const feature = { type: "Feature", properties: {}, geometry: { type: "Polygon", coordinates: [ring] } };
       try {
         const r = await fetch(`${cogUrl(result, "probability")}/statistics`, {
@@ -333,6 +336,7 @@
       });
       controls.querySelector("#draw-area").addEventListener("click", () => {
         inspecting = false;
+        map.closePopup();  // (an open pixel popup would catch the corners' clicks)
         drawArea(map, result, document.getElementById("area-stats"));
         map.once("dblclick", () => setTimeout(() => { inspecting = true; }, 300));
       });
