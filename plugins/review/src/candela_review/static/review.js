@@ -235,7 +235,7 @@
         }).then((x) => (x.ok ? x.json() : null)).catch(() => null);
         const share = m ? m.properties.statistics.b1.mean : null;  // mask 1/0, nodata left out
         out.innerHTML = `area: mean probability <b>${fmt(st.mean, 3)}</b>, max ${fmt(st.max, 3)}` +
-          (share == null ? "" : `, changed <b>${fmt(100 * share, 1)} %</b>`) + ` of ${st.count.toLocaleString("en")} valid px`;
+          (share == null ? "" : `, changed <b>${fmt(100 * share, 1)} %</b>`) + ` of ${Math.round(st.count).toLocaleString("en")} valid px`;
         out.dataset.mean = st.mean;
       } catch (e) { out.textContent = `statistics unavailable: ${e.message}`; }
     };
