@@ -4,7 +4,7 @@ served in-process (FastAPI TestClient, auth accepting every request), then timed
 
 * the page's XYZ tiles (probability, mask at a threshold, before/after with the shared stretch),
 * titiler-core's point values (pixel inspector) and statistics of a polygon (drawn area),
-* titiler's TileJSON.
+* titiler's TileJSON and WMTS capabilities (titiler-extensions).
 
 Each request is made ``--repeat`` times over a grid of positions; the JSON gives the median and
 95th percentile in milliseconds (the first call of each kind, which opens the file, separately).
@@ -123,6 +123,10 @@ def main() -> None:
                     ),
                     "titiler_tilejson": timed(
                         c, "GET", f"{cog}/probability/WebMercatorQuad/tilejson.json", args.repeat
+                    ),
+                    "titiler_wmts_capabilities": timed(
+                        c, "GET", f"{cog}/probability/WMTSCapabilities.xml?rescale=0,1",
+                        args.repeat,
                     ),
                 }  # fmt: skip
         finally:

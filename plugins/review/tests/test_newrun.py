@@ -227,6 +227,7 @@ def test_an_analyst_draws_an_area_and_starts_a_run_in_a_browser(world: dict[str,
     import threading
     import time
 
+    import numpy as np
     import uvicorn
 
     chromium = "/usr/bin/chromium"
@@ -266,10 +267,35 @@ def test_an_analyst_draws_an_area_and_starts_a_run_in_a_browser(world: dict[str,
             page.wait_for_function("document.getElementById('catalogue-text').textContent")
             assert "2 products catalogued" in page.inner_text("#catalogue-text")
             page.wait_for_timeout(300)  # the map opened on them
-            # draw a rectangle around the map's centre (Bordeaux)
-            page.click("#draw")
             box = page.locator("#map").bounding_box()
             cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+            # a polygon: click its corners, double-click the last one → sent as `aoi`
+            page.click("#draw-polygon")
+            for dx, dy in ((-120, -80), (110, -100), (60, 90)):
+                page.mouse.click(cx + dx, cy + dy)
+            page.mouse.dblclick(cx - 100, cy + 70)
+            drawn = json.loads(page.input_value("#aoi"))
+            assert drawn["type"] == "Polygon" and len(drawn["coordinates"][0]) == 5, drawn
+            assert page.input_value("#bbox") == ""
+            assert page.inner_text("#aoi-text").startswith("Polygon of 4 corners")
+            page.wait_for_selector("#product-table")  # the products over the polygon
+            # an area uploaded as GeoPackage (the platform reads it): drawn, sent as `aoi`
+            import pyogrio.raw
+            from shapely.geometry import shape
+
+            gpkg = world["tmp"] / "upload-area.gpkg"
+            pyogrio.raw.write(gpkg, np.array([shape(drawn).wkb], dtype=object), field_data=[],
+                              fields=[], crs="EPSG:4326", geometry_type="Polygon", driver="GPKG")  # fmt: skip
+            page.set_input_files("#aoi-file", str(gpkg))
+            page.wait_for_function(
+                "document.getElementById('aoi-text').textContent.includes('upload-area.gpkg')"
+            )
+            uploaded = json.loads(page.input_value("#aoi"))
+            assert shape(uploaded).equals(shape(drawn)), uploaded
+            page.click("#clear-aoi")
+            assert page.input_value("#aoi") == ""
+            # draw a rectangle around the map's centre (Bordeaux)
+            page.click("#draw")
             page.mouse.move(cx - 150, cy - 120)
             page.mouse.down()
             page.mouse.move(cx + 150, cy + 120, steps=8)
@@ -317,3 +343,68 @@ def test_an_analyst_draws_an_area_and_starts_a_run_in_a_browser(world: dict[str,
     finally:
         server.should_exit = True
         th.join(10)
+
+
+def test_an_uploaded_area_geojson_or_geopackage_becomes_one_wgs84_polygon(
+    world: dict[str, Any], tmp_path: Path
+) -> None:
+    """An area uploaded as GeoJSON, or as a GeoPackage in a projected CRS (Lambert-93 here,
+    written by GDAL through pyogrio), comes back as one WGS 84 geometry that the run's model
+    accepts as its ``aoi``; a bad file is refused naming it, nothing is stored."""
+    import numpy as np
+    import pyogrio.raw
+    import shapely
+    from rasterio.warp import transform_geom
+    from shapely.geometry import mapping, shape
+
+    from candela.workflows import ChangeDetectionConf
+
+    c = world["client"]
+    polygon = {"type": "Polygon", "coordinates": [[[-0.62, 44.84], [-0.57, 44.84], [-0.6, 44.89], [-0.62, 44.84]]]}  # fmt: skip
+    doc = {"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {}, "geometry": polygon}]}  # fmt: skip
+    r = c.post("/candela/new/aoi", params={"name": "area.geojson"}, content=json.dumps(doc))
+    assert r.status_code == 200, r.text
+    got = r.json()
+    assert got["features"] == 1 and shape(got["geometry"]).equals(shape(polygon))
+
+    # the same area as a GeoPackage in EPSG:2154, two features (split in two halves)
+    lambert = shape(transform_geom("EPSG:4326", "EPSG:2154", polygon))
+    x0, y0, x1, y1 = lambert.bounds
+    halves = [lambert.intersection(shapely.box(x0, y0, (x0 + x1) / 2, y1)),
+              lambert.intersection(shapely.box((x0 + x1) / 2, y0, x1, y1))]  # fmt: skip
+    gpkg = tmp_path / "area-l93.gpkg"
+    pyogrio.raw.write(
+        gpkg,
+        np.array([h.wkb for h in halves], dtype=object),
+        field_data=[np.array(["west", "east"], dtype=object)],
+        fields=["name"],
+        crs="EPSG:2154",
+        geometry_type="Polygon",
+        driver="GPKG",
+    )
+    r = c.post("/candela/new/aoi", params={"name": gpkg.name}, content=gpkg.read_bytes())
+    assert r.status_code == 200, r.text
+    got = r.json()
+    area = shape(got["geometry"])
+    assert got["features"] == 2 and area.geom_type == "Polygon"  # the halves merged
+    assert area.symmetric_difference(shape(polygon)).area < 1e-3 * shape(polygon).area
+    assert -0.63 < got["bbox"][0] < -0.61 and 44.88 < got["bbox"][3] < 44.9, got["bbox"]
+    ChangeDetectionConf.model_validate({"aoi": got["geometry"], "bbox": None})
+    assert mapping(area)  # plain GeoJSON
+
+    before = (
+        sorted(p.name for p in world["storage"].rglob("*")) if world["storage"].exists() else []
+    )
+    for name, body, words in (
+        ("x.geojson", b"not json", "not valid json"),
+        ("x.geojson", b"", "empty"),
+        ("x.geojson", json.dumps({"type": "Point", "coordinates": [0, 0]}).encode(), "not a geojson"),
+        ("x.gpkg", b"SQLite format 3\x00garbage", "cannot be read"),
+        ("x.geojson", json.dumps({"type": "Polygon", "coordinates": [[[1e6, 0], [2e6, 0], [2e6, 1e6], [1e6, 0]]]}).encode(), "longitude"),
+    ):  # fmt: skip
+        bad = c.post("/candela/new/aoi", params={"name": name}, content=body)
+        assert bad.status_code == 400, (name, bad.text)
+        assert name in bad.json()["description"] or words == "empty"
+        assert words in bad.json()["description"].lower(), (words, bad.json())
+    after = sorted(p.name for p in world["storage"].rglob("*")) if world["storage"].exists() else []
+    assert after == before  # nothing stored

@@ -279,6 +279,198 @@ def test_unknown_run_is_404(watched: Watched, platform: Platform) -> None:
     assert "No such run" in watched.page.content()
 
 
+# --- the analyst's walk: draw an area, start a run, watch it, review it ------------------------
+
+SCREENSHOTS = Path(__file__).resolve().parents[3] / "docs" / "screenshots"
+
+
+def _wait_for_review(page: Any, url: str, shots: Path, timeout: float = 900) -> list[str]:
+    """Open the run's page until the run is published (the page is then the review); answers
+    the task states seen. Reopened every 4 s (before the status page's own 10 s refresh)."""
+    deadline = time.monotonic() + timeout
+    seen: list[str] = []
+    shot = False
+    while time.monotonic() < deadline:
+        page.goto(url)
+        status = page.locator("#run-status")
+        if not status.count():
+            return seen
+        state = status.get_attribute("data-status")
+        assert state == "running", page.inner_text("main")
+        rows = page.locator("table tr").all_inner_texts()
+        seen.append(" | ".join(r.replace("\t", " ") for r in rows[1:]))
+        if not shot and any("success" in r for r in rows):  # some tasks done, others not yet
+            page.screenshot(path=str(shots / "walk-3-running.png"), full_page=True)
+            shot = True
+        page.wait_for_timeout(4000)
+    raise AssertionError(f"the run was not published in {timeout:.0f} s: {seen[-1:]}")
+
+
+def test_an_analyst_draws_an_area_starts_a_run_and_reviews_it(
+    watched: Watched, platform: Platform, artefacts: Path
+) -> None:
+    """The whole walk on the real platform, in headless Chromium: draw a polygon on the "New
+    run" map, pick the two dates among the products over it, start the run (Airflow's REST
+    API, as the logged-in user), follow it on its page until it is published, then on the
+    review page swipe between the dates, click a pixel (its values), move the threshold (the
+    mask and the changed area follow), take the statistics of a drawn area, and download the
+    change polygons as GeoPackage, opened with GDAL (pyogrio). Screenshots in docs/screenshots
+    when CANDELA_DOCS_SCREENSHOTS is set, else with the test's artefacts."""
+    import pyogrio
+    import pyogrio.raw
+    import shapely
+    from shapely.geometry import shape
+
+    shots = SCREENSHOTS if os.environ.get("CANDELA_DOCS_SCREENSHOTS") else artefacts / "walk"
+    shots.mkdir(parents=True, exist_ok=True)
+    page = watched.page
+    started = time.monotonic()
+
+    # 1. the "New run" page opens on the catalogued products (Bordeaux): draw a polygon there
+    page.goto(f"{platform.base}/candela/new")
+    page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+    page.wait_for_function("document.getElementById('catalogue-text').textContent")
+    assert "2 products catalogued" in page.inner_text("#catalogue-text")
+    page.wait_for_timeout(500)  # (the map fitted on them)
+    box = page.locator("#map").bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.click("#draw-polygon")
+    for dx, dy in ((-130, -100), (110, -120), (140, 50), (-20, 120)):
+        page.mouse.click(cx + dx, cy + dy)
+    page.mouse.dblclick(cx - 140, cy + 30)
+    aoi = json.loads(page.input_value("#aoi"))
+    assert aoi["type"] == "Polygon" and len(aoi["coordinates"][0]) == 6, aoi
+    assert page.inner_text("#aoi-text").startswith("Polygon of 5 corners")
+    # 2. the dates: the products over the polygon, before and after
+    page.wait_for_selector("#product-table")
+    dates = page.locator("#product-table tr[data-date]").evaluate_all(
+        "(rows) => rows.map((r) => r.dataset.date)"
+    )
+    assert dates == ["2016-05-04", "2017-10-26"]
+    page.check("input[name=pick-before][value='0']")
+    page.check("input[name=pick-after][value='1']")
+    assert page.input_value("#tile") == BORDEAUX["tile"]
+    page.select_option("#model", "cva")
+    page.screenshot(path=str(shots / "walk-1-new-run.png"), full_page=True)
+
+    # 3. start it: the browser goes to the run's page
+    with page.expect_navigation(timeout=60_000):
+        page.click("#submit")
+    run_url = page.url.split("#")[0]
+    assert f"/candela/runs/{DAG}/" in run_url, run_url
+    page.screenshot(path=str(shots / "walk-2-started.png"), full_page=True)
+    with platform.client() as c:
+        runs = c.request("GET", f"/api/v2/dags/{DAG}/dagRuns", params={"limit": 100}).json()
+    (run,) = [r for r in runs["dag_runs"] if (r.get("conf") or {}).get("aoi") == aoi]
+    assert run["triggering_user_name"] == "admin" and run["conf"]["model"] == "cva", run
+
+    # 4. watch it until it is published; the page becomes the review
+    seen = _wait_for_review(page, run_url, shots)
+    print(f"walk: run {run['dag_run_id']} published after {time.monotonic() - started:.0f} s")
+    assert seen, "the run's page never showed it running"
+    page.wait_for_selector("body[data-ready='1']", timeout=60_000)
+    page.wait_for_function("document.getElementById('threshold-area').dataset.ha", timeout=30_000)
+    assert "covers" in page.inner_text("#coverage")  # the requested polygon, the result's share
+    page.wait_for_load_state("networkidle")
+    page.screenshot(path=str(shots / "walk-4-review.png"))
+
+    # 5. swipe between the dates: the after pane clipped at the slider
+    page.fill("#swipe", "50")
+    page.dispatch_event("#swipe", "input")
+    clip = page.evaluate("window.candelaMap.getPane('afterPane').style.clip")
+    assert clip.startswith("rect("), clip
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(shots / "walk-5-swipe.png"))
+
+    # 6. click a pixel inside the result: probability, before and after values (titiler)
+    box = page.locator("#map").bounding_box()
+    centre = shape(aoi).intersection(shapely.box(*view_bounds(page))).representative_point()
+    xy = page.evaluate(
+        "([lat, lon]) => { const p = window.candelaMap.latLngToContainerPoint([lat, lon]);"
+        " return [p.x, p.y]; }",
+        [centre.y, centre.x],
+    )
+    page.mouse.click(box["x"] + xy[0], box["y"] + xy[1])
+    page.wait_for_selector("#pixel-values")
+    rows = page.locator("#pixel-values tr").all_inner_texts()
+    assert [r.split("\t")[0] for r in rows] == ["probability", "before", "after"]
+    assert all(any(ch.isdigit() for ch in r.split("\t")[1]) for r in rows), rows
+    page.screenshot(path=str(shots / "walk-6-pixel.png"))
+    page.keyboard.press("Escape")
+
+    # 7. the threshold: a lower one flags more area; the mask is redrawn at it
+    area_at = {}
+    for t in ("0.9", "0.3"):
+        page.fill("#threshold", t)
+        page.dispatch_event("#threshold", "input")
+        area_at[t] = float(page.get_attribute("#threshold-area", "data-ha"))
+    assert area_at["0.3"] > area_at["0.9"] >= 0, area_at
+    page.wait_for_function(
+        "[...document.querySelectorAll('#map img.leaflet-tile')]"
+        ".some((i) => i.src.includes('threshold=0.3') && i.complete)"
+    )
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(shots / "walk-7-threshold.png"))
+
+    # 8. statistics of a drawn area (titiler, POST statistics)
+    page.click("#draw-area")
+    for dx, dy in ((-40, -40), (40, -40), (40, 40)):
+        page.mouse.click(box["x"] + xy[0] + dx, box["y"] + xy[1] + dy)
+    page.mouse.dblclick(box["x"] + xy[0] - 40, box["y"] + xy[1] + 40)
+    page.wait_for_function("document.getElementById('area-stats').dataset.mean", timeout=30_000)
+    assert "mean probability" in page.inner_text("#area-stats")
+    page.screenshot(path=str(shots / "walk-8-area-statistics.png"))
+
+    # 9. the change polygons as GeoPackage, opened with a GIS library (GDAL through pyogrio)
+    with page.expect_download(timeout=30_000) as dl:
+        page.click("a[href$='/change_polygons_gpkg']")
+    gpkg = artefacts / "walk-change-polygons.gpkg"
+    dl.value.save_as(gpkg)
+    info = pyogrio.read_info(gpkg)
+    assert info["crs"] == "EPSG:4326" and info["features"] > 0, info
+    assert {"area_ha", "mean_probability"} <= set(info["fields"]), info["fields"]
+    _meta, _fids, geometries, fields = pyogrio.raw.read(gpkg)
+    polygons = [shapely.from_wkb(g) for g in geometries]
+    # within the area's bounds (the run is computed over the pixels of the area's bounding box)
+    assert all(p.intersects(shapely.box(*shape(aoi).buffer(1e-3).bounds)) for p in polygons)
+    names = list(info["fields"])
+    area_ha = fields[names.index("area_ha")]
+    assert (area_ha > 0).all()
+    assert watched.errors == [], watched.errors
+    assert all(status == 200 for _, status in watched.tiles), watched.tiles[:5]
+    print(f"walk: {len(polygons)} change polygons; whole walk {time.monotonic() - started:.0f} s")
+
+
+def view_bounds(page: Any) -> list[float]:
+    """W, S, E, N of the review map's view (it opens fitted on the result)."""
+    b = page.evaluate(
+        "(() => { const b = window.candelaMap.getBounds();"
+        " return [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()]; })()"
+    )
+    return [float(v) for v in b]
+
+
+def test_stac_api_validator_on_the_platform(platform: Platform, bordeaux_run: str) -> None:
+    """stac-api-validator (core, collections, features, item-search) on the results STAC API
+    as the platform serves it (Airflow's api-server, the plugin at /candela, Airflow's token);
+    only the offline schema fetches listed in the README are left out."""
+    import httpx
+
+    from tests import stac_conformance
+
+    root = f"{platform.base}/candela/stac/"
+    token = platform.token()
+    found = httpx.get(
+        f"{root}search",
+        params={"collections": DAG, "limit": 1},
+        headers={"Authorization": f"Bearer {token}"},
+    ).json()["features"]
+    assert found, "no published item"
+    real, offline = stac_conformance.validate(root, DAG, found[0], token=token)
+    print(f"{len(offline)} offline-only schema fetch error(s) left out")
+    assert not real, "\n".join(real)
+
+
 # --- the Airflow UI entry point: login form, DAG trigger form, schema refusals -------------------
 
 
@@ -391,6 +583,7 @@ def test_trigger_from_the_airflow_ui(browser: Any, platform: Platform, artefacts
         assert status == 200, conf
         for key in ("collection", "bbox", "start", "end", "tile", "model"):
             assert conf[key] == BORDEAUX[key], key
+        assert conf["aoi"] == {}  # the empty area the form shows is what it sends (not null)
         page.wait_for_url(f"**/dags/{DAG}/runs/**", timeout=30_000)
         page.get_by_text("Dag Run Triggered").first.wait_for(timeout=10_000)
         page.screenshot(path=str(artefacts / "ui-triggered.png"))

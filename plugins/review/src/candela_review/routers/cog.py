@@ -1,12 +1,13 @@
 """``/cog/{dag_id}/{run_id}/{result}/{layer}/…``: titiler-core's COG endpoints on a result's
 layers (``probability``, ``mask``, ``before``, ``after``): TileJSON, OGC API - Tiles tilesets,
-tiles,
+tiles, WMTS capabilities (``WMTSCapabilities.xml``, titiler-extensions' ``wmtsExtension``),
 point values (the review page's pixel inspector), statistics of a GeoJSON area (POST
 ``/statistics``), info and bounds. The dataset is named by its place in a published run, never
 by a path or URL: titiler's ``path_dependency`` resolves it to a URI recorded with the run."""
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -19,6 +20,7 @@ PREFIX = "/cog/{dag_id}/{run_id}/{result}/{layer}"
 
 def router(ctx: Context) -> APIRouter:
     from titiler.core.factory import TilerFactory
+    from titiler.extensions import wmtsExtension
 
     from candela_sdk import storage
 
@@ -44,6 +46,8 @@ def router(ctx: Context) -> APIRouter:
         add_preview=False,
         add_part=False,
         add_ogc_maps=False,
+        # WMTS layers named after the file (change_probability…), not its storage path
+        extensions=[wmtsExtension(layer_identifier_provider=lambda p: PurePosixPath(str(p)).stem)],
     )
     api = APIRouter()
     # rio-tiler's errors as titiler answers them (outside the raster, bad band…), no such run

@@ -5,6 +5,10 @@ dates among the products catalogued over it, the model, the zones, and submits.
   :class:`candela.workflows.ChangeDetectionConf`, the one home of the workflow's parameters);
 - ``GET /new/products?bbox=W,S,E,N[&collection=…]``: the catalogued products over an area
   (:mod:`candela.db.products`), for the date picker;
+- ``POST /new/aoi?name=…`` (the file as the body): an area uploaded as GeoJSON or GeoPackage,
+  read (:func:`candela_sdk.zones.load_zones`), brought to WGS 84 and merged into one geometry
+  (:func:`candela_sdk.aoi.parse_geojson`, the rule the run applies); answers that geometry, which
+  the run's ``aoi`` then carries (nothing is stored);
 - ``POST /new/zones?name=…`` (the file as the body): a zones GeoJSON or GeoPackage, checked
   (:func:`candela_sdk.zones.load_zones`) and stored under ``<storage root>/run-inputs/zones/``;
   answers its URI, which the run's ``zones`` then names;
@@ -132,6 +136,44 @@ def field_errors(exc: Any) -> dict[str, str]:
     return out
 
 
+def area_of_file(data: bytes, name: str) -> dict[str, Any]:
+    """``{geometry, bbox, features}`` of an uploaded area (GeoJSON or GeoPackage, any CRS the
+    file declares): its features merged into one WGS 84 geometry; :class:`BadRequest` naming the
+    file otherwise."""
+    from candela_sdk.aoi import geometry_dict, parse_geojson
+    from candela_sdk.errors import InputError
+    from candela_sdk.zones import load_zones
+
+    try:
+        features, crs = load_zones(data, name)
+        features = [f for f in features if f.get("geometry")]
+        if not features:
+            raise InputError("has no geometry")
+        if crs.upper() not in ("EPSG:4326", "OGC:CRS84", "URN:OGC:DEF:CRS:OGC:1.3:CRS84"):
+            features = _to_wgs84(features, crs)
+        geom = parse_geojson({"type": "FeatureCollection", "features": features})
+    except InputError as exc:  # (the reader's words are about zones: this file is an area)
+        why = str(exc).replace("zones file", "the file").replace("zones GeoPackage", "the file")
+        raise BadRequest(f"{name}: {why}") from None
+    if geom.geom_type not in ("Polygon", "MultiPolygon"):
+        raise BadRequest(f"{name}: the area must be a polygon, not a {geom.geom_type}")
+    return {"geometry": geometry_dict(geom), "bbox": list(geom.bounds), "features": len(features)}
+
+
+def _to_wgs84(features: list[dict[str, Any]], crs: str) -> list[dict[str, Any]]:
+    from rasterio.errors import CRSError
+    from rasterio.warp import transform_geom
+
+    from candela_sdk.errors import InputError
+
+    try:
+        return [
+            {**f, "geometry": transform_geom(crs, "EPSG:4326", f["geometry"])} for f in features
+        ]
+    except CRSError:
+        raise InputError(f"has an unknown coordinate reference system {crs!r}") from None
+
+
 _REFUSED = errors(
     400, 401, 403, 409, 429, 502,
     e400="a bad parameter: ``{code, description, fields: {field: reason}}``",
@@ -186,6 +228,16 @@ def router(ctx: Context, templates: Any) -> APIRouter:
                 for pid, coll, when, tile, cloud, w, s, e, n in rows
             ],
         }
+
+    @api.post("/new/aoi", responses=errors(400))
+    async def upload_aoi(request: Request, name: str) -> dict[str, Any]:
+        """The area of a GeoJSON or GeoPackage file (the request body) as one WGS 84 geometry."""
+        data = await request.body()
+        if not data:
+            raise BadRequest("the area file is empty")
+        if len(data) > MAX_UPLOAD:
+            raise BadRequest(f"the area file is larger than {MAX_UPLOAD // 2**20} MiB")
+        return await run_in_threadpool(area_of_file, data, name)
 
     @api.post("/new/zones", responses=errors(400))
     async def upload_zones(request: Request, name: str) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-/* Candela "New run" page: draw a rectangle (or upload a GeoJSON area) on a Leaflet map, pick
+/* Candela "New run" page: draw a rectangle or a polygon (or upload a GeoJSON / GeoPackage
+ * area) on a Leaflet map, pick
  * the dates among the products catalogued over it, the model and the zones, and start the run
  * (POST /new: validated by the workflow's model, triggered through Airflow as the caller). */
 "use strict";
@@ -42,7 +43,9 @@
     let drawing = false;
     let corner = null;
 
-    function setArea(bbox, aoi, layer) {
+    let aoiLabel = "";
+    function setArea(bbox, aoi, layer, label) {
+      aoiLabel = label || "";
       if (shape) map.removeLayer(shape);
       shape = layer;
       $("bbox").value = bbox ? JSON.stringify(bbox) : "";
@@ -53,7 +56,7 @@
       }
       const b = bbox || (shape ? boundsArray(shape.getBounds()) : null);
       $("aoi-text").textContent = b
-        ? `${aoi ? "Uploaded area" : "Rectangle"}: west ${b[0].toFixed(4)}, south ${b[1].toFixed(4)}, east ${b[2].toFixed(4)}, north ${b[3].toFixed(4)}`
+        ? `${aoi ? aoiLabel || "Uploaded area" : "Rectangle"}: west ${b[0].toFixed(4)}, south ${b[1].toFixed(4)}, east ${b[2].toFixed(4)}, north ${b[3].toFixed(4)}`
         : "No area yet.";
       loadProducts(b);
     }
@@ -92,16 +95,58 @@
     });
     $("clear-aoi").addEventListener("click", () => setArea(null, null, null));
 
+    // click-to-draw a polygon: each click a corner, a double click closes it
+    let corners = null;
+    let sketch = null;
+    const addCorner = (e) => {
+      const last = corners[corners.length - 1];
+      if (last && last.equals(e.latlng)) return;  // (the two clicks of the closing double click)
+      corners.push(e.latlng);
+      if (sketch) map.removeLayer(sketch);
+      sketch = L.polyline(corners, { color: "#ff00ff", weight: 2, dashArray: "4 4", interactive: false }).addTo(map);
+    };
+    const closePolygon = () => {
+      map.off("click", addCorner);
+      map.off("dblclick", closePolygon);
+      setTimeout(() => map.doubleClickZoom.enable(), 0);
+      map.getContainer().style.cursor = "";
+      $("draw-polygon").disabled = false;
+      if (sketch) map.removeLayer(sketch);
+      sketch = null;
+      const pts = corners;
+      corners = null;
+      if (pts.length < 3) {
+        showError({ description: "a polygon needs at least three corners", fields: { bbox: "fewer than three corners" } });
+        return;
+      }
+      const ring = [...pts, pts[0]].map((p) => [Number(p.lng.toFixed(6)), Number(p.lat.toFixed(6))]);
+      const geometry = { type: "Polygon", coordinates: [ring] };
+      const layer = L.polygon(pts, { color: "#ff00ff", weight: 2, fill: false });
+      setArea(null, geometry, layer, `Polygon of ${pts.length} corners`);
+    };
+    $("draw-polygon").addEventListener("click", () => {
+      corners = [];
+      map.doubleClickZoom.disable();
+      map.getContainer().style.cursor = "crosshair";
+      $("draw-polygon").disabled = true;
+      $("aoi-text").textContent = "Click the corners of the area; double-click the last one.";
+      map.on("click", addCorner);
+      map.on("dblclick", closePolygon);
+    });
+
+    // an uploaded area (GeoJSON or GeoPackage, any declared CRS): read by the platform, merged
+    // into one WGS 84 geometry, drawn and sent as the run's `aoi`
     $("aoi-file").addEventListener("change", async (ev) => {
       const file = ev.target.files[0];
       if (!file) return;
-      try {
-        const doc = JSON.parse(await file.text());
-        const layer = L.geoJSON(doc, { style: { color: "#ff00ff", weight: 2, fill: false } });
-        setArea(null, doc, layer);
-      } catch (err) {
-        showError({ description: `${file.name} is not GeoJSON: ${err.message}`, fields: { aoi: "not GeoJSON" } });
+      const r = await fetch(`${base}/new/aoi?name=${encodeURIComponent(file.name)}`, { method: "POST", body: file });
+      const body = await r.json();
+      if (!r.ok) {
+        showError({ description: body.description || `error ${r.status}`, fields: { aoi: body.description || "refused" } });
+        return;
       }
+      const layer = L.geoJSON(body.geometry, { style: { color: "#ff00ff", weight: 2, fill: false } });
+      setArea(null, body.geometry, layer, `${file.name} (${body.features} feature${body.features === 1 ? "" : "s"})`);
     });
 
     // the products catalogued over the area: pick before and after

@@ -207,9 +207,12 @@
     out.textContent = "click the corners, double-click to finish";
     map.doubleClickZoom.disable();
     const add = (e) => {
+      const last = pts[pts.length - 1];
+      if (last && last.equals(e.latlng)) return;  // (the two clicks of the closing double click)
       pts.push(e.latlng);
       if (line) line.remove();
-      line = L.polyline(pts, { color: "#00e5ff", weight: 2 }).addTo(map);
+      // not interactive: the clicks (and the closing double click) stay the map's
+      line = L.polyline(pts, { color: "#00e5ff", weight: 2, interactive: false }).addTo(map);
     };
     const finish = async () => {
       map.off("click", add);
@@ -218,7 +221,7 @@
       if (line) line.remove();
       if (pts.length < 3) { out.textContent = "an area needs three corners"; return; }
       const ring = [...pts, pts[0]].map((p) => [p.lng, p.lat]);
-      L.polygon(pts, { color: "#00e5ff", weight: 2, fill: false }).addTo(map);
+      L.polygon(pts, { color: "#00e5ff", weight: 2, fill: false, interactive: false }).addTo(map);
       const feature = { type: "Feature", properties: {}, geometry: { type: "Polygon", coordinates: [ring] } };
       try {
         const r = await fetch(`${cogUrl(result, "probability")}/statistics`, {
@@ -232,7 +235,7 @@
         }).then((x) => (x.ok ? x.json() : null)).catch(() => null);
         const share = m ? m.properties.statistics.b1.mean : null;  // mask 1/0, nodata left out
         out.innerHTML = `area: mean probability <b>${fmt(st.mean, 3)}</b>, max ${fmt(st.max, 3)}` +
-          (share == null ? "" : `, changed <b>${fmt(100 * share, 1)} %</b>`) + ` of ${st.count.toLocaleString("en")} valid px`;
+          (share == null ? "" : `, changed <b>${fmt(100 * share, 1)} %</b>`) + ` of ${Math.round(st.count).toLocaleString("en")} valid px`;
         out.dataset.mean = st.mean;
       } catch (e) { out.textContent = `statistics unavailable: ${e.message}`; }
     };
@@ -333,6 +336,7 @@
       });
       controls.querySelector("#draw-area").addEventListener("click", () => {
         inspecting = false;
+        map.closePopup();  // (an open pixel popup would catch the corners' clicks)
         drawArea(map, result, document.getElementById("area-stats"));
         map.once("dblclick", () => setTimeout(() => { inspecting = true; }, 300));
       });
