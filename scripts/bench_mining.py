@@ -61,15 +61,17 @@ S2_13 = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "
 
 
 def band_features(bands: dict[str, np.ndarray], s1: np.ndarray | None = None) -> np.ndarray:
-    """Features of one patch through the datamining service's extractor when it is installed
-    (``candela_mine.features``), else the same families computed here."""
-    try:
-        from candela_mine import features as mf  # type: ignore[import-not-found]
-    except ImportError:
-        mf = None
-    if mf is not None and hasattr(mf, "patch_features"):
-        return np.asarray(mf.patch_features(bands, s1), dtype=np.float64)
-    return _own_features(bands, s1)
+    """Features of one patch (digital numbers, reflectance × 10 000) through the datamining
+    service's extractor (``candela_mine.features``, feature sets ``s2-v1`` / ``s2s1-v1``) when
+    it is installed, else the same families computed here (``_own_features``)."""
+    mf = _mine_features()
+    if mf is None:
+        return _own_features(bands, s1)
+    names = list(mf.S2_BANDS)
+    stack = np.stack([bands[b] for b in names]).astype(np.float64) / 10_000.0
+    valid = np.isfinite(stack).all(axis=0) & (stack > 0).all(axis=0)
+    feats = mf.patch_features(stack, names, valid, s1)
+    return np.asarray(feats, dtype=np.float64)
 
 
 def _nd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -451,12 +453,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _mine_features() -> bool:
+def _mine_features() -> Any:
     try:
-        from candela_mine import features as mf  # type: ignore[import-not-found]
+        from candela_mine import features as mf  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
-        return False
-    return hasattr(mf, "patch_features")
+        return None
+    return mf
 
 
 if __name__ == "__main__":

@@ -204,3 +204,20 @@ def iterations(dsn: str, session_id: int) -> list[dict[str, Any]]:
         )
         names = [d.name for d in cur.description]
         return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+
+def patch_cards(dsn: str, ids: Sequence[int]) -> list[dict[str, Any]]:
+    """What the labelling page shows of each patch (read from ``mine_patches``, owned by
+    :mod:`candela.db.mining`), in the order of ``ids``; ids that no longer exist are left out."""
+    if not ids:
+        return []
+    with connect(dsn) as conn:
+        cur = conn.execute(
+            "SELECT id, dataset, product_id, acquired, size, west, south, east, north,"
+            " footprint, quicklook_uri, feature_set, truth FROM candela.mine_patches"
+            " WHERE id = ANY(%s)",
+            ([int(i) for i in ids],),
+        )
+        names = [d.name for d in cur.description]
+        rows = {int(r[0]): dict(zip(names, r, strict=True)) for r in cur.fetchall()}
+    return [rows[int(i)] for i in ids if int(i) in rows]

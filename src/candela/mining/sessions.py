@@ -44,24 +44,38 @@ def _search_args(search: dict[str, Any]) -> dict[str, Any]:
 
 
 def pool(
-    dsn: str, search: dict[str, Any], extra: list[int] | None = None
+    dsn: str, search: dict[str, Any], extra: list[int] | None = None, example: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Patch ids and feature matrix of the patches a session's search selects (plus ``extra``:
-    answered patches outside it still teach the model)."""
+    answered patches outside it still teach the model). Features of different feature sets
+    cannot be compared: the pool keeps the example's set (else the most common one)."""
     from candela.db import mining
 
     with connect(dsn) as conn:
         rows = mining.search_patches(conn, limit=POOL_MAX, **_search_args(search))
-        ids = sorted({int(r["id"]) for r in rows} | set(extra or []))
+        ids = {int(r["id"]) for r in rows} | set(extra or [])
         if not ids:
             return np.zeros(0, dtype=np.int64), np.zeros((0, 0))
-        got, x = mining.feature_matrix(conn, ids)
+        sets = dict(
+            conn.execute(
+                "SELECT id, feature_set FROM candela.mine_patches WHERE id = ANY(%s)",
+                (sorted(ids),),
+            ).fetchall()
+        )
+        if not sets:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, 0))
+        counts: dict[str, int] = {}
+        for fs in sets.values():
+            counts[fs] = counts.get(fs, 0) + 1
+        keep = sets.get(example) if example is not None else None
+        keep = keep or max(sorted(counts), key=lambda k: counts[k])
+        got, x = mining.feature_matrix(conn, sorted(i for i, fs in sets.items() if fs == keep))
     return np.asarray(got, dtype=np.int64), np.asarray(x, dtype=np.float64)
 
 
 def fit(dsn: str, session: dict[str, Any]) -> Fitted:
     answers = db.current_labels(dsn, session["id"])
-    ids, x = pool(dsn, session["search"], list(answers))
+    ids, x = pool(dsn, session["search"], list(answers), session["example_patch_id"])
     if len(ids) == 0:
         return Fitted(ids, x, answers, None, learner.Estimate(None, None, None, 0))
     z = learner.Scaler.fit(x).transform(x)
