@@ -82,7 +82,7 @@ def router(ctx: Context, templates: Any, user_dep: Callable[..., Any]) -> APIRou
 
     api = APIRouter(tags=["mining"])
 
-    def caller(user: Any = Depends(user_dep)) -> str:  # noqa: B008 (FastAPI's idiom)
+    def caller(user: Any = Depends(user_dep)) -> str:
         return user_name(user)
 
     def patches_by_id(ids: list[int], base: str) -> list[dict[str, Any]]:
@@ -105,8 +105,17 @@ def router(ctx: Context, templates: Any, user_dep: Callable[..., Any]) -> APIRou
             r["answer"] = answers.get(r["id"])
         return _jsonable(
             {
-                "session": {k: session[k] for k in ("id", "username", "category", "search",
-                                                     "example_patch_id", "iteration")},
+                "session": {
+                    k: session[k]
+                    for k in (
+                        "id",
+                        "username",
+                        "category",
+                        "search",
+                        "example_patch_id",
+                        "iteration",
+                    )
+                },
                 "iterations": [{k: v for k, v in i.items() if k != "batch"} for i in its],
                 "batch": patches_by_id(batch, base),
                 "answered": len([a for a in answers.values() if a != "skip"]),
@@ -140,8 +149,7 @@ def router(ctx: Context, templates: Any, user_dep: Callable[..., Any]) -> APIRou
     ) -> JSONResponse:
         """Patches by area (``W,S,E,N``), dates and dataset, or the ``limit`` nearest to the
         patch ``similar_to`` (features / embedding)."""
-        from candela.db import connect
-        from candela.db import mining
+        from candela.db import connect, mining
 
         limit = max(1, min(limit, 500))
         base = base_url(request)
@@ -199,7 +207,10 @@ def router(ctx: Context, templates: Any, user_dep: Callable[..., Any]) -> APIRou
         }
         try:
             session = sessions.start(
-                ctx.dsn, user, body.category.strip(), search=search,
+                ctx.dsn,
+                user,
+                body.category.strip(),
+                search=search,
                 example_patch_id=body.example_patch_id,
             )
         except labels_db.UnknownPatches as exc:
@@ -253,4 +264,3 @@ def router(ctx: Context, templates: Any, user_dep: Callable[..., Any]) -> APIRou
         return JSONResponse(_jsonable(ann.export(ctx.settings, ctx.dsn, session)))
 
     return api
-
