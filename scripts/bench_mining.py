@@ -232,43 +232,42 @@ def oscd(data: Path) -> dict[str, Any]:
 
 
 def run(
-    z: np.ndarray,
-    y: np.ndarray,
-    pool: np.ndarray,
-    test: np.ndarray,
+    zp: np.ndarray,
+    yp: np.ndarray,
+    zt: np.ndarray,
+    yt: np.ndarray,
     strategy: str,
     c: float,
     beta: float,
     rng: np.random.Generator,
 ) -> list[float]:
-    """Held-out F1 after each iteration (10 answers) of one simulated session."""
-    answers: dict[int, bool] = {int(rng.choice(pool[y[pool]])): True}  # the user's example
-    in_pool = np.zeros(len(z), dtype=bool)
-    in_pool[pool] = True
+    """Held-out F1 after each iteration (10 answers) of one simulated session: ``zp``/``yp``
+    the pool the learner may ask about, ``zt``/``yt`` the held-out patches it never sees."""
+    answers: dict[int, bool] = {int(rng.choice(np.flatnonzero(yp))): True}  # the user's example
     f1s = []
     for _ in range(MAX_ITER):
         idx = np.fromiter(answers, dtype=int)
         lab = np.array([answers[i] for i in idx], dtype=int)
-        model = learner.Logistic(c=c).fit(z[idx], lab) if 0 < lab.sum() < len(lab) else None
         if strategy == "al":
-            labelled = ~in_pool.copy()
+            model = learner.Logistic(c=c).fit(zp[idx], lab) if 0 < lab.sum() < len(lab) else None
+            labelled = np.zeros(len(zp), dtype=bool)
             labelled[idx] = True
-            proba = None if model is None else model.predict_proba(z)
+            proba = None if model is None else model.predict_proba(zp)
             batch = learner.select_batch(
-                z, labelled, proba, BATCH, beta, positives=idx[lab == 1], rng=rng
+                zp, labelled, proba, BATCH, beta, positives=idx[lab == 1], rng=rng
             )
         else:
-            free = np.setdiff1d(pool, idx)
+            free = np.setdiff1d(np.arange(len(zp)), idx)
             batch = rng.choice(free, size=min(BATCH, len(free)), replace=False)
         if len(batch) == 0:
             break
         for i in batch:
-            answers[int(i)] = bool(y[i])
+            answers[int(i)] = bool(yp[i])
         idx = np.fromiter(answers, dtype=int)
         lab = np.array([answers[i] for i in idx], dtype=int)
         if 0 < lab.sum() < len(lab):
-            m = learner.Logistic(c=c).fit(z[idx], lab)
-            f1s.append(learner.scores(y[test], m.predict_proba(z[test]) >= 0.5)[2])
+            m = learner.Logistic(c=c).fit(zp[idx], lab)
+            f1s.append(learner.scores(yt, m.predict_proba(zt) >= 0.5)[2])
         else:
             f1s.append(0.0)
     return f1s
@@ -284,20 +283,21 @@ def to_target(curve: list[float]) -> int | None:
 def curves(
     x: np.ndarray, y: np.ndarray, seeds: int
 ) -> dict[tuple[str, float, float], list[list[float]]]:
-    z = learner.Scaler.fit(x).transform(x)
     out: dict[tuple[str, float, float], list[list[float]]] = {}
     for seed in range(seeds):
         split = np.random.default_rng(1000 + seed).permutation(len(y))
         n_test = int(len(y) * HELD_OUT)
         test, pool = split[:n_test], split[n_test:]
+        scaler = learner.Scaler.fit(x[pool])  # as a session: standardised over its pool
+        zp, zt = scaler.transform(x[pool]), scaler.transform(x[test])
+        yp, yt = y[pool], y[test]
         for c in GRID_C:
-            key = ("random", c, 0.0)
-            out.setdefault(key, []).append(
-                run(z, y, pool, test, "random", c, 0.0, np.random.default_rng(seed))
+            out.setdefault(("random", c, 0.0), []).append(
+                run(zp, yp, zt, yt, "random", c, 0.0, np.random.default_rng(seed))
             )
             for beta in GRID_BETA:
                 out.setdefault(("al", c, beta), []).append(
-                    run(z, y, pool, test, "al", c, beta, np.random.default_rng(seed))
+                    run(zp, yp, zt, yt, "al", c, beta, np.random.default_rng(seed))
                 )
     return out
 
@@ -429,6 +429,8 @@ def main(argv: list[str] | None = None) -> int:
             "random": rnd,
         }
         print(f"{key}: AL {al['iterations_to_f1_0.8']} vs random {rnd['iterations_to_f1_0.8']}")
+    c_all, beta_all = choose(all_curves, "", "al")
+    print(f"setting on all categories (the learner's defaults): C={c_all}, beta={beta_all}")
     doc = {
         "what": "iterations of feedback (10 answers each) to reach F1 0.8 on held-out patches, "
         "active learning (uncertainty-weighted k-center, candela.mining.learner) vs random "
@@ -444,6 +446,7 @@ def main(argv: list[str] | None = None) -> int:
             if _mine_features()
             else "scripts/bench_mining.py _own_features (candela_mine not installed)",
         },
+        "setting_on_all_categories": {"C": c_all, "beta": beta_all},
         "categories": results,
         "seconds": round(time.monotonic() - started, 1),
     }
