@@ -98,3 +98,13 @@ def test_load_rdf_is_the_rdf_etl_step(dagbag) -> None:
     context = dagbag.dags["context_etl"]
     mapped = context.get_task("load_context")
     assert mapped.partial_kwargs.get("service") == "rdf-etl"
+
+
+def test_mine_patches_runs_on_the_results_asset_one_mine_step_per_stack(dagbag) -> None:
+    dag = dagbag.dags["mine_patches"]
+    assets = dag.timetable.asset_condition.objects
+    assert [a.uri for a in assets] == ["candela://results/s2_change_detection"]
+    step = dag.get_task("mine")
+    assert step.partial_kwargs["service"] == "datamining"
+    assert "mine" in dag.get_task("plan_mining").downstream_task_ids
+    assert {"stacks", "source_run_id", "size", "encoder"} <= set(dag.params)

@@ -113,6 +113,10 @@ def test_sql_mode_answers_refuses_writes_and_cancels_long_statements(filled: str
         "WITH d AS (DELETE FROM candela.mine_patches RETURNING id) SELECT count(*) FROM d",
         "SELECT * FROM candela.mine_patches",  # the base table: not for the reader role
         "SELECT * FROM candela.schema_migrations",
+        # back to the session's (superuser) role inside the statement (defence in depth)
+        "SELECT set_config('role', 'postgres', true), query_to_xml("
+        "'SELECT * FROM candela.schema_migrations', true, true, '')",
+        "SELECT \"SET_CONFIG\"('role', 'postgres', true)",
     ):
         with pytest.raises(mining.QueryRefused, match="refused"):
             mining.readonly_query(filled, bad, timeout_s=5, max_rows=10)

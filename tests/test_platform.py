@@ -429,6 +429,62 @@ def test_fusion_demo_sample_draws_a_land_cover_map(platform: Platform, tmp_path:
     assert int(row["zones"]["value"]) > 0
 
 
+def test_mine_patches_fills_the_tables_after_the_runs(platform: Platform) -> None:
+    """Each published run's results asset starts mine_patches: after the runs above (and the
+    wait `candela demo` ends with), every published stack is in candela.mine_patches with its
+    quicklooks, `candela mine sql` answers the documented query, and mining a run again on
+    demand rewrites nothing (its mine steps are skipped)."""
+    import psycopg
+
+    from candela import embedded
+    from candela.cli_mine import EXAMPLE_QUERY, demo_mining
+
+    assert demo_mining(platform.settings(), "s2_change_detection", timeout_s=600) == 0
+    with platform.client() as c:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:  # the asset events of every earlier run
+            runs = c.request("GET", "/api/v2/dags/mine_patches/dagRuns").json()["dag_runs"]
+            if all(r["state"] in ("success", "failed") for r in runs):
+                break
+            time.sleep(3)
+        assert runs and all(r["state"] == "success" for r in runs), runs
+    root = Path(platform.home) / "storage" / "results" / "s2_change_detection"
+    summaries = [json.loads(f.read_text()) for f in root.glob("*/*/run.json")]
+    stacks = {s for summary in summaries for s in summary["stacks"]}
+    dsn = embedded.platform_dsn(platform.settings())
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT stack_uri, count(*), min(quicklook_uri) FROM candela.mine_patches"
+            " GROUP BY stack_uri"
+        ).fetchall()
+    mined = {r[0]: r[1] for r in rows}
+    assert stacks and stacks <= set(mined), stacks - set(mined)
+    assert all(Path(r[2].removeprefix("file://")).is_file() for r in rows)
+    total = sum(mined.values())
+
+    q = platform.candela("mine", "sql", EXAMPLE_QUERY, "--format", "json")
+    assert q.returncode == 0, q.stdout + q.stderr
+    answer = json.loads(q.stdout)
+    assert answer["columns"] == ["dataset", "patches", "mean_ndvi"]
+    assert sum(row[1] for row in answer["rows"]) == total
+    q = platform.candela("mine", "sql", "DELETE FROM candela.mine_patches")
+    assert q.returncode == 2 and "refused: DELETE is not a read-only query" in q.stdout + q.stderr
+
+    again = summaries[0]["run_id"]
+    with platform.client() as c:
+        run = c.trigger("mine_patches", {"source_run_id": again})
+        final = _wait_for_run(
+            c, "mine_patches",
+            lambda r: r["dag_run_id"] == run["dag_run_id"] and r["state"] in ("success", "failed"),
+        )  # fmt: skip
+        assert final["state"] == "success"
+        states = {ti["state"] for ti in c.task_instances("mine_patches", run["dag_run_id"])
+                  if ti["task_id"] == "mine"}  # fmt: skip
+        assert states == {"skipped"}  # already mined: nothing rewritten
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM candela.mine_patches").fetchone() == (total,)
+
+
 def test_home_is_private(platform: Platform) -> None:
     """Modes, not access (the tests may run as root): nothing under the home is for others."""
     import stat

@@ -33,7 +33,7 @@ RUN uv export --frozen --no-dev --no-emit-workspace --package candela ${EXTRAS:+
  && VIRTUAL_ENV=/opt/venv uv pip install --no-cache --compile-bytecode --no-deps \
         . ./images/sdk ./plugins/ogc ./plugins/review \
         ./images/search ./images/preprocess ./images/changedetect ./images/mosaic ./images/rdf-etl \
-        ./images/fusion
+        ./images/fusion ./images/datamining
 
 # --- runtime: no uv, non-root
 FROM python:3.11-slim

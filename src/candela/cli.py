@@ -16,6 +16,7 @@ from rich.table import Table
 
 from candela import cli_console
 from candela.cli_kb import app as kb_app
+from candela.cli_mine import app as mine_app
 from candela.cli_models import app as models_app
 from candela.cli_orders import app as orders_app
 from candela.cli_scale import app as scale_app
@@ -37,6 +38,7 @@ app.add_typer(storage_app, name="storage")
 app.add_typer(orders_app, name="order")
 app.add_typer(models_app, name="models")
 app.add_typer(kb_app, name="kb")
+app.add_typer(mine_app, name="mine")
 app.add_typer(scale_app, name="scale")
 app.add_typer(usage_app, name="usage")
 
@@ -655,6 +657,10 @@ def demo(
         raise fail(f"the sample {sample.name} was not recognised: {skipped}")
     _load_demo_context(s)
     code = trigger_and_follow(s, DEMO_DAG, conf, wait=True)
+    if code == 0 and not fusion:
+        from candela.cli_mine import demo_mining
+
+        code = demo_mining(s, DEMO_DAG)  # the mine_patches run the results started
     if code == 0 and not fusion:
         console.print("ask the knowledge base: candela kb query --question changed-communes")
     console.print(

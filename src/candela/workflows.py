@@ -251,9 +251,40 @@ class RunServiceConf(RunConf):
         return v
 
 
+class MinePatchesConf(RunConf):
+    """Parameters of ``mine_patches``: which stacks to cut into patches, and how. Started by the
+    change-detection pipeline's results (asset event: the stacks of that run) or on demand
+    (``stacks`` or ``source_run_id``)."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True, title="mine_patches")
+
+    stacks: list[str] = Field(
+        [], title="Stacks", description="URIs of preprocessed stacks (COGs) to mine"
+    )
+    source_run_id: str | None = Field(
+        None,
+        title="Source run",
+        description="mine the stacks of this run of source_dag_id (its run.json)",
+    )
+    source_dag_id: str = Field(
+        "s2_change_detection", title="Source workflow", pattern=r"^[A-Za-z0-9_.-]{1,250}$"
+    )
+    size: int = Field(64, ge=8, le=2048, title="Patch size (px)")
+    stride: int | None = Field(None, ge=1, le=2048, title="Stride (px; default: the size)")
+    min_valid: float = Field(0.5, ge=0, le=1, title="Smallest valid share of a patch")
+    dataset: str = Field("sentinel-2", title="Dataset", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    encoder: str | None = Field(
+        None,
+        title="Encoder",
+        pattern=MODEL_NAME_PATTERN,
+        description="registered change-detection encoder whose embedding is stored",
+    )
+
+
 WORKFLOWS: dict[str, type[RunConf]] = {
     "s2_change_detection": ChangeDetectionConf,
     "run_service": RunServiceConf,
+    "mine_patches": MinePatchesConf,
 }
 
 

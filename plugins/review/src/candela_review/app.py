@@ -19,6 +19,7 @@ Routes (all behind Airflow's own authentication: ``Authorization: Bearer <JWT>``
   ``/questions``, ``/questions/{name}``: ready-made questions (table + map) and YASGUI
 - ``mining``: ``/mine``: EO image mining, the labelling page (active learning of a category)
   and its JSON API (``/mine/patches``, ``/mine/sessions/…``)
+- ``mining_sql``: ``POST /mine/sql``: the data-mining SQL mode (read-only, timeout, row cap)
 
 Errors: the :mod:`candela.web_errors` family, its status from the one table shared with the OGC
 app; answered as ``{"code", "description"}`` JSON, or as a page to a browser.
@@ -36,7 +37,17 @@ from fastapi.staticfiles import StaticFiles
 
 from candela.settings import Settings
 from candela.web_errors import WebError
-from candela_review.routers import cog, downloads, knowledge, newrun, ops, pages, stac, tiles
+from candela_review.routers import (
+    cog,
+    downloads,
+    knowledge,
+    mining_sql,
+    newrun,
+    ops,
+    pages,
+    stac,
+    tiles,
+)
 from candela_review.web import (
     HERE,
     Context,
@@ -148,4 +159,5 @@ def create_app(
     app.include_router(
         mining.router(ctx, env, user_dep), dependencies=auth_required, responses=common
     )
+    app.include_router(mining_sql.router(ctx), dependencies=auth_required, responses=common)
     return app
