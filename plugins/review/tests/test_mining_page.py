@@ -161,9 +161,30 @@ def test_a_user_teaches_water_in_a_browser(world: dict[str, Any]) -> None:
             page.route("https://**/*", lambda route: route.abort())  # offline: no basemap
             page.goto(f"http://127.0.0.1:{port}/candela/mine")
             page.wait_for_selector("body[data-ready='1']")
-            example = next(p for p, t in truth.items() if t == "water")
+            # search: the dataset's patches, then those similar to a water patch; one of them
+            # becomes the example ("similar to this one")
+            page.fill("#dataset", "sen1floods11")
+            page.click("#search")
+            page.wait_for_selector("#results .card")
+            assert page.locator("#results .card").count() == 20  # the page shows 20 per search
+            cards = page.locator("#results .card")
+            shown = [int(cards.nth(i).get_attribute("data-patch")) for i in range(cards.count())]
+            water = next(p for p in shown if truth[p] == "water")
+            page.click(f"#results .card[data-patch='{water}'] .similar")
+            page.wait_for_function(
+                f"document.getElementById('search-state').textContent.includes('#{water}')"
+            )
+            near = page.locator("#results .card")
+            assert water not in [
+                int(near.nth(i).get_attribute("data-patch")) for i in range(near.count())
+            ]
+            example = int(near.nth(0).get_attribute("data-patch"))
+            page.click(f"#results .card[data-patch='{example}'] .use")
+            assert page.input_value("#example") == str(example)
+            if truth[example] != "water":  # the nearest patch is the user's choice only if water
+                page.fill("#example", str(water))
+                example = water
             page.fill("#category", "water")
-            page.fill("#example", str(example))
             page.click("#open")
             page.wait_for_selector("#progress[data-iteration='1']")
             for it in range(1, 6):

@@ -178,7 +178,11 @@ def router(ctx: Context, templates: Any, user_dep: Callable[..., Any]) -> APIRou
                 raise BadRequest(str(exc)) from None
         return JSONResponse(_jsonable({"patches": [_patch(r, base) for r in rows_]}))
 
-    @api.get("/mine/patches/{patch_id}/quicklook", responses=errors(404))
+    @api.get(
+        "/mine/patches/{patch_id}/quicklook",
+        response_class=Response,
+        responses={**errors(404), 200: {"content": {"image/png": {}}}},
+    )
     def quicklook(patch_id: int) -> Response:
         from candela_sdk import storage
 
@@ -251,7 +255,7 @@ def router(ctx: Context, templates: Any, user_dep: Callable[..., Any]) -> APIRou
         _next(session_id, user)
         return JSONResponse(state(request, session_id, user))
 
-    @api.post("/mine/sessions/{session_id}/annotation", responses=errors(404, 409))
+    @api.post("/mine/sessions/{session_id}/annotation", responses=errors(404))
     def annotate(session_id: int, user: str = Depends(caller)) -> JSONResponse:
         """The learned category as a class and its retrieved patches as members, in the
         knowledge base (its own named graph per session)."""

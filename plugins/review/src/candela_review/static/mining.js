@@ -85,6 +85,57 @@
     document.body.dataset.ready = "1";
   }
 
+  const SHOWN = 20; // search results per search
+
+  function searchQuery() {
+    const q = new URLSearchParams({ limit: SHOWN });
+    if ($("bbox").value.trim()) q.set("bbox", $("bbox").value.trim());
+    if ($("start-date").value) q.set("start", $("start-date").value);
+    if ($("end-date").value) q.set("end", $("end-date").value);
+    if ($("dataset").value.trim()) q.set("dataset", $("dataset").value.trim());
+    return q;
+  }
+
+  // search results: each card can start "similar to this one" or become the session's example
+  async function search(q, what) {
+    showError("");
+    $("search-panel").hidden = false;
+    $("search-state").textContent = "searching…";
+    let found;
+    try {
+      found = (await call("GET", `/mine/patches?${q}`)).patches;
+    } catch (e) {
+      $("search-state").textContent = e.message;
+      return;
+    }
+    $("search-state").textContent = `${found.length} ${what}`;
+    const grid = $("results");
+    grid.replaceChildren();
+    for (const p of found) {
+      const card = document.createElement("div");
+      card.className = "card";
+      card.dataset.patch = p.id;
+      const img = document.createElement("img");
+      img.src = p.quicklook;
+      img.alt = `patch ${p.id}`;
+      card.append(img, document.createTextNode(`#${p.id} ${p.acquired ? p.acquired.slice(0, 10) : p.dataset}`), document.createElement("br"));
+      const similar = document.createElement("button");
+      similar.type = "button";
+      similar.className = "similar";
+      similar.textContent = "similar";
+      similar.addEventListener("click", () => search(new URLSearchParams({ similar_to: p.id, limit: SHOWN }), `nearest to #${p.id}`));
+      const use = document.createElement("button");
+      use.type = "button";
+      use.className = "use";
+      use.textContent = "example";
+      use.addEventListener("click", () => {
+        $("example").value = p.id;
+      });
+      card.append(similar, use);
+      grid.append(card);
+    }
+  }
+
   async function open(category) {
     showError("");
     const body = { category };
@@ -96,6 +147,7 @@
     if ($("example").value) body.example_patch_id = Number($("example").value);
     try {
       render(await call("POST", "/mine/sessions", body));
+      $("search-panel").hidden = true; // the session's batches take over
     } catch (e) {
       showError(e.message);
     }
@@ -151,6 +203,7 @@
       });
     }
     $("send").addEventListener("click", send);
+    $("search").addEventListener("click", () => search(searchQuery(), "patches"));
     $("run-sql").addEventListener("click", runSql);
     $("export").addEventListener("click", async () => {
       $("export-state").textContent = "saving…";
