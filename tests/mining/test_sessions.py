@@ -61,6 +61,11 @@ def test_two_users_same_category_have_separate_sessions(chip: tuple[str, dict[in
     b = sessions.start(dsn, "bob", "water")
     assert a["id"] != b["id"]
     assert sessions.start(dsn, "alice", "water")["id"] == a["id"]  # reopened, not duplicated
+    again = sessions.start(dsn, "alice", "water", search={"dataset": "sen1floods11"})
+    assert again["id"] == a["id"] and again["search"] == {"dataset": "sen1floods11"}
+    with pytest.raises(sessions.EmptyPool, match="no mined patch matches"):
+        sessions.start(dsn, "carol", "water", search={"dataset": "nowhere"})
+    assert db.sessions(dsn, "carol") == []
     db.add_labels(dsn, a["id"], "alice", [(ids[0], "yes")])
     db.add_labels(dsn, b["id"], "bob", [(ids[0], "no")])
     assert db.current_labels(dsn, a["id"]) == {ids[0]: "yes"}

@@ -102,6 +102,13 @@ def test_sessions_labels_and_bad_input(client: Any, world: dict[str, Any]) -> No
     assert client.get("/candela/mine/patches?similar_to=999999999").status_code == 404
     near = client.get(f"/candela/mine/patches?similar_to={water}&limit=5").json()["patches"]
     assert len(near) == 5 and water not in [p["id"] for p in near]
+    empty = client.post(
+        "/candela/mine/sessions",
+        json={"category": "water", "bbox": [100, 10, 101, 11]},
+        headers={"x-test-user": "carol"},
+    )
+    assert empty.status_code == 422 and "no mined patch matches" in empty.json()["description"]
+    assert db.sessions(world["dsn"], "carol") == []  # nothing recorded
     page = client.get("/candela/mine", headers={"accept": "text/html"})
     assert page.status_code == 200 and 'id="batch"' in page.text
 

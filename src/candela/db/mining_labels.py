@@ -61,7 +61,7 @@ def open_session(
     example_patch_id: int | None = None,
 ) -> dict[str, Any]:
     """The session of ``user`` for ``category``, created on first use (later calls keep the
-    stored search and settings; a new ``example_patch_id`` replaces the old one)."""
+    settings; a non-empty ``search`` or a new ``example_patch_id`` replaces the stored one)."""
     with connect(dsn) as conn:
         if example_patch_id is not None:
             found = conn.execute(
@@ -73,7 +73,9 @@ def open_session(
             "INSERT INTO candela.mine_sessions (username, category, search, example_patch_id, c, beta)"
             " VALUES (%s, %s, %s, %s, %s, %s)"
             " ON CONFLICT (username, category) DO UPDATE SET example_patch_id ="
-            " COALESCE(EXCLUDED.example_patch_id, candela.mine_sessions.example_patch_id)"
+            " COALESCE(EXCLUDED.example_patch_id, candela.mine_sessions.example_patch_id),"
+            " search = CASE WHEN EXCLUDED.search = '{}'::jsonb"
+            " THEN candela.mine_sessions.search ELSE EXCLUDED.search END"
             f" RETURNING {_SESSION_COLS}",
             (user, category, json.dumps(search or {}), example_patch_id, c, beta),
         ).fetchone()

@@ -20,6 +20,10 @@ from candela.mining import learner
 POOL_MAX = 20_000
 
 
+class EmptyPool(db.MiningLabelError, LookupError):
+    """The session's search selects no patch: nothing to ask about."""
+
+
 @dataclass
 class Fitted:
     """The pool of a session and the model fitted on its answers."""
@@ -103,8 +107,17 @@ def start(
     c: float = learner.DEFAULT_C,
     beta: float = learner.DEFAULT_BETA,
 ) -> dict[str, Any]:
-    """Open (or reopen) ``user``'s session for ``category``; an example patch ("similar to this
-    one") is recorded as the user's first 'yes'."""
+    """Open (or reopen) ``user``'s session for ``category`` over the patches ``search`` selects
+    (a new search replaces the stored one; :class:`EmptyPool` when it selects none, nothing
+    recorded); an example patch ("similar to this one") is recorded as the user's first 'yes'."""
+    from candela.db import mining
+
+    with connect(dsn) as conn:
+        if not mining.search_patches(conn, limit=1, **_search_args(search or {})):
+            raise EmptyPool(
+                f"no mined patch matches the search {search or {}}: widen the area or the"
+                " dates, or mine the stacks first"
+            )
     session = db.open_session(
         dsn, user, category, c=c, beta=beta, search=search, example_patch_id=example_patch_id
     )
@@ -120,7 +133,10 @@ def next_batch(dsn: str, session_id: int, user: str, k: int = learner.BATCH) -> 
     session = db.get_session(dsn, session_id, user)
     f = fit(dsn, session)
     if len(f.ids) == 0:
-        raise db.NoSession(f"session {session_id}: its search selects no patch")
+        raise EmptyPool(
+            f"no mined patch matches the search of session {session_id} ({session['search']}):"
+            " widen the area or the dates, or mine the stacks first"
+        )
     where = {int(p): i for i, p in enumerate(f.ids)}
     labelled = np.zeros(len(f.ids), dtype=bool)
     for p in f.answers:

@@ -25,7 +25,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from candela.web_errors import BadRequest, NotFound
+from candela.web_errors import BadRequest, NotFound, Unprocessable
 from candela_review.web import Context, base_url, errors
 
 
@@ -195,7 +195,7 @@ def router(ctx: Context, templates: Any, user_dep: Callable[..., Any]) -> APIRou
             raise NotFound(f"the quicklook of patch {patch_id} is gone: {exc}") from None
         return Response(data, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
 
-    @api.post("/mine/sessions", responses=errors(400, 404))
+    @api.post("/mine/sessions", responses=errors(400, 404, 422))
     def open_session(
         request: Request, body: SessionIn, user: str = Depends(caller)
     ) -> JSONResponse:
@@ -219,6 +219,8 @@ def router(ctx: Context, templates: Any, user_dep: Callable[..., Any]) -> APIRou
             )
         except labels_db.UnknownPatches as exc:
             raise NotFound(str(exc)) from None
+        except sessions.EmptyPool as exc:
+            raise Unprocessable(str(exc)) from None
         except Exception as exc:  # the category's CHECK constraint
             if type(exc).__name__ == "CheckViolation":
                 raise BadRequest(
@@ -234,12 +236,14 @@ def router(ctx: Context, templates: Any, user_dep: Callable[..., Any]) -> APIRou
             sessions.next_batch(ctx.dsn, session_id, user)
         except labels_db.NoSession as exc:
             raise NotFound(str(exc)) from None
+        except sessions.EmptyPool as exc:
+            raise Unprocessable(str(exc)) from None
 
     @api.get("/mine/sessions/{session_id}", responses=errors(404))
     def get_session(request: Request, session_id: int, user: str = Depends(caller)) -> JSONResponse:
         return JSONResponse(state(request, session_id, user))
 
-    @api.post("/mine/sessions/{session_id}/labels", responses=errors(400, 404))
+    @api.post("/mine/sessions/{session_id}/labels", responses=errors(400, 404, 422))
     def add_labels(
         request: Request, session_id: int, body: LabelsIn, user: str = Depends(caller)
     ) -> JSONResponse:
