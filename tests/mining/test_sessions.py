@@ -99,3 +99,29 @@ def test_bad_labels_record_nothing(chip: tuple[str, dict[int, str]]) -> None:
     with psycopg.connect(dsn) as conn:
         conn.execute("DELETE FROM candela.mine_patches WHERE id = %s", (ids[3],))
     assert db.current_labels(dsn, s["id"]) == {}
+
+
+def test_sql_mode_reads_the_label_views(chip: tuple[str, dict[int, str]]) -> None:
+    """The README's query joining answers to features runs as the read-only role; the tables
+    behind the views stay out of its reach."""
+    from candela.db import mining
+
+    dsn, truth = chip
+    ids = sorted(truth)
+    s = sessions.start(dsn, "alice", "water")
+    db.add_labels(dsn, s["id"], "alice", [(ids[0], "yes"), (ids[1], "no"), (ids[2], "no")])
+    sessions.next_batch(dsn, s["id"], "alice")
+    cols, rows, truncated = mining.readonly_query(
+        dsn,
+        "SELECT l.category, l.label, avg(candela.mine_feature(p.feature_names, p.features,"
+        " 'mndwi_mean')) FROM candela.mine_v_labels l JOIN candela.mine_v_patches p"
+        " ON p.id = l.patch_id GROUP BY 1, 2 ORDER BY 1, 2",
+    )
+    assert cols[:2] == ["category", "label"] and not truncated
+    assert [(r[0], r[1]) for r in rows] == [("water", "no"), ("water", "yes")]
+    _, its, _ = mining.readonly_query(
+        dsn, "SELECT iteration, n_yes, n_no FROM candela.mine_v_iterations"
+    )
+    assert its == [(1, 1, 2)]
+    with pytest.raises(mining.QueryRefused):
+        mining.readonly_query(dsn, "SELECT * FROM candela.mine_labels")
