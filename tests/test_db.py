@@ -18,7 +18,7 @@ def test_platform_first_then_services_by_entry_point() -> None:
     assert ("search", "candela_search.migrations") in comps
     found = db.all_migrations()
     assert [m.component for m in found[:6]] == ["candela"] * 6
-    assert [m.version for m in found if m.component == "candela"] == [1, 2, 3, 4, 17, 18, 19]
+    assert [m.version for m in found if m.component == "candela"] == [1, 2, 3, 4, 17, 18, 19, 20]
     products = [m for m in found if m.component == "search"]
     assert [m.name for m in products] == ["products"]
     # the catalogue table is the search service's: the platform's SQL no longer creates it

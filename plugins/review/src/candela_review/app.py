@@ -17,6 +17,8 @@ Routes (all behind Airflow's own authentication: ``Authorization: Bearer <JWT>``
   zones), triggered through Airflow's REST API as the caller
 - ``knowledge``: ``/sparql``: read-only SPARQL 1.1 Protocol endpoint of the knowledge base;
   ``/questions``, ``/questions/{name}``: ready-made questions (table + map) and YASGUI
+- ``mining``: ``/mine``: EO image mining, the labelling page (active learning of a category)
+  and its JSON API (``/mine/patches``, ``/mine/sessions/…``)
 - ``mining_sql``: ``POST /mine/sql``: the data-mining SQL mode (read-only, timeout, row cap)
 
 Errors: the :mod:`candela.web_errors` family, its status from the one table shared with the OGC
@@ -152,5 +154,10 @@ def create_app(
     app.include_router(knowledge.router(ctx, env), dependencies=auth_required, responses=common)
     app.include_router(ops.router(ctx, env), dependencies=auth_required, responses=common)
     app.include_router(newrun.router(ctx, env), dependencies=auth_required, responses=common)
+    from candela_review.routers import mining
+
+    app.include_router(
+        mining.router(ctx, env, user_dep), dependencies=auth_required, responses=common
+    )
     app.include_router(mining_sql.router(ctx), dependencies=auth_required, responses=common)
     return app
