@@ -742,6 +742,53 @@ def test_failed_run_reason_from_task_log() -> None:
     assert task_messages(None, DAG, "r1", st) == []
 
 
+def test_status_tasks_in_dag_order() -> None:
+    """The run status page lists the tasks upstream first (Airflow's DAG structure), not
+    alphabetically; alphabetically when Airflow does not give the structure."""
+    import httpx
+
+    from candela.airflow_api import AirflowClient
+    from candela_review.runs import airflow_state
+
+    tis = [
+        {"task_id": name, "map_index": i, "state": "success", "try_number": 1}
+        for name, i in (("publish", -1), ("mosaic", 0), ("preprocess", 1), ("preprocess", 0))
+    ] + [{"task_id": "search_products", "map_index": -1, "state": "success", "try_number": 1}]
+    structure = [
+        {"task_id": "mosaic", "downstream_task_ids": ["publish"]},
+        {"task_id": "preprocess", "downstream_task_ids": ["mosaic"]},
+        {"task_id": "publish", "downstream_task_ids": []},
+        {"task_id": "search_products", "downstream_task_ids": ["preprocess"]},
+    ]
+
+    def handler(with_structure: bool) -> Any:
+        def answer(request: httpx.Request) -> httpx.Response:
+            path = request.url.path
+            if path.endswith("/taskInstances"):
+                return httpx.Response(200, json={"task_instances": tis})
+            if path.endswith("/tasks"):
+                if with_structure:
+                    return httpx.Response(200, json={"tasks": structure})
+                return httpx.Response(403, json={"detail": "forbidden"})
+            if path.endswith("/r1"):
+                return httpx.Response(200, json={"state": "success", "conf": {}})
+            return httpx.Response(404, json={"detail": "not found"})
+
+        return httpx.MockTransport(answer)
+
+    def listed(with_structure: bool) -> list[tuple[str, int]]:
+        with AirflowClient("http://af", token="t", transport=handler(with_structure)) as c:
+            st = airflow_state(DAG, "r1", c)
+        assert st is not None
+        return [(t["task_id"], t["map_index"]) for t in st.tasks]
+
+    assert listed(True) == [
+        ("search_products", -1), ("preprocess", 0), ("preprocess", 1), ("mosaic", 0),
+        ("publish", -1),
+    ]  # fmt: skip
+    assert [t for t, _ in listed(False)] == sorted(t for t, _ in listed(False))
+
+
 def test_compare_two_runs(world: dict[str, Any], client: Any) -> None:
     run_b = "manual__irmad"
     produce_run(world["storage"], world["dsn"], REPO / "data" / "oscd" / "bordeaux", run_b, "irmad")
@@ -1012,6 +1059,13 @@ def test_an_analyst_judges_the_change_in_a_browser(world: dict[str, Any]) -> Non
             errors: list[str] = []
             blocked: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
+            tiles: list[tuple[str, int]] = []  # the map's tiles (titiler's)
+            page.on(
+                "response",
+                lambda r: (
+                    tiles.append((r.url, r.status)) if "/tiles/WebMercatorQuad/" in r.url else None
+                ),
+            )
 
             def offline(route: Any) -> None:  # no network here: the basemap cannot load
                 blocked.append(route.request.url)
@@ -1043,7 +1097,8 @@ def test_an_analyst_judges_the_change_in_a_browser(world: dict[str, Any]) -> Non
             assert area_at["0.3"] > area_at["0.9"] >= 0
             page.wait_for_function(
                 "[...document.querySelectorAll('#map img.leaflet-tile')]"
-                ".some((i) => i.src.includes('threshold=0.3') && i.complete)"
+                ".some((i) => i.src.includes(encodeURIComponent('{\"threshold\":0.3}'))"
+                " && i.complete)"
             )
             # swipe: the after pane is clipped at the slider
             page.fill("#swipe", "50")
@@ -1052,6 +1107,8 @@ def test_an_analyst_judges_the_change_in_a_browser(world: dict[str, Any]) -> Non
             assert clip.startswith("rect("), clip
             page.wait_for_timeout(500)
             page.screenshot(path=str(shots / "swipe-threshold.png"))
+            # only tiles over the result are asked for, and titiler draws each of them
+            assert tiles and all(status == 200 for _, status in tiles), tiles[:5]
             # statistics of a drawn polygon (titiler POST statistics): click corners, double-click
             page.click("#draw-area")
             for dx, dy in ((-40, -40), (40, -40), (40, 40)):
