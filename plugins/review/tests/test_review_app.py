@@ -1108,7 +1108,9 @@ def test_an_analyst_judges_the_change_in_a_browser(world: dict[str, Any]) -> Non
             page.wait_for_timeout(500)
             page.screenshot(path=str(shots / "swipe-threshold.png"))
             # only tiles over the result are asked for, and titiler draws each of them
-            assert tiles and all(status == 200 for _, status in tiles), tiles[:5]
+            # (at the fractional zooms of the page too: 13.25 has no tiles)
+            bad = [(url[-200:], status) for url, status in tiles if status != 200]
+            assert tiles and not bad, bad
             # statistics of a drawn polygon (titiler POST statistics): click corners, double-click
             page.click("#draw-area")
             for dx, dy in ((-40, -40), (40, -40), (40, 40)):

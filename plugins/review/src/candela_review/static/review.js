@@ -332,7 +332,10 @@
         const a = areaAt(hist, result.statistics, t);
         thrArea.textContent = a == null ? "–" : `${fmt(a, 1)} ha`;
         thrArea.dataset.ha = a == null ? "" : String(a);
-        layers.mask.setUrl(tileUrl(result, "mask", t));
+        // (Leaflet's setUrl redraws at the map's fractional zoom, 13.25…: no such tile; added
+        // again, the layer asks for its tiles at the rounded zoom)
+        layers.mask.setUrl(tileUrl(result, "mask", t), true);
+        if (map.hasLayer(layers.mask)) { layers.mask.remove(); layers.mask.addTo(map); }
         if (hist) drawHistogram(document.getElementById("histogram"), hist, t);
       };
       thrInput.value = String(saved && saved.threshold != null ? saved.threshold : state.threshold);
