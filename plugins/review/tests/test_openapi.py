@@ -49,7 +49,11 @@ def test_document_is_self_contained(doc: dict[str, Any]) -> None:
         ("/stac/collections/{cid}/items", "get", 400),
         ("/stac/collections/{cid}", "get", 404),
         ("/compare", "get", 400),
-        ("/cog/{dag_id}/{run_id}/{result}/{layer}/tiles/{tileMatrixSetId}/{z}/{x}/{y}.{format}", "get", 422),  # the map's tiles (titiler)
+        (
+            "/cog/{dag_id}/{run_id}/{result}/{layer}/tiles/{tileMatrixSetId}/{z}/{x}/{y}.{format}",
+            "get",
+            422,
+        ),  # the map's tiles (titiler)
         ("/new/products", "get", 400),
         ("/stac/collections", "get", 503),  # the results database is down
         ("/stac/search", "get", 401),
