@@ -49,6 +49,10 @@ def _record(seen: list[tuple[str, str, str, str]]) -> Any:
                     400, json={"detail": [{"loc": ["body", "conf"], "msg": "bad param"}]}
                 )
             return httpx.Response(200, json={"dag_run_id": RUN, "state": "queued"})
+        if path.endswith("/tasks"):
+            return httpx.Response(
+                200, json={"tasks": [{"task_id": "a", "downstream_task_ids": []}]}
+            )
         if path.endswith("/taskInstances"):
             return httpx.Response(200, json={"task_instances": [{"task_id": "a"}]})
         if "/logs/" in path:
@@ -76,6 +80,7 @@ CALLS: list[tuple[str, tuple[Any, ...]]] = [
     ("task_instances", (DAG, RUN)),
     ("xcom", (DAG, RUN, "publish")),
     ("task_log_entries", (DAG, RUN, "preprocess", 2, 3)),
+    ("tasks", (DAG,)),
 ]
 
 
@@ -277,3 +282,28 @@ def test_the_request_builders_are_the_only_paths() -> None:
     ]
     assert [c.method for c in built] == ["POST", "GET", "POST", "GET"]
     assert all(c.path.startswith(("/api/v2/", "/auth/")) for c in built)
+
+
+def test_dag_order_puts_each_task_after_its_upstream() -> None:
+    from candela.airflow_api import dag_order
+
+    def t(task_id: str, *down: str) -> dict[str, Any]:
+        return {"task_id": task_id, "downstream_task_ids": list(down)}
+
+    # as Airflow lists them: alphabetically
+    tasks = [
+        t("detect_changes", "publish"),
+        t("mosaic", "detect_changes"),
+        t("plan_run", "search_products"),
+        t("preprocess", "mosaic"),
+        t("publish"),
+        t("search_products", "preprocess", "fuse_landcover"),
+        t("fuse_landcover", "publish"),
+    ]
+    order = dag_order(tasks)
+    assert order[:3] == ["plan_run", "search_products", "preprocess"]
+    assert order[-1] == "publish" and sorted(order) == sorted(x["task_id"] for x in tasks)
+    for task in tasks:
+        for d in task["downstream_task_ids"]:
+            assert order.index(task["task_id"]) < order.index(d)
+    assert dag_order([]) == []

@@ -251,3 +251,46 @@ def test_each_run_has_its_own_prefix_and_names_earlier_identical_runs(tmp_path: 
     assert not pc.exists()
     assert not pipeline.discard_outputs(settings, "dag", a, "k")  # published: left as it is
     assert Path(first["summary"].removeprefix("file://")).exists()
+
+
+def test_polygon_aoi_limits_the_change_to_the_polygon(tmp_path, monkeypatch) -> None:
+    """preprocess --aoi (a triangle) of both dates → changedetect: the probability is nodata at
+    every pixel whose centre lies outside the triangle, and the change polygons lie within it
+    (the stacks are read over the triangle's bounding box)."""
+    import json
+
+    import numpy as np
+    import rasterio
+    import shapely
+    from shapely.geometry import shape
+
+    from candela_changedetect.service import SERVICE as DETECT
+    from candela_preprocess.service import SERVICE as PREPROCESS
+    from candela_sdk.contract import main
+
+    bordeaux = Path(__file__).resolve().parents[1] / "data" / "oscd" / "bordeaux"
+    triangle = shapely.Polygon([(-0.600, 44.815), (-0.555, 44.815), (-0.600, 44.862)])
+    aoi = json.dumps(shapely.geometry.mapping(triangle))
+    monkeypatch.setenv("CANDELA_RESULT_PATH", str(tmp_path / "result.json"))
+    stacks = []
+    for date in ("imgs_1", "imgs_2"):
+        out = tmp_path / f"{date}.tif"
+        argv = ["--product", str(bordeaux / date), "--output", str(out), "--aoi", aoi]
+        assert main(PREPROCESS, [*argv, "--no-quality-gate"]) == 0
+        stacks.append(out)
+    argv = ["--before", str(stacks[0]), "--after", str(stacks[1]), "--model", "cva"]
+    assert main(DETECT, [*argv, "--output", str(tmp_path / "change")]) == 0
+    result = json.loads((tmp_path / "result.json").read_text())
+    outputs = {k: v.removeprefix("file://") for k, v in result["outputs"].items()}
+    with rasterio.open(outputs["change_probability"]) as ds:
+        prob = ds.read(1)
+        rows, cols = np.mgrid[0 : ds.height, 0 : ds.width]
+        xs, ys = ds.transform @ (cols + 0.5, rows + 0.5)
+        assert ds.crs.to_epsg() == 4326  # (the OSCD grid)
+    inside = shapely.contains_xy(triangle, xs, ys)
+    assert 0.3 < inside.mean() < 0.7
+    assert (prob[~inside] < 0).all()  # nodata (-1) outside the triangle
+    assert (prob[inside] >= 0).mean() > 0.99
+    features = json.loads(Path(outputs["change_polygons_geojson"]).read_text())["features"]
+    assert features
+    assert all(triangle.buffer(2e-4).contains(shape(f["geometry"])) for f in features)

@@ -148,6 +148,11 @@ class Calls:
         )
 
     @staticmethod
+    def tasks(dag_id: str) -> Call:
+        """The DAG's tasks, each with its ``downstream_task_ids`` (see :func:`dag_order`)."""
+        return Call("GET", f"/api/v2/dags/{_q(dag_id)}/tasks", pick="tasks")
+
+    @staticmethod
     def xcom(dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> Call:
         return Call(
             "GET",
@@ -391,6 +396,9 @@ class AirflowClient(_Auth):
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
         return list(self.call(Calls.task_instances(dag_id, run_id)) or [])
 
+    def tasks(self, dag_id: str) -> list[dict[str, Any]]:
+        return list(self.call(Calls.tasks(dag_id)) or [])
+
     def xcom(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> Any:
         return self.call(Calls.xcom(dag_id, run_id, task_id, map_index))
 
@@ -577,6 +585,9 @@ class AsyncAirflowClient(_Auth):
     async def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
         return list(await self.call(Calls.task_instances(dag_id, run_id)) or [])
 
+    async def tasks(self, dag_id: str) -> list[dict[str, Any]]:
+        return list(await self.call(Calls.tasks(dag_id)) or [])
+
     async def xcom(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> Any:
         return await self.call(Calls.xcom(dag_id, run_id, task_id, map_index))
 
@@ -585,6 +596,34 @@ class AsyncAirflowClient(_Auth):
     ) -> list[Any]:
         call = Calls.task_log(dag_id, run_id, task_id, try_number, map_index)
         return list(await self.call(call) or [])
+
+
+def dag_order(tasks: list[dict[str, Any]]) -> list[str]:
+    """The task ids of ``tasks`` (Airflow's ``/tasks`` answer) in DAG order: each after every
+    task upstream of it; tasks that are ready together keep the order Airflow listed them in."""
+    ids = [str(t["task_id"]) for t in tasks]
+    known = set(ids)
+    down = {
+        str(t["task_id"]): [d for d in t.get("downstream_task_ids") or [] if d in known]
+        for t in tasks
+    }
+    waiting = dict.fromkeys(ids, 0)
+    for targets in down.values():
+        for d in targets:
+            waiting[d] += 1
+    pos = {t: n for n, t in enumerate(ids)}
+    ready = [t for t in ids if waiting[t] == 0]
+    out: list[str] = []
+    while ready:
+        task = ready.pop(0)
+        out.append(task)
+        for d in down[task]:
+            waiting[d] -= 1
+            if waiting[d] == 0:
+                ready.append(d)
+        ready.sort(key=pos.__getitem__)
+    placed = set(out)
+    return out + [t for t in ids if t not in placed]  # (a cycle: Airflow refuses those)
 
 
 def xcom_value(value: Any) -> Any:

@@ -157,3 +157,39 @@ def test_point_aoi_takes_its_pixel(run_service, tmp_path: Path) -> None:
         expected = ref.read(1)[row, col]
     with rasterio.open(out) as ds:
         assert ds.read(1)[0, 0] == expected
+
+
+def test_polygon_aoi_leaves_no_valid_pixel_outside_it(run_service, tmp_path: Path) -> None:
+    """A polygon AOI is read over its bounding box, but the pixels whose centre lies outside the
+    polygon are nodata (0) in every band, so that no later step (change, statistics, polygons)
+    counts them; inside, the pixels are the product's."""
+    import shapely
+
+    triangle = [[-0.5901, 44.8201], [-0.5702, 44.8201], [-0.5901, 44.8403], [-0.5901, 44.8201]]
+    out = tmp_path / "triangle.tif"
+    rc, res = run_service(
+        "--product",
+        BORDEAUX / "imgs_1",
+        "--output",
+        out,
+        "--aoi",
+        json.dumps({"type": "Polygon", "coordinates": [triangle]}),
+        "--bands",
+        "B02",
+        "B05",
+    )
+    assert rc == 0, res
+    col, row, width, height = _expected_window(-0.5901, 44.8201, -0.5702, 44.8403)
+    assert (res["width"], res["height"]) == (width, height)  # the bounding box, on whole pixels
+    b02 = read_band(band_file(BORDEAUX / "imgs_1", "B02"))[row : row + height, col : col + width]
+    with rasterio.open(out) as ds:
+        assert ds.crs.to_epsg() == 4326  # (the OSCD grid: the polygon is drawn in it as given)
+        data = ds.read()
+        rows, cols = np.mgrid[0:height, 0:width]
+        xs, ys = ds.transform @ (cols + 0.5, rows + 0.5)
+    inside = shapely.contains_xy(shapely.Polygon(triangle), xs, ys)
+    assert 0.3 < inside.mean() < 0.7  # a triangle: about half its bounding box
+    assert (data[:, ~inside] == 0).all()  # nothing valid outside the polygon
+    np.testing.assert_array_equal(data[0][inside], b02[inside])
+    assert (data[:, inside] != 0).all()
+    assert res["valid_fraction"] == 1.0  # of the polygon's pixels

@@ -49,7 +49,11 @@ def test_document_is_self_contained(doc: dict[str, Any]) -> None:
         ("/stac/collections/{cid}/items", "get", 400),
         ("/stac/collections/{cid}", "get", 404),
         ("/compare", "get", 400),
-        ("/tiles/{dag_id}/{run_id}/{result}/{layer}/{z}/{x}/{y}.png", "get", 422),
+        (
+            "/cog/{dag_id}/{run_id}/{result}/{layer}/tiles/{tileMatrixSetId}/{z}/{x}/{y}.{format}",
+            "get",
+            422,
+        ),  # the map's tiles (titiler)
         ("/new/products", "get", 400),
         ("/stac/collections", "get", 503),  # the results database is down
         ("/stac/search", "get", 401),
@@ -62,7 +66,7 @@ def test_known_error_answers_are_documented(
 
 
 def test_png_routes_document_their_content_type(doc: dict[str, Any]) -> None:
-    tile = "/tiles/{dag_id}/{run_id}/{result}/{layer}/{z}/{x}/{y}.png"
+    tile = "/cog/{dag_id}/{run_id}/{result}/{layer}/tiles/{tileMatrixSetId}/{z}/{x}/{y}.{format}"
     assert "image/png" in documented(doc, tile, "get", 200)
     assert "image/png" in documented(doc, "/legend/{layer}.png", "get", 200)
 

@@ -425,16 +425,38 @@ def _png(data: bytes) -> Any:
     return np.asarray(Image.open(io.BytesIO(data)).convert("RGBA"))
 
 
+def _page_result(client: Any) -> dict[str, Any]:
+    """Result 0 as the review page's map gets it (its titiler tile URL templates…)."""
+    import json as _json
+    import re as _re
+
+    html = client.get(run_path(), headers={"accept": "text/html"}).text
+    data = _json.loads(_re.search(r"initReview\((\{.*\})\)\.catch", html).group(1))  # type: ignore[union-attr]
+    return data["results"][0]  # type: ignore[no-any-return]
+
+
+def _tile(client: Any, template: str, z: int, x: int, y: int) -> Any:
+    url = template.removeprefix("http://testserver")
+    return client.get(url.replace("{z}", str(z)).replace("{x}", str(x)).replace("{y}", str(y)))
+
+
 def test_tiles_render_each_layer(client: Any, world: dict[str, Any]) -> None:
+    """The page's tiles are titiler-core's, drawn with Candela's colormaps, one stretch for both
+    dates and the threshold algorithm."""
     import numpy as np
 
     item = client.get("/candela/stac/search").json()["features"][0]
     w, s, e, n = item["bbox"]
     x, y = _tile_of((w + e) / 2, (s + n) / 2, 14)
-    base = f"/candela/tiles/{DAG}/{quote(RUN, safe='')}/0"
+    result = _page_result(client)
+    urls = result["tiles"]
+    assert all(u.startswith("http://testserver/candela/cog/") for u in urls.values()), urls
+    # one stretch shared by both dates
+    assert urls["before"].split("?")[1] == urls["after"].split("?")[1]
+    assert "rescale=" in urls["after"] and "bidx=" in urls["after"]
     arrays = {}
     for layer in ("before", "after", "probability", "mask"):
-        r = client.get(f"{base}/{layer}/14/{x}/{y}.png")
+        r = _tile(client, urls[layer], 14, x, y)
         assert r.status_code == 200, r.text
         assert r.headers["content-type"] == "image/png"
         a = _png(r.content)
@@ -448,19 +470,53 @@ def test_tiles_render_each_layer(client: Any, world: dict[str, Any]) -> None:
     m = arrays["mask"]
     visible = m[..., 3] > 0
     assert visible.any() and (m[visible][:, 0] == 230).all()
+    # probability: the ramp, more opaque where more probable, transparent at 0
+    p = arrays["probability"]
+    assert p[..., 3].max() > 200 and (p[..., 3] == 0).any()
+
+    # the mask at a threshold (the page's slider): the stored mask at the run's threshold,
+    # more change at a lower threshold, only red or transparent
+    def at(t: float) -> Any:
+        r = _tile(
+            client,
+            f"{urls['mask_at']}&algorithm_params={quote(json.dumps({'threshold': t}))}",
+            14,
+            x,
+            y,
+        )
+        assert r.status_code == 200, r.text
+        return _png(r.content)
+
+    run_threshold = result["statistics"]["threshold"]
+    same = at(run_threshold)
+    assert ((same[..., 3] > 0) == visible).mean() > 0.99
+    low, high = at(0.0), at(1.0)
+    assert (low[..., 3] > 0).sum() > visible.sum() >= (high[..., 3] > 0).sum()
+    assert ((low[..., 3] > 0) >= (same[..., 3] > 0)).all()
+    assert (low[low[..., 3] > 0][:, 0] == 230).all()
+    bad = _tile(
+        client,
+        f"{urls['mask_at']}&algorithm_params={quote(json.dumps({'threshold': 2}))}",
+        14,
+        x,
+        y,
+    )
+    assert bad.status_code == 400
 
 
-def test_tile_outside_raster_is_transparent(client: Any) -> None:
+def test_tile_outside_raster(client: Any) -> None:
+    """Outside the raster titiler answers 404 (the page asks only within the result's bounds);
+    an unknown layer or run is 404, an unknown colormap 422."""
+    urls = _page_result(client)["tiles"]
     x, y = _tile_of(2.35, 48.85, 12)  # Paris
-    r = client.get(f"/candela/tiles/{DAG}/{quote(RUN, safe='')}/0/probability/12/{x}/{y}.png")
-    assert r.status_code == 200
-    assert (_png(r.content)[..., 3] == 0).all()
-    bad = client.get(f"/candela/tiles/{DAG}/{quote(RUN, safe='')}/0/probability/2/9/0.png")
-    assert bad.status_code == 400 and "does not exist" in bad.json()["description"]
-    unknown = client.get(f"/candela/tiles/{DAG}/{quote(RUN, safe='')}/0/ndvi/2/1/1.png")
+    assert _tile(client, urls["probability"], 12, x, y).status_code == 404
+    cog = f"/candela/cog/{DAG}/{quote(RUN, safe='')}/0"
+    unknown = client.get(f"{cog}/ndvi/tiles/WebMercatorQuad/2/1/1.png")
     assert unknown.status_code == 404 and "unknown layer" in unknown.json()["description"]
-    norun = client.get(f"/candela/tiles/{DAG}/nope/0/probability/2/1/1.png")
+    norun = client.get(f"/candela/cog/{DAG}/nope/0/probability/tiles/WebMercatorQuad/2/1/1.png")
     assert norun.status_code == 404
+    cmap = client.get(f"{cog}/probability/tiles/WebMercatorQuad/2/1/1.png?colormap_name=nope")
+    assert cmap.status_code == 422
 
 
 def test_legends(client: Any) -> None:
@@ -540,7 +596,10 @@ def test_missing_output_object(world: dict[str, Any]) -> None:
     prob.rename(hidden)
     try:
         with TestClient(mounted(create_app(world["settings"], world["dsn"], auth=allow_all))) as c:
-            t = c.get(f"/candela/tiles/{DAG}/{quote(RUN, safe='')}/0/probability/14/8164/5890.png")
+            t = c.get(
+                f"/candela/cog/{DAG}/{quote(RUN, safe='')}/0/probability"
+                "/tiles/WebMercatorQuad/14/8164/5890.png"
+            )
             assert t.status_code == 404 and "missing" in t.json()["description"]
             page = c.get(run_path())
             assert page.status_code == 200 and "change_probability.tif (missing)" in page.text
@@ -681,6 +740,53 @@ def test_failed_run_reason_from_task_log() -> None:
         f"{base}/publish/logs/1?map_index=-1",
     ]
     assert task_messages(None, DAG, "r1", st) == []
+
+
+def test_status_tasks_in_dag_order() -> None:
+    """The run status page lists the tasks upstream first (Airflow's DAG structure), not
+    alphabetically; alphabetically when Airflow does not give the structure."""
+    import httpx
+
+    from candela.airflow_api import AirflowClient
+    from candela_review.runs import airflow_state
+
+    tis = [
+        {"task_id": name, "map_index": i, "state": "success", "try_number": 1}
+        for name, i in (("publish", -1), ("mosaic", 0), ("preprocess", 1), ("preprocess", 0))
+    ] + [{"task_id": "search_products", "map_index": -1, "state": "success", "try_number": 1}]
+    structure = [
+        {"task_id": "mosaic", "downstream_task_ids": ["publish"]},
+        {"task_id": "preprocess", "downstream_task_ids": ["mosaic"]},
+        {"task_id": "publish", "downstream_task_ids": []},
+        {"task_id": "search_products", "downstream_task_ids": ["preprocess"]},
+    ]
+
+    def handler(with_structure: bool) -> Any:
+        def answer(request: httpx.Request) -> httpx.Response:
+            path = request.url.path
+            if path.endswith("/taskInstances"):
+                return httpx.Response(200, json={"task_instances": tis})
+            if path.endswith("/tasks"):
+                if with_structure:
+                    return httpx.Response(200, json={"tasks": structure})
+                return httpx.Response(403, json={"detail": "forbidden"})
+            if path.endswith("/r1"):
+                return httpx.Response(200, json={"state": "success", "conf": {}})
+            return httpx.Response(404, json={"detail": "not found"})
+
+        return httpx.MockTransport(answer)
+
+    def listed(with_structure: bool) -> list[tuple[str, int]]:
+        with AirflowClient("http://af", token="t", transport=handler(with_structure)) as c:
+            st = airflow_state(DAG, "r1", c)
+        assert st is not None
+        return [(t["task_id"], t["map_index"]) for t in st.tasks]
+
+    assert listed(True) == [
+        ("search_products", -1), ("preprocess", 0), ("preprocess", 1), ("mosaic", 0),
+        ("publish", -1),
+    ]  # fmt: skip
+    assert [t for t, _ in listed(False)] == sorted(t for t, _ in listed(False))
 
 
 def test_compare_two_runs(world: dict[str, Any], client: Any) -> None:
@@ -953,6 +1059,13 @@ def test_an_analyst_judges_the_change_in_a_browser(world: dict[str, Any]) -> Non
             errors: list[str] = []
             blocked: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
+            tiles: list[tuple[str, int]] = []  # the map's tiles (titiler's)
+            page.on(
+                "response",
+                lambda r: (
+                    tiles.append((r.url, r.status)) if "/tiles/WebMercatorQuad/" in r.url else None
+                ),
+            )
 
             def offline(route: Any) -> None:  # no network here: the basemap cannot load
                 blocked.append(route.request.url)
@@ -984,7 +1097,8 @@ def test_an_analyst_judges_the_change_in_a_browser(world: dict[str, Any]) -> Non
             assert area_at["0.3"] > area_at["0.9"] >= 0
             page.wait_for_function(
                 "[...document.querySelectorAll('#map img.leaflet-tile')]"
-                ".some((i) => i.src.includes('threshold=0.3') && i.complete)"
+                ".some((i) => i.src.includes(encodeURIComponent('{\"threshold\":0.3}'))"
+                " && i.complete)"
             )
             # swipe: the after pane is clipped at the slider
             page.fill("#swipe", "50")
@@ -993,6 +1107,10 @@ def test_an_analyst_judges_the_change_in_a_browser(world: dict[str, Any]) -> Non
             assert clip.startswith("rect("), clip
             page.wait_for_timeout(500)
             page.screenshot(path=str(shots / "swipe-threshold.png"))
+            # only tiles over the result are asked for, and titiler draws each of them
+            # (at the fractional zooms of the page too: 13.25 has no tiles)
+            bad = [(url[-200:], status) for url, status in tiles if status != 200]
+            assert tiles and not bad, bad
             # statistics of a drawn polygon (titiler POST statistics): click corners, double-click
             page.click("#draw-area")
             for dx, dy in ((-40, -40), (40, -40), (40, 40)):
@@ -1078,7 +1196,9 @@ def test_two_users_see_only_the_workflows_airflow_lets_them_read(
         assert as_("bob", f"{run_path()}/run.json").status_code == 404
         assert (
             as_(
-                "bob", f"/candela/tiles/{DAG}/{quote(RUN, safe='')}/0/mask/14/8165/5890.png"
+                "bob",
+                f"/candela/cog/{DAG}/{quote(RUN, safe='')}/0/mask"
+                "/tiles/WebMercatorQuad/14/8165/5890.png",
             ).status_code
             == 404
         )

@@ -380,6 +380,36 @@ def resolve_grid(params: PreprocessParams, product: Product, ref: Any) -> Target
     return TargetGrid(grid.crs, window_transform(grid.transform, win), win.width, win.height)
 
 
+def aoi_clip(params: PreprocessParams, grid: TargetGrid) -> Any | None:
+    """The AOI in the grid's CRS when the pixels of the output grid outside it must be nodata:
+    a polygon that is not its own lon/lat bounding box (the grid covers its bounding box on
+    whole pixels). ``None`` for no AOI, a bbox-shaped one, a point or a line: the crop is the
+    area."""
+    if not params.aoi:
+        return None
+    from shapely.geometry import box
+
+    from candela_sdk.aoi import load_aoi, to_crs
+
+    geom = load_aoi(params.aoi).geometry
+    if geom.area <= 0 or geom.area >= box(*geom.bounds).area * (1 - 1e-9):
+        return None
+    return to_crs(geom, grid.crs)
+
+
+def inside_aoi(clip: Any, grid: TargetGrid, win: PixelWindow) -> Any:
+    """Boolean array of ``win``: True for the pixels whose centre lies in ``clip``."""
+    from rasterio.features import geometry_mask
+    from shapely.geometry import mapping
+
+    return geometry_mask(
+        [mapping(clip)],
+        out_shape=(win.height, win.width),
+        transform=window_transform(grid.transform, win),
+        invert=True,
+    )
+
+
 # --- radiometry --------------------------------------------------------------------------------
 
 
@@ -449,6 +479,11 @@ def preprocess(params: PreprocessParams) -> dict[str, Any]:
                 )
             scl_src = _open_scl(stack, product)
         grid = resolve_grid(params, product, ref)
+        # a polygon AOI: its bounding box is read, the pixels outside it become nodata (0) in
+        # the stack (and invalid in the valid mask), so that every later step leaves them out
+        clip = aoi_clip(params, grid)
+        if clip is not None:
+            log.info("AOI polygon: pixels outside it are nodata")
         readers = [_BandReader(b, product.uri, sources[b], grid, params.resampling) for b in bands]
         for r in readers:
             stack.callback(r.close)
@@ -500,6 +535,7 @@ def preprocess(params: PreprocessParams) -> dict[str, Any]:
         )
         total = grid.width * grid.height
         valid_count = 0
+        in_aoi = 0  # pixels inside a polygon AOI (``clip``)
         started = time.monotonic()
         gate = params.quality_gate
         sample = PixelSample(sample_step(grid.width, grid.height, params.gate_sample_pixels))
@@ -535,6 +571,11 @@ def preprocess(params: PreprocessParams) -> dict[str, Any]:
                                 100 * done_blocks // n_blocks,
                                 time.monotonic() - started,
                             )
+                        inside = None
+                        if clip is not None:
+                            inside = inside_aoi(clip, grid, win)
+                            data = np.where(inside, data, 0).astype(data.dtype, copy=False)
+                            in_aoi += int(np.count_nonzero(inside))
                         valid = np.all(data != 0, axis=0)
                         if scl is not None and mask_writer is not None:
                             valid &= np.isin(scl, SCL_VALID_CLASSES)
@@ -544,7 +585,7 @@ def preprocess(params: PreprocessParams) -> dict[str, Any]:
                         writer.write(data, window=win.to_rasterio())
                         valid_count += int(np.count_nonzero(valid))
                         if gate:
-                            sample.add(data, valid, win.col_off, win.row_off)
+                            sample.add(data, valid, win.col_off, win.row_off, inside)
                     log.info(
                         "stacked %d×%d pixels in %.1f s",
                         grid.width,
@@ -570,7 +611,8 @@ def preprocess(params: PreprocessParams) -> dict[str, Any]:
                     published.append(outs.valid)
             published.append(outs.stack)
             log.info("wrote the COG(s) in %.1f s in all", time.monotonic() - started)
-            valid_fraction = valid_count / total
+            # of the pixels the area covers (a polygon AOI's, else the grid's)
+            valid_fraction = valid_count / max(in_aoi if clip is not None else total, 1)
             if gate_summary is not None:
                 _publish_folder(docs_dir, outs.report)
                 report_published = True

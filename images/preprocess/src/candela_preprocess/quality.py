@@ -72,12 +72,24 @@ class PixelSample:
     values: list[np.ndarray] = field(default_factory=list)
     valid: list[np.ndarray] = field(default_factory=list)
 
-    def add(self, data: np.ndarray, valid: np.ndarray, col_off: int, row_off: int) -> None:
+    def add(
+        self,
+        data: np.ndarray,
+        valid: np.ndarray,
+        col_off: int,
+        row_off: int,
+        inside: np.ndarray | None = None,
+    ) -> None:
+        """Sample a window; ``inside``: only its pixels where True (a polygon AOI's)."""
         r0 = (-row_off) % self.step
         c0 = (-col_off) % self.step
-        sub = data[:, r0 :: self.step, c0 :: self.step]
-        self.values.append(sub.reshape(sub.shape[0], -1).copy())
-        self.valid.append(valid[r0 :: self.step, c0 :: self.step].reshape(-1).copy())
+        sub = data[:, r0 :: self.step, c0 :: self.step].reshape(data.shape[0], -1)
+        ok = valid[r0 :: self.step, c0 :: self.step].reshape(-1)
+        if inside is not None:
+            keep = inside[r0 :: self.step, c0 :: self.step].reshape(-1)
+            sub, ok = sub[:, keep], ok[keep]
+        self.values.append(sub.copy())
+        self.valid.append(ok.copy())
 
     def table(self, columns: list[str], nodata: float | int | None) -> dict[str, np.ndarray]:
         """The sample as columns (band values as float32, nodata as NaN; then ``valid``)."""

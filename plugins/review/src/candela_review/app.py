@@ -4,8 +4,10 @@ Routes (all behind Airflow's own authentication: ``Authorization: Bearer <JWT>``
 ``_token`` cookie, validated by Airflow's auth manager), one router each (``routers/``):
 
 - ``stac``: ``/stac/…``, read-only STAC API of results (documents from ``stac_api``)
-- ``tiles``: ``/tiles/{dag_id}/{run_id}/{result}/{layer}/{z}/{x}/{y}.png``: XYZ tiles
-  (rendered by ``tiles``); ``/legend/{layer}`` (JSON) and ``/legend/{layer}.png``
+- ``cog``: ``/cog/{dag_id}/{run_id}/{result}/{layer}/…``: titiler-core on a result's layers
+  (map tiles drawn the Candela way by ``tiles``' colormaps and algorithm, TileJSON, WMTS,
+  point values, statistics)
+- ``tiles``: ``/legend/{layer}`` (JSON) and ``/legend/{layer}.png``
 - ``downloads``: ``/runs/{dag_id}/{run_id}/download/{item_id}/{asset}``, ``…/stacks/{n}``,
   ``…/run.json``
 - ``ops``: ``/metrics`` (Prometheus), ``/usage`` and ``/scaling`` (JSON or pages)

@@ -1,31 +1,44 @@
-"""XYZ map tiles (Web Mercator, 256 px PNG) of a run's COGs with rio-tiler, and their legends.
+"""How a run's layers are drawn on the review map, and their legends. The tiles themselves are
+titiler-core's (``routers/cog``: ``/cog/…/{layer}/tiles/WebMercatorQuad/{z}/{x}/{y}.png``);
+this module gives them Candela's look through titiler's own parameters:
 
-Layers: ``probability`` (change probability 0–1, colour ramp, transparent where low and where
-nodata), ``mask`` (change in red, the rest transparent), ``before`` / ``after`` (true-colour
-B04/B03/B02 of the input stacks with a 2–98 % stretch computed once per stack). A tile outside
-the raster is a transparent PNG (200), never an error.
+- ``probability``: ``rescale=0,1`` and the registered colormap ``candela_probability``
+  (yellow → dark red, transparent where low and where nodata);
+- ``mask``: the registered colormap ``candela_mask`` (change red, the rest transparent); at
+  another threshold (the page's slider) the probability through the registered algorithm
+  ``candela_threshold`` (``algorithm_params={"threshold": t}``), then the same colormap;
+- ``before`` / ``after``: ``bidx`` of B04/B03/B02 and one ``rescale`` per colour, a 2–98 %
+  stretch shared by both dates (``rgb_stretch``).
+
+Also the printable report's figures (``thumbnail``, ``location_map``).
 """
 
 from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import numpy as np
+from pydantic import Field
 
 # imported once, at plugin load: a first import from two tile threads at once trips over
 # rio_tiler.io's partially initialised module
-from rio_tiler.errors import TileOutsideBounds
+from rio_tiler.colormap import cmap as default_cmap
 from rio_tiler.io import Reader
+from rio_tiler.models import ImageData
+from titiler.core.algorithm import BaseAlgorithm
+from titiler.core.algorithm import algorithms as default_algorithms
+from titiler.core.dependencies import create_colormap_dependency
 
-from candela.web_errors import BadRequest, Unprocessable
+from candela.web_errors import Unprocessable
 from candela_sdk.storage import version_stamp
 
 log = logging.getLogger(__name__)
 
-TILE_SIZE = 256
 LAYERS = ("probability", "mask", "before", "after")
 RGB_BANDS = ("B04", "B03", "B02")
 
@@ -57,6 +70,77 @@ PROBABILITY_CMAP = _ramp()
 MASK_CMAP: dict[int, tuple[int, int, int, int]] = {i: (0, 0, 0, 0) for i in range(256)}
 MASK_CMAP[1] = (230, 0, 60, 255)
 
+
+class ChangeAtThreshold(BaseAlgorithm):  # type: ignore[misc]
+    """The change mask a threshold gives, from the change probability: 1 where the probability
+    is at least ``threshold``, 0 below; nodata stays nodata (transparent)."""
+
+    title: str = "Change at a threshold"
+    description: str = "1 where the change probability >= threshold, else 0; nodata kept."
+    threshold: float = Field(ge=0.0, le=1.0)
+
+    input_nbands: int = 1
+    output_nbands: int = 1
+    output_dtype: str = "uint8"
+    output_min: Sequence[int] = [0]
+    output_max: Sequence[int] = [1]
+
+    def __call__(self, img: ImageData) -> ImageData:
+        prob = np.asarray(img.array.data[:1], dtype="float32")
+        classes = np.where(prob >= self.threshold, 1, 0).astype("uint8")
+        mask = np.ma.getmaskarray(img.array)[:1]
+        return ImageData(
+            np.ma.MaskedArray(classes, mask=mask),
+            assets=img.assets,
+            crs=img.crs,
+            bounds=img.bounds,
+            band_descriptions=["change_mask"],
+            metadata=img.metadata,
+        )
+
+
+# titiler's dependencies with Candela's colormaps and algorithm registered (``routers/cog``)
+COLORMAPS = default_cmap.register(
+    {"candela_probability": PROBABILITY_CMAP, "candela_mask": MASK_CMAP}
+)
+colormap_dependency = create_colormap_dependency(COLORMAPS)
+ALGORITHMS = default_algorithms.register({"candela_threshold": ChangeAtThreshold})  # type: ignore[dict-item]
+process_dependency = ALGORITHMS.dependency
+
+
+def tile_urls(
+    cog: str, rgb: dict[str, tuple[tuple[int, int, int], list[tuple[float, float]]]] | None = None
+) -> dict[str, str]:
+    """titiler tile URL templates (Leaflet's ``{z}/{x}/{y}``) of each layer of a result whose
+    titiler endpoints are ``cog`` (with a ``{layer}`` placeholder). ``rgb``: ``before`` /
+    ``after`` → band indexes and the shared stretch (``shared_stretch``); without it the
+    imagery is drawn with titiler's defaults. ``mask_at``: the mask at a threshold, to which the caller
+    appends ``&algorithm_params=`` (URL-encoded JSON ``{"threshold": t}``)."""
+
+    def url(layer: str, query: list[tuple[str, str]]) -> str:
+        base = cog.replace("{layer}", quote(layer, safe=""))
+        return f"{base}/tiles/WebMercatorQuad/{{z}}/{{x}}/{{y}}.png?{urlencode(query)}"
+
+    def image(layer: str) -> list[tuple[str, str]]:
+        if not rgb or layer not in rgb:
+            return []
+        idx, ranges = rgb[layer]
+        query = [("bidx", str(i)) for i in idx]
+        return query + [("rescale", f"{lo:.6g},{hi:.6g}") for lo, hi in ranges]
+
+    return {
+        "probability": url(
+            "probability", [("rescale", "0,1"), ("colormap_name", "candela_probability")]
+        ),
+        "mask": url("mask", [("colormap_name", "candela_mask")]),
+        "mask_at": url(
+            "probability", [("algorithm", "candela_threshold"), ("colormap_name", "candela_mask")]
+        ),
+        "before": url("before", image("before")),
+        "after": url("after", image("after")),
+    }
+
+
 LEGENDS: dict[str, dict[str, Any]] = {
     "probability": {
         "title": "Change probability",
@@ -85,23 +169,6 @@ LEGENDS: dict[str, dict[str, Any]] = {
         "type": "rgb",
     },
 }
-
-
-@lru_cache(maxsize=1)
-def empty_tile() -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.new("RGBA", (TILE_SIZE, TILE_SIZE), (0, 0, 0, 0)).save(buf, "PNG", optimize=True)
-    return buf.getvalue()
-
-
-def check_tile(z: int, x: int, y: int) -> None:
-    if not 0 <= z <= 24:
-        raise BadRequest(f"zoom {z} out of range 0-24")
-    n = 1 << z
-    if not (0 <= x < n and 0 <= y < n):
-        raise BadRequest(f"tile {z}/{x}/{y} does not exist (x and y must be in 0-{n - 1})")
 
 
 def rgb_indexes(descriptions: tuple[str | None, ...]) -> tuple[int, int, int]:
@@ -146,53 +213,6 @@ def rgb_stretch(
     return [(idx, ranges) for idx in indexes]
 
 
-def render_tile(
-    uri: str,
-    layer: str,
-    z: int,
-    x: int,
-    y: int,
-    pair: tuple[str, str] | None = None,
-    threshold: float | None = None,
-) -> bytes:
-    """One PNG tile of ``layer`` from the COG at ``uri``. ``before``/``after``: ``pair`` (the
-    before and after stacks) gives the shared stretch. ``mask`` with ``threshold``: ``uri`` is
-    the probability, drawn as the mask it gives at that threshold."""
-    from candela_sdk import storage
-
-    check_tile(z, x, y)
-    path = storage.gdal_path(uri)
-    with storage.rasterio_env(), Reader(path) as src:
-        if not src.tile_exists(x, y, z):
-            return empty_tile()
-        try:
-            if layer in ("before", "after"):
-                stacks = pair or (uri,)
-                paths = tuple(storage.gdal_path(u) for u in stacks)
-                stretched = rgb_stretch(paths, tuple(version_stamp(u) for u in stacks))
-                idx, ranges = stretched[paths.index(path)] if path in paths else stretched[0]
-                img = src.tile(x, y, z, tilesize=TILE_SIZE, indexes=idx)
-                img.rescale(in_range=ranges, out_range=[(0, 255)])
-                return bytes(img.render(img_format="PNG"))
-            img = src.tile(x, y, z, tilesize=TILE_SIZE, indexes=1)
-        except TileOutsideBounds:
-            return empty_tile()
-    if layer == "mask" and threshold is not None:
-        prob = np.asarray(img.array[0], dtype="float32")
-        nodata = np.ma.getmaskarray(img.array)[0]
-        classes = np.where(prob >= threshold, 1, 0).astype("uint8")
-        img.array = np.ma.MaskedArray(classes[np.newaxis], mask=nodata[np.newaxis])
-        return bytes(img.render(img_format="PNG", colormap=MASK_CMAP))
-    if layer == "probability":
-        img.rescale(in_range=[(0.0, 1.0)], out_range=[(0, 255)])
-        return bytes(img.render(img_format="PNG", colormap=PROBABILITY_CMAP))
-    # mask: values are the classes themselves
-    img.array = np.ma.MaskedArray(
-        np.asarray(img.array).astype("uint8"), mask=np.ma.getmaskarray(img.array)
-    )
-    return bytes(img.render(img_format="PNG", colormap=MASK_CMAP))
-
-
 def legend_png(layer: str) -> bytes:
     """A small colour bar (probability) or class swatches (mask) as PNG."""
     from PIL import Image, ImageDraw
@@ -218,16 +238,26 @@ def legend_png(layer: str) -> bytes:
     return buf.getvalue()
 
 
-def thumbnail(uri: str, pair: tuple[str, str], max_size: int = 480) -> bytes:
-    """A PNG of a whole before/after stack (``uri``, one of ``pair``), with the pair's shared
-    stretch (as the map tiles), for the printable report."""
+def shared_stretch(
+    pair: tuple[str, str],
+) -> dict[str, tuple[tuple[int, int, int], list[tuple[float, float]]]]:
+    """``before`` / ``after`` (the stacks of ``pair``, URIs) → their B04/B03/B02 band indexes
+    and the stretch both share (``rgb_stretch``)."""
     from candela_sdk import storage
 
     paths = tuple(storage.gdal_path(u) for u in pair)
-    path = storage.gdal_path(uri)
     stretched = rgb_stretch(paths, tuple(version_stamp(u) for u in pair))
-    idx, ranges = stretched[paths.index(path)] if path in paths else stretched[0]
-    with storage.rasterio_env(), Reader(path) as src:
+    return {"before": stretched[0], "after": stretched[1]}
+
+
+def thumbnail(layer: str, pair: tuple[str, str], max_size: int = 480) -> bytes:
+    """A PNG of a whole before/after stack (``layer``: ``before`` or ``after`` of ``pair``),
+    with the pair's shared stretch (as the map tiles), for the printable report."""
+    from candela_sdk import storage
+
+    idx, ranges = shared_stretch(pair)[layer]
+    uri = pair[0] if layer == "before" else pair[1]
+    with storage.rasterio_env(), Reader(storage.gdal_path(uri)) as src:
         img = src.preview(indexes=idx, max_size=max_size)
     img.rescale(in_range=ranges, out_range=[(0, 255)])
     return bytes(img.render(img_format="PNG"))

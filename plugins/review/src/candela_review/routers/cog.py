@@ -1,6 +1,7 @@
 """``/cog/{dag_id}/{run_id}/{result}/{layer}/…``: titiler-core's COG endpoints on a result's
 layers (``probability``, ``mask``, ``before``, ``after``): TileJSON, OGC API - Tiles tilesets,
-tiles, WMTS capabilities (``WMTSCapabilities.xml``, titiler-extensions' ``wmtsExtension``),
+tiles (the review map's own: Candela's colormaps ``candela_probability`` / ``candela_mask`` and
+the ``candela_threshold`` algorithm registered, see ``tiles``), WMTS capabilities (``WMTSCapabilities.xml``, titiler-extensions' ``wmtsExtension``),
 point values (the review page's pixel inspector), statistics of a GeoJSON area (POST
 ``/statistics``), info and bounds. The dataset is named by its place in a published run, never
 by a path or URL: titiler's ``path_dependency`` resolves it to a URI recorded with the run."""
@@ -12,6 +13,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from candela_review import tiles
 from candela_review.routers.tiles import layer_uri
 from candela_review.web import Context, errors
 
@@ -46,6 +48,8 @@ def router(ctx: Context) -> APIRouter:
         add_preview=False,
         add_part=False,
         add_ogc_maps=False,
+        colormap_dependency=tiles.colormap_dependency,
+        process_dependency=tiles.process_dependency,
         # WMTS layers named after the file (change_probability…), not its storage path
         extensions=[wmtsExtension(layer_identifier_provider=lambda p: PurePosixPath(str(p)).stem)],
     )

@@ -26,6 +26,10 @@ def page_data(request: Request, run: runs_mod.Run) -> dict[str, Any]:
         item = res.item or {}
         props = item.get("properties", {})
         rid = item.get("id") or str(res.index)
+        cog = (
+            f"{base}/cog/{quote(run.dag_id, safe='')}/{quote(run.run_id, safe='')}"
+            f"/{res.index}/{{layer}}"
+        )
         results.append(
             {
                 "index": res.index,
@@ -42,8 +46,8 @@ def page_data(request: Request, run: runs_mod.Run) -> dict[str, Any]:
                 "parameters": props.get("candela:parameters"),
                 "before": res.before,
                 "after": res.after,
-                "tiles": f"{base}/tiles/{quote(run.dag_id, safe='')}/"
-                f"{quote(run.run_id, safe='')}/{res.index}/{{layer}}/{{z}}/{{x}}/{{y}}.png",
+                # titiler-core tiles of each layer, drawn the Candela way (``tiles``)
+                "tiles": tiles.tile_urls(cog, imagery_stretch(run, res.index)),
                 "downloads": [
                     {
                         "key": k,
@@ -56,8 +60,7 @@ def page_data(request: Request, run: runs_mod.Run) -> dict[str, Any]:
                 ],
                 "zones_url": f"{rb}/zones?result={res.index}",
                 # titiler-core endpoints of this result's layers (point values, statistics)
-                "cog": f"{base}/cog/{quote(run.dag_id, safe='')}/{quote(run.run_id, safe='')}"
-                f"/{res.index}/{{layer}}",
+                "cog": cog,
                 "outlines": f"{rb}/download/{quote(rid, safe='')}/change_polygons_geojson"
                 if "change_polygons_geojson" in res.outputs
                 and "change_polygons_geojson" not in res.missing
@@ -105,6 +108,21 @@ def page_data(request: Request, run: runs_mod.Run) -> dict[str, Any]:
         "aoi": aoi_geometry(run.params),
         "ui_url": f"/dags/{quote(run.dag_id, safe='')}/runs/{quote(run.run_id, safe='')}",
     }
+
+
+def imagery_stretch(
+    run: runs_mod.Run, result: int
+) -> dict[str, tuple[tuple[int, int, int], list[tuple[float, float]]]] | None:
+    """The before/after bands and shared stretch of a result's imagery tiles; None when a stack
+    is missing or has no true-colour bands (its tiles then answer why)."""
+    try:
+        pair = (
+            tiles_router.layer_uri(run, result, "before"),
+            tiles_router.layer_uri(run, result, "after"),
+        )
+        return tiles.shared_stretch(pair)
+    except WebError:
+        return None
 
 
 def router(ctx: Context, templates: Any) -> APIRouter:
@@ -183,7 +201,7 @@ def router(ctx: Context, templates: Any) -> APIRouter:
                 tiles_router.layer_uri(run, result, "before"),
                 tiles_router.layer_uri(run, result, "after"),
             )
-            data = tiles.thumbnail(tiles_router.layer_uri(run, result, figure), pair)
+            data = tiles.thumbnail(figure, pair)
         else:
             raise NotFound(f"no figure {figure!r}; figures: location, before, after")
         return Response(data, media_type="image/png", headers={"Cache-Control": "max-age=300"})

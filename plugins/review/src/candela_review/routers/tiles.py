@@ -1,10 +1,11 @@
-"""``/tiles/…`` (XYZ tiles of a result's COGs, rendered by ``tiles``) and ``/legend/…``."""
+"""``/legend/…`` (the legends of the review map's layers) and ``layer_uri``, the COG each layer
+of a result is drawn from (its tiles: titiler-core's, ``routers/cog``)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 from fastapi.responses import Response
 
 from candela.web_errors import NotFound
@@ -39,35 +40,7 @@ def layer_uri(run: runs_mod.Run, result: int, layer: str) -> str:
 
 
 def router(ctx: Context) -> APIRouter:
-    api = APIRouter(tags=["tiles"])
-
-    @api.get(
-        "/tiles/{dag_id}/{run_id}/{result}/{layer}/{z}/{x}/{y}.png",
-        responses={**PNG, **errors(400, 404, 422)},
-    )
-    def tile(
-        dag_id: str,
-        run_id: str,
-        result: int,
-        layer: str,
-        z: int,
-        x: int,
-        y: int,
-        threshold: Annotated[float | None, Query(ge=0.0, le=1.0)] = None,
-    ) -> Response:
-        """A map tile; ``mask`` with ``threshold``: the mask that threshold gives (drawn from
-        the probability), for the review page's threshold slider."""
-        tiles.check_tile(z, x, y)
-        run = ctx.published(dag_id, run_id)
-        pair = None
-        if layer in ("before", "after"):
-            pair = (layer_uri(run, result, "before"), layer_uri(run, result, "after"))
-        if layer == "mask" and threshold is not None:
-            uri = layer_uri(run, result, "probability")
-        else:
-            uri = layer_uri(run, result, layer)
-        data = tiles.render_tile(uri, layer, z, x, y, pair=pair, threshold=threshold)
-        return Response(data, media_type="image/png", headers={"Cache-Control": "max-age=300"})
+    api = APIRouter(tags=["legends"])
 
     @api.get("/legend/{layer}.png", responses={**PNG, **errors(404)})
     def legend_png(layer: str) -> Response:

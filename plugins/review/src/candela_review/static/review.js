@@ -7,8 +7,13 @@
   const fmt = (v, d = 2) =>
     v === null || v === undefined || Number.isNaN(v) ? "–" : Number(v).toLocaleString("en", { maximumFractionDigits: d, minimumFractionDigits: d });
 
-  function tileUrl(result, layer) {
-    return result.tiles.replace("{layer}", layer);
+  /** titiler-core tile URL of a layer (``mask`` at threshold ``t``: the probability through the
+   * registered ``candela_threshold`` algorithm). */
+  function tileUrl(result, layer, t) {
+    if (layer === "mask" && t !== undefined && t !== null) {
+      return `${result.tiles.mask_at}&algorithm_params=${encodeURIComponent(JSON.stringify({ threshold: t }))}`;
+    }
+    return result.tiles[layer];
   }
 
   function boundsOf(bbox) {
@@ -19,6 +24,8 @@
   function makeMap(el, result, opts = {}) {
     const map = L.map(el, { zoomSnap: 0.25, attributionControl: true });
     const common = { maxZoom: 19, minZoom: 3, tileSize: 256, crossOrigin: false, keepBuffer: 1 };
+    // titiler answers 404 outside the raster: ask only for tiles over the result
+    if (result.bbox) common.bounds = boundsOf(result.bbox);
     if (opts.basemap) {
       // configurable XYZ basemap (OpenStreetMap by default); offline its tiles just fail
       L.tileLayer(opts.basemap.url, { maxZoom: 19, attribution: opts.basemap.attribution, className: "basemap" }).addTo(map);
@@ -325,7 +332,10 @@
         const a = areaAt(hist, result.statistics, t);
         thrArea.textContent = a == null ? "–" : `${fmt(a, 1)} ha`;
         thrArea.dataset.ha = a == null ? "" : String(a);
-        layers.mask.setUrl(`${tileUrl(result, "mask")}?threshold=${t}`);
+        // (Leaflet's setUrl redraws at the map's fractional zoom, 13.25…: no such tile; added
+        // again, the layer asks for its tiles at the rounded zoom)
+        layers.mask.setUrl(tileUrl(result, "mask", t), true);
+        if (map.hasLayer(layers.mask)) { layers.mask.remove(); layers.mask.addTo(map); }
         if (hist) drawHistogram(document.getElementById("histogram"), hist, t);
       };
       thrInput.value = String(saved && saved.threshold != null ? saved.threshold : state.threshold);
