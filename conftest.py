@@ -9,6 +9,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -131,3 +132,51 @@ def unprivileged():  # type: ignore[no-untyped-def]
             if p.is_dir():
                 p.chmod(0o755)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+# --- one embedded platform for the whole test session ------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def shared_platform() -> Iterator[Any]:
+    """One real embedded platform (``candela up``: PostgreSQL, Airflow, the platform) for every
+    module that leaves it running as it found it; started on first use, down at session end.
+
+    Default mode (not quiet): the catalogue event of the Bordeaux sample, added here to a fresh
+    catalogue, starts its own ``s2_new_products`` run. Its output is kept in
+    ``catalog_added`` (tests/test_platform.py checks that event). Tests on it must not assume a
+    fresh catalogue or count every run: other modules' runs are there too. Tests that kill or
+    stop components use a platform of their own (tests/test_faults.py).
+    """
+    from tests.platform_helpers import REPO as _REPO
+    from tests.platform_helpers import Platform, free_port
+
+    # a home of its own, not under pytest's numbered temporary folders: another pytest session
+    # of the same user prunes those, and would pull the data folder from under PostgreSQL
+    top = Path(tempfile.mkdtemp(prefix="candela-shared-"))
+    p = Platform(top / "home", free_port())
+    try:
+        r = p.up()
+        assert r.returncode == 0, r.stdout + r.stderr
+        r = p.candela("catalog", "add", str(_REPO / "data" / "oscd" / "bordeaux"))
+        assert r.returncode == 0, r.stdout + r.stderr
+        p.catalog_added = r.stdout
+        yield p
+    finally:
+        p.candela("down")
+        shutil.rmtree(top, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def shared_bordeaux_run(shared_platform: Any) -> tuple[str, Any]:
+    """The Bordeaux sample's run (``BORDEAUX``, through ``candela run``) on the shared platform,
+    run once for every test that only reads it: ``(run_id, completed process)``."""
+    import time
+
+    from tests.platform_helpers import BORDEAUX
+
+    started = time.monotonic()
+    run_id, r = shared_platform.run(BORDEAUX)
+    print(f"Bordeaux run {run_id} took {time.monotonic() - started:.0f} s")
+    assert r.returncode == 0, r.stdout + r.stderr
+    return run_id, r

@@ -42,6 +42,7 @@ class Platform:
         self.port = port
         self.base = f"http://localhost:{port}"
         self.up_output = ""  # what `candela up` printed
+        self.catalog_added = ""  # what the first `candela catalog add` printed (shared platform)
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "CANDELA_"))}

@@ -1,7 +1,7 @@
 """The SDK (candela_client) and the example notebooks against the real embedded platform.
 
-One platform for the module (the Bordeaux sample in its catalogue, no run of its own). Order
-matters: the demo run of the progress-bar test publishes the result that the search, read and
+The test session's shared platform (``shared_platform`` in the root conftest: the Bordeaux
+sample in its catalogue; other modules' runs may be there too). Order matters: the demo run of the progress-bar test publishes the result that the search, read and
 knowledge-base tests and the search-and-read notebook use.
 """
 
@@ -20,7 +20,7 @@ import pytest
 import rasterio
 
 from candela_client import CandelaError, Client, S3Config
-from tests.platform_helpers import BORDEAUX, REPO, Platform, platform_with_bordeaux
+from tests.platform_helpers import BORDEAUX, REPO, Platform
 
 pytestmark = [pytest.mark.integration]
 
@@ -28,11 +28,8 @@ NOTEBOOKS = REPO / "notebooks"
 
 
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    with platform_with_bordeaux(
-        tmp_path_factory.mktemp("candela-client") / "home", quiet=True
-    ) as p:
-        yield p
+def platform(shared_platform: Platform) -> Platform:
+    return shared_platform
 
 
 @pytest.fixture(scope="module")

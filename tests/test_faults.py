@@ -253,3 +253,55 @@ def test_postgresql_killed_mid_run(platform: Platform) -> None:
     print(f"postgresql killed: run {final.state} in {time.monotonic() - started:.0f} s")
     r = platform.candela("status")
     assert r.returncode == 0 and "healthy at" in r.stdout, r.stdout
+
+
+# --- `up` and `down` after kill -9 and at the end (moved from test_platform.py, which runs on the
+# session's shared platform: these stop its components, so they run here, last, on this one)
+
+
+def test_dead_scheduler_and_database_are_repaired_by_up(platform: Platform) -> None:
+    """kill -9 of the scheduler and of PostgreSQL: `status` says so (exit 1, the API server is
+    not called healthy), `up` restarts both, stops the orphans and says up only when healthy."""
+    import os
+    import signal
+
+    from candela import embedded
+
+    settings = platform.settings()
+    scheduler = embedded.component_pid(settings, "scheduler")
+    postmaster = embedded._pg_pid(settings)
+    assert scheduler and postmaster
+    os.kill(scheduler, signal.SIGKILL)
+    os.kill(postmaster, signal.SIGKILL)
+    time.sleep(2)
+    r = platform.candela("status")
+    assert r.returncode == 1, r.stdout
+    assert "healthy at" not in r.stdout
+    r = platform.candela("up")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Candela is up" in r.stdout
+    r = platform.candela("status")
+    assert r.returncode == 0, r.stdout
+    assert "healthy at" in r.stdout and "orphan" not in r.stdout
+    assert embedded.orphans(settings) == []
+
+
+def test_down_leaves_nothing_running(platform: Platform) -> None:
+    r = platform.candela("down")
+    assert r.returncode == 0
+    assert "postgresql" in r.stdout
+    time.sleep(1)
+    leftovers = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            env = (proc / "environ").read_bytes()
+        except OSError:
+            continue
+        if str(platform.home) in cmd or str(platform.home).encode() in env:
+            leftovers.append(cmd)
+    assert leftovers == []
+    r = platform.candela("status")
+    assert r.returncode == 1

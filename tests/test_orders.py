@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -15,7 +14,7 @@ from typer.testing import CliRunner
 from candela import cli_orders as orders
 from candela_sdk.errors import InputError
 from candela_search import catalog, ingest
-from tests.platform_helpers import REPO, Platform, free_port
+from tests.platform_helpers import Platform
 
 
 @pytest.fixture
@@ -96,24 +95,18 @@ def test_overall_status() -> None:
 
 
 @pytest.fixture
-def platform_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    p = Platform(tmp_path / "home", free_port())
-    r = p.up()
-    assert r.returncode == 0, r.stdout + r.stderr
-    try:
-        r = p.candela("catalog", "add", str(REPO / "data/oscd/bordeaux"), timeout=300)
-        assert r.returncode == 0, r.stdout + r.stderr
-        for k in [k for k in os.environ if k.startswith("CANDELA_")]:
-            monkeypatch.delenv(k)
-        monkeypatch.setenv("CANDELA_HOME", str(p.home))
-        from candela import embedded
+def platform_home(shared_platform: Platform, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The test session's shared platform (the Bordeaux sample catalogued), as CANDELA_HOME."""
+    p = shared_platform
+    for k in [k for k in os.environ if k.startswith("CANDELA_")]:
+        monkeypatch.delenv(k)
+    monkeypatch.setenv("CANDELA_HOME", str(p.home))
+    from candela import embedded
 
-        deadline = time.monotonic() + 120  # a loaded machine answers slowly at first
-        while embedded.health(p.settings(), timeout=10) is None and time.monotonic() < deadline:
-            time.sleep(1)
-        yield p.home
-    finally:
-        p.candela("down", timeout=300)
+    deadline = time.monotonic() + 120  # a loaded machine answers slowly at first
+    while embedded.health(p.settings(), timeout=10) is None and time.monotonic() < deadline:
+        time.sleep(1)
+    return p.home
 
 
 @pytest.mark.slow

@@ -1,7 +1,10 @@
-"""The embedded platform for real: `candela up`, the REST API, a pipeline run, `candela down`.
+"""The embedded platform for real: `candela up`, the REST API, pipeline runs.
 
-One platform is started for the whole module (about 20 s) under a temporary CANDELA_HOME on a
-free loopback port, and stopped at the end; the last test checks that nothing is left running.
+These tests use the test session's shared platform (``shared_platform`` in the root conftest:
+started on first use under a temporary CANDELA_HOME on a free loopback port, the Bordeaux sample
+catalogued, stopped at session end), so other modules' runs may be there too. The tests that kill
+its components or stop it (`up` repairing a dead scheduler, `down` leaving nothing running) are
+in tests/test_faults.py, on a platform of their own.
 """
 
 from __future__ import annotations
@@ -11,27 +14,23 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.platform_helpers import BORDEAUX, REPO, Platform, free_port
+from tests.platform_helpers import BORDEAUX, REPO, Platform
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    p = Platform(tmp_path_factory.mktemp("candela") / "home", free_port())
-    r = p.up()
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert f"http://localhost:{p.port}" in r.stdout
-    assert "login: admin / " in r.stdout
-    try:
-        yield p
-    finally:
-        p.candela("down")
+def platform(shared_platform: Platform) -> Platform:
+    return shared_platform
+
+
+def test_up_says_where_and_how_to_log_in(platform: Platform) -> None:
+    assert f"http://localhost:{platform.port}" in platform.up_output
+    assert "login: admin / " in platform.up_output
 
 
 def test_status_reports_every_component_healthy(platform: Platform) -> None:
@@ -102,17 +101,24 @@ def test_bad_conf_through_rest_is_refused_at_the_call(platform: Platform) -> Non
 
     with platform.client() as c:
         c.unpause("s2_change_detection")
-        before = len(c.runs(1000, "s2_change_detection"))
-        for conf, named in [
+        refused = [
             ({"start": "2018-01-01", "end": "2017-01-01"}, "start"),
             ({"bbox": [1, 0, 0, 1]}, "west"),
             ({"colour": "red"}, "colour: unknown parameter"),
             ({"threshold": 7}, "threshold"),
-        ]:
+        ]
+        confs = [conf for conf, _ in refused]
+
+        def with_refused_conf() -> list:  # (the shared platform's other runs may start meanwhile)
+            runs = c.runs(1000, "s2_change_detection")
+            return [r["dag_run_id"] for r in runs if (r.get("conf") or {}) in confs]
+
+        before = with_refused_conf()
+        for conf, named in refused:
             with pytest.raises(AirflowApiError) as err:
                 c.trigger("s2_change_detection", conf)
             assert err.value.status == 400 and named in str(err.value), str(err.value)
-        assert len(c.runs(1000, "s2_change_detection")) == before
+        assert with_refused_conf() == before
 
 
 def _wait_for_run(c, dag_id: str, pred, timeout: float = 300) -> dict:
@@ -128,12 +134,16 @@ def _wait_for_run(c, dag_id: str, pred, timeout: float = 300) -> dict:
 
 def test_catalogue_event_starts_change_detection(platform: Platform) -> None:
     """Entry point "catalogue event": adding products emits an asset event; s2_new_products
-    compares the new 2017 product with the 2016 one through s2_change_detection."""
-    r = platform.candela("catalog", "add", str(REPO / "data" / "oscd" / "bordeaux"))
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert "2 added" in r.stdout and "announced 2 new product(s)" in r.stdout
+    compares the new 2017 product with the 2016 one through s2_change_detection. (The shared
+    platform's fixture added the sample to its fresh catalogue: that add is the event.)"""
+    added = platform.catalog_added
+    assert "2 added" in added and "announced 2 new product(s)" in added, added
     with platform.client() as c:
-        event_run = _wait_for_run(c, "s2_new_products", lambda r: True)
+        _wait_for_run(c, "s2_new_products", lambda r: True)
+        event_run = min(  # the first: the Bordeaux sample's (other samples may be added later)
+            c.request("GET", "/api/v2/dags/s2_new_products/dagRuns").json()["dag_runs"],
+            key=lambda r: str(r.get("queued_at") or r.get("run_after") or ""),
+        )
         st = c.follow("s2_new_products", event_run["dag_run_id"], lambda s: None, timeout=300)
         assert st.state == "success", st.tasks
         triggered = _wait_for_run(
@@ -212,18 +222,18 @@ def _run_id(stdout: str) -> str:
     return stdout.split("triggered s2_change_detection run ", 1)[1].split()[0]
 
 
-def test_bordeaux_pipeline_end_to_end(platform: Platform) -> None:
+def test_bordeaux_pipeline_end_to_end(
+    platform: Platform, shared_bordeaux_run: tuple[str, subprocess.CompletedProcess[str]]
+) -> None:
+    """The session's Bordeaux run (``candela run`` with ``BORDEAUX``), shared with the modules
+    that only read it."""
     import numpy as np
     import rasterio
 
     from candela_sdk.cog import is_cog
 
-    r = platform.candela("catalog", "add", str(REPO / "data" / "oscd" / "bordeaux"))
-    assert r.returncode == 0, r.stdout + r.stderr
-    conf = BORDEAUX
-    started = time.monotonic()
-    r = platform.candela("run", "s2_change_detection", "--conf", json.dumps(conf), timeout=900)
-    print(r.stdout, r.stderr, f"run took {time.monotonic() - started:.0f} s")
+    _, r = shared_bordeaux_run
+    print(r.stdout, r.stderr)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "change map:" in r.stdout and "STAC item:" in r.stdout
 
@@ -266,7 +276,9 @@ def test_bordeaux_pipeline_end_to_end(platform: Platform) -> None:
     assert row == (summary["run_id"],)
 
 
-def test_large_area_in_pieces_is_mosaicked(platform: Platform) -> None:
+def test_large_area_in_pieces_is_mosaicked(
+    platform: Platform, shared_bordeaux_run: tuple[str, subprocess.CompletedProcess[str]]
+) -> None:
     """The same area cut into ~6 km pieces: preprocessed in parallel, mosaicked, and the merged
     stacks equal the stacks of the run in one piece."""
     import numpy as np
@@ -287,13 +299,8 @@ def test_large_area_in_pieces_is_mosaicked(platform: Platform) -> None:
     steps = [x for x in r.stdout.splitlines() if re.match(r"\d\d:\d\d:\d\d ", x)]
     assert steps and max(len(x) for x in steps) <= 100
     tiled = _summary_of(platform, _run_id(r.stdout))
-    whole = next(
-        json.loads(f.read_text())
-        for f in (Path(platform.home) / "storage/results/s2_change_detection").glob("*/*/run.json")
-        if json.loads(f.read_text())["params"]
-        == {**json.loads(f.read_text())["params"], **BORDEAUX}
-        and json.loads(f.read_text())["params"].get("tile_size_km") == 50
-    )
+    whole = _summary_of(platform, shared_bordeaux_run[0])  # the same area in one piece
+    assert whole["params"].get("tile_size_km") == 50
     assert len(tiled["stacks"]) == len(whole["stacks"]) == 2
     for a, b in zip(sorted(tiled["stacks"]), sorted(whole["stacks"]), strict=True):
         with (
@@ -319,14 +326,15 @@ def test_rest_api_with_the_official_client(platform: Platform) -> None:
     assert ": success" in r.stdout
 
 
-def test_rerun_keeps_both_runs(platform: Platform) -> None:
+def test_rerun_keeps_both_runs(
+    platform: Platform, shared_bordeaux_run: tuple[str, subprocess.CompletedProcess[str]]
+) -> None:
     """The same parameters again: a new prefix under the same key, a new result row, and the
-    earlier run's outputs, run.json and result stay as they were; the new run names it."""
+    earlier run's outputs, run.json and result stay as they were; the new run names it. (The
+    first run is the session's Bordeaux run.)"""
     root = Path(platform.home) / "storage" / "results" / "s2_change_detection"
     assert platform.candela("catalog", "add", str(REPO / "data/oscd/bordeaux")).returncode == 0
-    r = platform.candela("run", "s2_change_detection", "--conf", json.dumps(BORDEAUX), timeout=900)
-    assert r.returncode == 0, r.stdout + r.stderr
-    first_id = _run_id(r.stdout)
+    first_id = shared_bordeaux_run[0]
     first = _summary_of(platform, first_id)
     first_json = Path(first["prefix"].removeprefix("file://"), "run.json").read_text()
     first_files = {
@@ -361,13 +369,17 @@ def test_identical_runs_at_once_are_refused(platform: Platform) -> None:
     assert platform.candela("catalog", "add", str(REPO / "data/oscd/bordeaux")).returncode == 0
     conf = {**BORDEAUX, "threshold": 0.6}
     with platform.client() as c:
-        before = len(c.runs(1000, "s2_change_detection"))
+
+        def count() -> int:  # runs with these parameters (other runs may start meanwhile)
+            return sum(r.get("conf") == conf for r in c.runs(1000, "s2_change_detection"))
+
+        before = count()
         first = c.trigger("s2_change_detection", conf)["dag_run_id"]
         for _ in range(2):
             with pytest.raises(AirflowApiError) as err:
                 c.trigger("s2_change_detection", conf)
             assert err.value.status == 409 and first in str(err.value), str(err.value)
-        assert len(c.runs(1000, "s2_change_detection")) == before + 1
+        assert count() == before + 1
         final = c.follow("s2_change_detection", first, lambda st: None, timeout=600)
         assert final.state == "success", final.tasks
         # ended: the same parameters may run again (the claim was released)
@@ -519,51 +531,3 @@ def test_internal_servers_listen_on_loopback_only(platform: Platform) -> None:
     ports = embedded.recorded_ports(settings)
     assert set(ports) == set(embedded.INTERNAL_PORTS)
     assert not {8793, 8794, 8974} & {c.laddr.port for c in listening}
-
-
-def test_dead_scheduler_and_database_are_repaired_by_up(platform: Platform) -> None:
-    """kill -9 of the scheduler and of PostgreSQL: `status` says so (exit 1, the API server is
-    not called healthy), `up` restarts both, stops the orphans and says up only when healthy."""
-    import os
-    import signal
-
-    from candela import embedded
-
-    settings = platform.settings()
-    scheduler = embedded.component_pid(settings, "scheduler")
-    postmaster = embedded._pg_pid(settings)
-    assert scheduler and postmaster
-    os.kill(scheduler, signal.SIGKILL)
-    os.kill(postmaster, signal.SIGKILL)
-    time.sleep(2)
-    r = platform.candela("status")
-    assert r.returncode == 1, r.stdout
-    assert "healthy at" not in r.stdout
-    r = platform.candela("up")
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert "Candela is up" in r.stdout
-    r = platform.candela("status")
-    assert r.returncode == 0, r.stdout
-    assert "healthy at" in r.stdout and "orphan" not in r.stdout
-    assert embedded.orphans(settings) == []
-
-
-def test_down_leaves_nothing_running(platform: Platform) -> None:
-    r = platform.candela("down")
-    assert r.returncode == 0
-    assert "postgresql" in r.stdout
-    time.sleep(1)
-    leftovers = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            env = (proc / "environ").read_bytes()
-        except OSError:
-            continue
-        if str(platform.home) in cmd or str(platform.home).encode() in env:
-            leftovers.append(cmd)
-    assert leftovers == []
-    r = platform.candela("status")
-    assert r.returncode == 1

@@ -23,7 +23,7 @@ from ogc_api_processes_client.models import (
 )
 from ogc_api_processes_client.models import Exception as OgcException
 
-from tests.platform_helpers import BORDEAUX, Platform, platform_with_bordeaux
+from tests.platform_helpers import BORDEAUX, Platform
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -33,9 +33,10 @@ REL = "http://www.opengis.net/def/rel/ogc/1.0"
 
 
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    with platform_with_bordeaux(tmp_path_factory.mktemp("candela-ogc") / "home") as p:
-        yield p
+def platform(shared_platform: Platform) -> Platform:
+    """The test session's shared platform (root conftest): the Bordeaux sample catalogued; other
+    modules' runs and jobs may be there too."""
+    return shared_platform
 
 
 @pytest.fixture(scope="module")
@@ -243,6 +244,11 @@ def test_bordeaux_workflow_async_job_to_results(api: httpx.Client) -> None:
 
 
 def test_single_service_sync_via_run_service(api: httpx.Client) -> None:
+    def search_jobs() -> set[str]:  # (other tests on the shared platform may have run some)
+        jobs = api.get("/jobs", params={"processID": "search"}).json()["jobs"]
+        return {j["jobID"] for j in jobs}
+
+    before = search_jobs()
     inputs = {k: BORDEAUX[k] for k in ("collection", "bbox", "start", "end", "tile")}
     r = api.post(
         "/processes/search/execution",
@@ -269,5 +275,4 @@ def test_single_service_sync_via_run_service(api: httpx.Client) -> None:
         headers={"Prefer": "respond-async"},
     )
     assert r.status_code == 201 and r.headers["preference-applied"] == "respond-async"
-    jobs = api.get("/jobs", params={"processID": "search"}).json()["jobs"]
-    assert len(jobs) == 2
+    assert len(search_jobs() - before) == 2

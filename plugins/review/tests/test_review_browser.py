@@ -1,7 +1,7 @@
 """The review page in a real browser, on a real run of a real embedded platform.
 
-One platform for the module (``candela up`` on a free port, temporary CANDELA_HOME), the Bordeaux
-pipeline run once, then headless Chromium (Debian ``chromium``, driven by Playwright) opens the
+The test session's shared platform (``shared_platform`` in the root conftest: ``candela up`` on a
+free port, temporary CANDELA_HOME) and its Bordeaux run (``shared_bordeaux_run``), then headless Chromium (Debian ``chromium``, driven by Playwright) opens the
 review page through the Airflow api-server (plugin mounted at ``/candela``), logged in with
 Airflow's own JWT cookie. Screenshots (and a PDF print of the report) are written to
 ``$CANDELA_TEST_ARTIFACTS`` (default: the test's temporary folder) as test artefacts.
@@ -21,7 +21,7 @@ from urllib.parse import quote
 import pytest
 
 from candela.workflows import ChangeDetectionConf
-from tests.platform_helpers import BORDEAUX, DAG, Platform, platform_with_bordeaux
+from tests.platform_helpers import BORDEAUX, DAG, Platform
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -37,18 +37,14 @@ CHROMIUM_FLAGS = [
 
 
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    with platform_with_bordeaux(tmp_path_factory.mktemp("candela-review") / "home") as p:
-        yield p
+def platform(shared_platform: Platform) -> Platform:
+    return shared_platform
 
 
 @pytest.fixture(scope="module")
-def bordeaux_run(platform: Platform) -> str:
-    started = time.monotonic()
-    run_id, r = platform.run(BORDEAUX)
-    print(f"Bordeaux run {run_id} took {time.monotonic() - started:.0f} s")
-    assert r.returncode == 0, r.stdout + r.stderr
-    return run_id
+def bordeaux_run(shared_bordeaux_run: tuple[str, Any]) -> str:
+    """The session's Bordeaux run (``BORDEAUX``), shared with tests/test_platform.py."""
+    return shared_bordeaux_run[0]
 
 
 @pytest.fixture(scope="module")
