@@ -11,6 +11,9 @@ from candela import s3server
 
 # two workspace identities, each limited to its own bucket (see test_workspaces.py)
 WORKSPACE_USERS = ("alice", "bob")
+# two more, each limited to its own bucket, for the archive-vs-results test (test_s3_archive.py),
+# so that its objects never show up in a workspace listing
+BUCKET_USERS = (*WORKSPACE_USERS, "carol", "dave")
 
 
 @pytest.fixture(scope="session")
@@ -18,15 +21,15 @@ def s3_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[s3server.S3
     """SeaweedFS with its S3 gateway for the whole session: free ports, temp dir, stopped after.
 
     Buckets ``eodata`` and ``candela`` exist; identities ``admin`` (everything) and one per
-    :data:`WORKSPACE_USERS` that may use only the bucket ``ws-<user>``.
+    :data:`BUCKET_USERS` that may use only the bucket ``ws-<user>``.
     """
     home = tmp_path_factory.mktemp("s3home")
-    idents = [s3server.Identity.for_bucket(u, f"ws-{u}") for u in WORKSPACE_USERS]
+    idents = [s3server.Identity.for_bucket(u, f"ws-{u}") for u in BUCKET_USERS]
     server = s3server.start(
         home,
         s3server.free_port(),
         identities=idents,
-        buckets=["eodata", "candela", *[f"ws-{u}" for u in WORKSPACE_USERS]],
+        buckets=["eodata", "candela", *[f"ws-{u}" for u in BUCKET_USERS]],
     )
     try:
         yield server

@@ -21,7 +21,7 @@ from candela import s3server
 from candela_sdk import storage
 from candela_sdk.errors import InputError
 
-ARCHIVE, RESULTS = "ws-alice", "ws-bob"  # tests/conftest.py: alice may use only ws-alice, …
+ARCHIVE, RESULTS = "ws-carol", "ws-dave"  # tests/conftest.py: carol may use only ws-carol, …
 
 
 def _tif(value: int) -> bytes:
@@ -37,7 +37,7 @@ def _tif(value: int) -> bytes:
 
 @pytest.fixture
 def two_sets(s3_session: s3server.S3Server, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """Objects in both buckets; the results' settings (bob) and the archive's (alice) set."""
+    """Objects in both buckets; the results' settings (dave) and the archive's (carol) set."""
     key = uuid.uuid4().hex[:8]
     admin = s3_session.client()
     objects = {
@@ -48,13 +48,13 @@ def two_sets(s3_session: s3server.S3Server, monkeypatch: pytest.MonkeyPatch) -> 
     for name, uri in objects.items():
         loc = storage.parse(uri)
         admin.put_object(Bucket=loc.bucket, Key=loc.path, Body=_tif(7 if "archive" in name else 9))
-    for k, v in s3_session.env("bob").items():
+    for k, v in s3_session.env("dave").items():
         monkeypatch.setenv(k, v)
-    alice = s3_session.identity("alice")
+    carol = s3_session.identity("carol")
     monkeypatch.setenv("CANDELA_EODATA_BUCKETS", ARCHIVE)
     monkeypatch.setenv("CANDELA_EODATA_S3_ENDPOINT_URL", s3_session.endpoint_url)
-    monkeypatch.setenv("CANDELA_EODATA_S3_ACCESS_KEY_ID", alice.access_key)
-    monkeypatch.setenv("CANDELA_EODATA_S3_SECRET_ACCESS_KEY", alice.secret_key)
+    monkeypatch.setenv("CANDELA_EODATA_S3_ACCESS_KEY_ID", carol.access_key)
+    monkeypatch.setenv("CANDELA_EODATA_S3_SECRET_ACCESS_KEY", carol.secret_key)
     return objects
 
 
