@@ -61,3 +61,19 @@ def test_a_step_runs_on_a_gpu_only_with_a_gpu_model(registry: Path) -> None:
     from candela_changedetect.service import EVALUATE
 
     assert EVALUATE.resources.gpu == 0 and EVALUATE.device_for({}) == "cpu"
+
+
+def test_a_cpu_only_cluster_runs_gpu_models_on_cpu(
+    registry: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CANDELA_GPU=false (infra/k8s/overlays/cpu): nothing asks for a GPU, unknown models are
+    still refused."""
+    detect = get_service("changedetect")
+    args = {"before": "a.tif", "after": "b.tif", "output": "out"}
+    monkeypatch.setenv("CANDELA_GPU", "false")
+    assert detect.device_for({**args, "model": "encoder"}) == "cpu"
+    assert detect.device_for({**args, "model": "tuned-enc"}) == "cpu"
+    with pytest.raises(UnknownModel):
+        detect.device_for({**args, "model": "nosuch"})
+    monkeypatch.setenv("CANDELA_GPU", "true")
+    assert detect.device_for({**args, "model": "encoder"}) == "gpu"

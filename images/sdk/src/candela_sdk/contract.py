@@ -86,7 +86,8 @@ class Service:
     def device_for(self, arguments: dict[str, Any] | ServiceParams) -> str:
         """``"gpu"`` when this step, with these arguments, runs on a GPU, else ``"cpu"``: the
         service has GPUs to ask for and the model named by :attr:`model_param` runs on a GPU
-        (:func:`candela_sdk.registry.model_device`; an unknown model is bad input)."""
+        (:func:`candela_sdk.registry.model_device`; an unknown model is bad input), unless
+        ``CANDELA_GPU=false`` says the cluster has no GPU: then every step runs on CPU."""
         if not self.resources.gpu or not self.model_param:
             return "cpu"
         data = arguments.model_dump() if isinstance(arguments, ServiceParams) else arguments
@@ -97,8 +98,10 @@ class Service:
         if not model:
             return "cpu"
         from candela_sdk.registry import model_device
+        from candela_sdk.settings import SdkSettings
 
-        return model_device(self.name, str(model))
+        device = model_device(self.name, str(model))  # checks the model even on a CPU cluster
+        return device if SdkSettings().gpu else "cpu"
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -48,6 +48,13 @@ class SdkSettings(BaseSettings):
     eodata_s3_secret_access_key: str | None = None
     eodata_s3_region: str | None = None
 
+    gpu: bool = Field(
+        True,
+        description="whether the cluster has GPU nodes; false (a CPU-only cluster): models "
+        "declared for a GPU run on CPU nodes with the plain images, slower but never waiting "
+        "for a GPU that does not exist",
+    )
+
     # services
     scratch: str | None = Field(None, description="folder for large temporaries (default: TMPDIR)")
     log_level: str = "INFO"
