@@ -44,6 +44,25 @@ def test_rows_group_mapped_steps_with_elapsed_and_eta() -> None:
     assert all(r.eta_s is None for r in no_history)
 
 
+def test_rows_follow_the_dag_order_when_airflow_gives_it() -> None:
+    """Airflow lists task instances alphabetically; the table shows the DAG's order."""
+    from candela.airflow_api import dag_order
+
+    listed = {"detect_changes": "none", "plan_run": "success", "publish": "none",
+              "search_products": "running", "zz_unknown": "none"}  # fmt: skip
+    dag = [
+        {"task_id": "publish", "downstream_task_ids": []},
+        {"task_id": "detect_changes", "downstream_task_ids": ["publish"]},
+        {"task_id": "plan_run", "downstream_task_ids": ["search_products"]},
+        {"task_id": "search_products", "downstream_task_ids": ["detect_changes"]},
+    ]
+    rows = progress.rows(listed, {}, {}, NOW, order=dag_order(dag))
+    assert [r.task for r in rows] == [
+        "plan_run", "search_products", "detect_changes", "publish", "zz_unknown"
+    ]  # fmt: skip
+    assert [r.task for r in progress.rows(listed, {}, {}, NOW)] == list(listed)  # no order
+
+
 def test_the_table_and_the_lines_fit_100_columns() -> None:
     from rich.console import Console
 

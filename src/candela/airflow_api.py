@@ -437,6 +437,14 @@ class AirflowClient(_Auth):
         }
         return RunStatus(run["state"], tasks, times)
 
+    def task_order(self, dag_id: str) -> list[str]:
+        """The DAG's task ids upstream first (:func:`dag_order`); empty when Airflow cannot say
+        (the order of a progress table is never worth an error)."""
+        try:
+            return dag_order(self.tasks(dag_id))
+        except AirflowApiError:
+            return []
+
     def step_durations(self, dag_id: str) -> dict[str, float]:
         """Median duration (s) of each step of ``dag_id`` in its earlier successful runs; empty
         when Airflow cannot say (an estimate is never worth an error)."""

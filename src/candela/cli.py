@@ -503,17 +503,18 @@ def _follow(client: Any, dag_id: str, run_id: str) -> Any:
     from candela import progress
 
     durations = client.step_durations(dag_id)
+    order = client.task_order(dag_id)
     started = time.monotonic()
     seen: dict[str, dict[str, str]] = {"tasks": {}}
 
     def view(st: Any) -> Any:
-        rows = progress.rows(st.tasks, st.times, durations)
+        rows = progress.rows(st.tasks, st.times, durations, order=order)
         return progress.table(st.state, rows, time.monotonic() - started)
 
     if not console.is_terminal:
 
         def lines(st: Any) -> None:
-            rows = progress.rows(st.tasks, st.times, durations)
+            rows = progress.rows(st.tasks, st.times, durations, order=order)
             clock = time.strftime("%H:%M:%S")
             for line in progress.changed_lines(seen["tasks"], st.tasks, rows, clock):
                 console.print(line, highlight=False, markup=False)

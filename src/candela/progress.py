@@ -55,8 +55,10 @@ def rows(
     times: dict[str, dict[str, Any]],
     durations: dict[str, float],
     now: dt.datetime | None = None,
+    order: list[str] | None = None,
 ) -> list[Row]:
-    """One row per step, in the order Airflow listed them."""
+    """One row per step: in ``order`` (the DAG's, :func:`candela.airflow_api.dag_order`) when
+    given, else in the order Airflow listed them; steps not in ``order`` come last."""
     now = now or dt.datetime.now(dt.UTC)
     groups: dict[str, list[str]] = {}
     for key in tasks:
@@ -79,6 +81,9 @@ def rows(
             elif all(s in ("none", "scheduled", "queued") for s in states):
                 eta = typical
         out.append(Row(task, _state_of(states), len(keys), elapsed, eta))
+    if order:
+        rank = {t: n for n, t in enumerate(order)}
+        out.sort(key=lambda r: rank.get(r.task, len(rank)))  # stable: the others keep theirs
     return out
 
 

@@ -237,7 +237,7 @@ def _prefix_from_results(dsn: str, dag_id: str, run_id: str) -> str | None:
 def airflow_state(dag_id: str, run_id: str, client: AirflowClient | None) -> AirflowState | None:
     """The run's state from Airflow's REST API (as the caller of the page); ``None`` when Airflow
     cannot be asked (no client: the app runs standalone; or Airflow does not answer)."""
-    from candela.airflow_api import AirflowApiError, dag_order, xcom_value
+    from candela.airflow_api import AirflowApiError, xcom_value
 
     if client is None:
         return None
@@ -256,11 +256,8 @@ def airflow_state(dag_id: str, run_id: str, client: AirflowClient | None) -> Air
     except AirflowApiError as exc:
         log.info("Airflow's state of %s/%s not available: %s", dag_id, run_id, exc)
         return None
-    try:  # the tasks in DAG order (upstream first), alphabetically if Airflow does not say
-        rank = {t: n for n, t in enumerate(dag_order(client.tasks(dag_id)))}
-    except AirflowApiError as exc:
-        log.info("the tasks of DAG %s not available: %s", dag_id, exc)
-        rank = {}
+    # the tasks in DAG order (upstream first), alphabetically if Airflow does not say
+    rank = {t: n for n, t in enumerate(client.task_order(dag_id))}
     tasks = [
         {
             "task_id": ti["task_id"],
