@@ -113,3 +113,34 @@ def test_a_failure_while_storing_leaves_no_row_and_no_quicklook(
     code, result, _ = _mine(capsys, "--stack", stack, "--size", "32", "--dsn", catalog_dsn,
                             "--quicklooks", str(ql))  # fmt: skip
     assert code == 0 and len(_rows(catalog_dsn)) == 11
+
+
+def test_quicklooks_left_by_a_killed_mining_do_not_block_the_stack(
+    stack: str,
+    catalog_dsn: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A mining killed (kill -9) after writing quicklooks but before its commit leaves files
+    that no row refers to: the next mining of the stack replaces them instead of refusing
+    forever; in a folder the caller chose, an existing file is still never rewritten."""
+    from candela_mine.core import default_quicklooks
+    from candela_sdk import storage
+
+    monkeypatch.setenv("CANDELA_STORAGE_ROOT", (tmp_path / "storage").as_uri())
+    folder = storage.parse(default_quicklooks(stack, 32))
+    left = folder.join("r0_c32.png").uri  # (0, 0) has no valid pixel: no patch
+    storage.write_bytes(left, b"half of an interrupted mining")
+    code, result, err = _mine(capsys, "--stack", stack, "--size", "32", "--dsn", catalog_dsn)
+    assert code == 0 and result["patches"] == len(_rows(catalog_dsn)) == 11, err
+    assert result["replaced_leftover_quicklooks"] == 1
+    assert storage.read_bytes(left).startswith(b"\x89PNG")  # a real quicklook now
+
+    mine_own = tmp_path / "ql"
+    mine_own.mkdir()
+    (mine_own / "r0_c64.png").write_bytes(b"someone else's file")
+    code, _, err = _mine(capsys, "--stack", stack, "--size", "64", "--dsn", catalog_dsn,
+                         "--quicklooks", str(mine_own))  # fmt: skip
+    assert code != 0 and "nothing rewritten" in err
+    assert (mine_own / "r0_c64.png").read_bytes() == b"someone else's file"

@@ -335,6 +335,7 @@ def run(params: MineParams) -> dict[str, Any]:
     fset = mined.rows[0]["feature_set"]
     written: list[str] = []
     copy_s = 0.0
+    leftovers = 0  # quicklooks of an interrupted earlier attempt, replaced
     try:
         with _connect(dsn) as conn:
             with conn.transaction():
@@ -342,12 +343,24 @@ def run(params: MineParams) -> dict[str, Any]:
                 _already(conn, stack_uri, params.size)
                 for row, png in zip(mined.rows, mined.pngs, strict=True):
                     if storage.exists(row["quicklook_uri"]):
-                        raise OutputError(
-                            f"{row['quicklook_uri']} exists (another mining of this stack?); "
-                            "nothing rewritten"
-                        )
+                        # the stack's own folder, its lock held and no row committed: the
+                        # quicklook of a mining killed before its commit (nothing refers to
+                        # it); a folder given by the caller may hold anything: never rewritten
+                        if params.quicklooks:
+                            raise OutputError(
+                                f"{row['quicklook_uri']} exists (another mining of this "
+                                "stack?); nothing rewritten"
+                            )
+                        leftovers += 1
                     storage.write_bytes(row["quicklook_uri"], png)
                     written.append(row["quicklook_uri"])
+                if leftovers:
+                    log.warning(
+                        "%d quicklook(s) of an interrupted mining of %s replaced (no row "
+                        "referred to them)",
+                        leftovers,
+                        stack_uri,
+                    )
                 ensure_feature_set(conn, fset, names)
                 t1 = time.monotonic()
                 count = copy_patches(conn, mined.rows)
@@ -366,6 +379,7 @@ def run(params: MineParams) -> dict[str, Any]:
         "dataset": params.dataset,
         "patches": count,
         "candidates": mined.candidates,
+        "replaced_leftover_quicklooks": leftovers,
         "size": params.size,
         "stride": params.stride,
         "feature_set": fset,
